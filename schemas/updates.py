@@ -1,0 +1,41 @@
+"""Unit updates: what a unit posts back about its work order."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.common import SCHEMA_VERSION, Contract
+
+
+class UnitAction(StrEnum):
+    acknowledge = "acknowledge"  # 签收
+    return_ = "return"  # 退单
+    resolve = "resolve"  # 办结
+    extend = "extend"  # 延期
+    callback = "callback"  # 回访
+
+
+class UnitUpdate(Contract):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+    ticket_id: str = Field(min_length=1, max_length=64)
+    action: UnitAction
+    unit: str = Field(min_length=1, max_length=64)
+    occurred_at: AwareDatetime
+    reason: str | None = Field(default=None, max_length=1000)
+    note: str | None = Field(default=None, max_length=2000)
+    new_due: AwareDatetime | None = None
+    satisfied: bool | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> UnitUpdate:
+        if self.action is UnitAction.return_ and not self.reason:
+            raise ValueError("reason: a return (退单) must give a reason")
+        if self.action is UnitAction.extend and self.new_due is None:
+            raise ValueError("new_due: an extension (延期) must give the new due time")
+        if self.action is UnitAction.callback and self.satisfied is None:
+            raise ValueError("satisfied: a callback (回访) must say whether the citizen is satisfied")
+        return self
