@@ -5,16 +5,19 @@ holds the JSON Schema files and the AsyncAPI document produced from them by
 ``hotline schemas generate``; a test fails when the checked-in copies drift.
 """
 
+from schemas.clock import ClockTick
 from schemas.common import Citation, Jurisdiction, Source, Urgency
 from schemas.dead_letters import DeadLetter
 from schemas.escalations import Escalation, EscalationKind
 from schemas.intake import Caller, IntakeEvent, Location
 from schemas.routing import Candidate, Outcome, RoutingDecision
+from schemas.triage import TriageItem
 from schemas.updates import UnitAction, UnitUpdate
 from schemas.work_orders import WorkOrder
 
 __all__ = [
     "Caller",
+    "ClockTick",
     "Candidate",
     "Citation",
     "DeadLetter",
@@ -26,6 +29,7 @@ __all__ = [
     "Outcome",
     "RoutingDecision",
     "Source",
+    "TriageItem",
     "UnitAction",
     "UnitUpdate",
     "Urgency",

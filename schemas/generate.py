@@ -1,0 +1,108 @@
+"""Generate JSON Schema files and the AsyncAPI 3.0 document from the pydantic models.
+
+``hotline schemas generate`` writes them into ``schemas/generated``; ``tests/unit/test_contracts.py``
+fails when the checked-in files differ from what the models produce.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from schemas import ClockTick, DeadLetter, Escalation, IntakeEvent, TriageItem, UnitUpdate, WorkOrder
+
+GENERATED = Path(__file__).resolve().parent / "generated"
+MODELS: dict[str, type[BaseModel]] = {
+    "intake_event": IntakeEvent,
+    "work_order": WorkOrder,
+    "triage_item": TriageItem,
+    "unit_update": UnitUpdate,
+    "escalation": Escalation,
+    "dead_letter": DeadLetter,
+    "clock_tick": ClockTick,
+}
+CHANNELS: list[tuple[str, str, str, str, str]] = [
+    # channel id, address, message, direction seen from the service, description
+    ("rawEvents", "hotline.events.raw", "intake_event", "receive", "Events from hotline systems, untrusted."),
+    ("acceptedEvents", "hotline.events.accepted", "intake_event", "send", "Validated, normalised events."),
+    ("workOrders", "hotline.workorders", "work_order", "send", "Every dispatch and re-dispatch."),
+    ("unitWorkOrders", "hotline.unit.{unit_code}", "work_order", "send",
+     "A unit's own work orders (lead, cooperating and territorial copies)."),
+    ("triage", "hotline.triage", "triage_item", "send", "Triage queue and 110/119/120 redirect records."),
+    ("unitUpdates", "hotline.updates", "unit_update", "receive", "Status posted back by units."),
+    ("returns", "hotline.returns", "unit_update", "send", "Returns (退单) accepted by the lifecycle, for the router."),
+    ("escalations", "hotline.escalations", "escalation", "send", "Warnings, breaches, disputes, campaign alarms."),
+    ("deadLetters", "hotline.deadletter", "dead_letter", "send", "Rejected input with reason and masked original."),
+    ("clock", "hotline.clock", "clock_tick", "receive", "Event-time clock for the SLA worker (ticks mode)."),
+]
+CE_HEADERS = {
+    "type": "object",
+    "description": "CloudEvents 1.0 attributes, Kafka protocol binding, binary content mode.",
+    "properties": {
+        "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_id": {"type": "string"},
+        "ce_source": {"type": "string", "examples": ["/hotline/router"]},
+        "ce_type": {"type": "string", "examples": ["cn.gov.12345.workorder.dispatched.v1"]},
+        "ce_time": {"type": "string", "format": "date-time"},
+        "ce_subject": {"type": "string", "description": "the ticket id, where there is one"},
+        "content-type": {"type": "string", "const": "application/json"},
+    },
+    "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"],
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {name: model.model_json_schema(mode="validation") for name, model in MODELS.items()}
+
+
+def asyncapi() -> dict[str, Any]:
+    from services.platform.codec import TYPES
+
+    messages = {
+        name: {"name": name, "contentType": "application/json", "headers": CE_HEADERS,
+               "payload": {"$ref": f"./{name}.v1.json"},
+               "description": f"ce_type = {TYPES[model]}"}
+        for name, model in MODELS.items()
+    }
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for cid, address, message, action, description in CHANNELS:
+        channel: dict[str, Any] = {"address": address, "description": description,
+                                   "messages": {message: {"$ref": f"#/components/messages/{message}"}}}
+        if "{unit_code}" in address:
+            channel["parameters"] = {"unit_code": {"description": "ASCII unit code from the rulebooks"}}
+        channels[cid] = channel
+        operations[f"{action}{cid[0].upper()}{cid[1:]}"] = {
+            "action": action, "channel": {"$ref": f"#/channels/{cid}"},
+            "messages": [{"$ref": f"#/channels/{cid}/messages/{message}"}]}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "12345 hotline & work-order dispatch", "version": "1.0.0",
+                 "description": "Topics of the intake, router and SLA services. Topic names carry the configurable "
+                                "prefix (default 'hotline'). Keys are ticket ids unless stated."},
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def rendered() -> dict[str, str]:
+    files = {f"{name}.v1.json": json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+             for name, schema in json_schemas().items()}
+    files["asyncapi.yaml"] = yaml.safe_dump(asyncapi(), allow_unicode=True, sort_keys=False, width=120)
+    return files
+
+
+def write_all(directory: Path = GENERATED) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in rendered().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -1,0 +1,1 @@
+"""12345 hotline & work-order dispatch services."""

@@ -1,0 +1,195 @@
+"""``hotline``: the command line of the 12345 dispatch service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+app = typer.Typer(help="12345 hotline & work-order dispatch: intake, routing and SLA on Kafka and PostgreSQL.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+db_app = typer.Typer(help="PostgreSQL schema.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Generated contracts (JSON Schema, AsyncAPI).", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+app.add_typer(schemas_app, name="schemas")
+console = Console(stderr=True)
+
+
+def _router():  # type: ignore[no-untyped-def]
+    from services.domain.routing import Router
+
+    return Router.load()
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic with its explicit partition count (idempotent)."""
+    from services.platform.kafka_admin import all_specs, create_topics
+    from services.platform.settings import get_settings
+
+    settings = get_settings()
+    units = [(code, name) for _, code, name in _router().all_units()]
+    results = asyncio.run(create_topics(settings, all_specs(settings, units)))
+    table = Table("topic", "partitions", "status")
+    for r in results:
+        table.add_row(r.name, str(r.partitions), r.status)
+    console.print(table)
+    if any(r.status.startswith("exists-with") for r in results):
+        console.print("[red]some topics exist with a different partition count; see the status column[/red]")
+        raise typer.Exit(1)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic plan: name, partitions, key and what each carries."""
+    from services.platform.kafka_admin import all_specs
+    from services.platform.settings import get_settings
+
+    settings = get_settings()
+    units = [(code, name) for _, code, name in _router().all_units()]
+    for spec in all_specs(settings, units):
+        print(json.dumps(spec.__dict__, ensure_ascii=False))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending database migrations."""
+    from services.platform.db import migrate
+    from services.platform.settings import get_settings
+
+    applied = asyncio.run(migrate(get_settings().database_url))
+    console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Argument(help="intake | router | sla")]) -> None:
+    """Run one service's Faust worker (its own consumer group, /metrics on its port)."""
+    from services.platform.logging import configure
+    from services.platform.run import run_worker
+    from services.platform.settings import get_settings
+
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format, service)
+    if service == "intake":
+        from services.intake.agents import build
+
+        faust_app = build(settings)
+    elif service == "router":
+        from services.router.agents import build as build_router
+
+        faust_app = build_router(settings, _router())
+    elif service == "sla":
+        from services.domain.sla import SlaRules
+        from services.sla.agents import build as build_sla
+
+        faust_app = build_sla(settings, SlaRules.load())
+    else:
+        raise typer.BadParameter("service must be intake, router or sla")
+    sys.argv = [sys.argv[0], "worker"]
+    run_worker(faust_app, settings)
+
+
+def _read_input(path: str) -> list[bytes]:
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+@app.command()
+def classify(input: Annotated[str, typer.Option("--input", help="JSONL file of intake events, or - for stdin")]) -> None:
+    """Route each event offline and print one JSON decision per line."""
+    from services.domain.intake import accept_event
+    from services.domain.validation import Rejection
+
+    router = _router()
+    for number, raw in enumerate(_read_input(input), 1):
+        event = accept_event(raw)
+        if isinstance(event, Rejection):
+            print(json.dumps({"line": number, "rejected": True, "reason": event.reason, "field": event.field,
+                              "error": event.error}, ensure_ascii=False))
+            continue
+        d = router.route(event)
+        print(json.dumps({
+            "event_id": event.event_id, "jurisdiction": event.jurisdiction.value, "outcome": d.outcome.value,
+            "category": d.category, "lead_unit": d.lead_unit, "cooperating_units": d.cooperating_units,
+            "territorial_unit": d.territorial_unit, "confidence": d.confidence, "needs_triage": d.needs_triage,
+            "triage_reason": d.triage_reason, "redirect_to": d.redirect_to, "rule_id": d.rule_id,
+            "matched_terms": d.matched_terms,
+            "runner_up": d.runner_up.model_dump(mode="json") if d.runner_up else None,
+            "citations": [c.model_dump() for c in d.citations], "explanation": d.explanation,
+        }, ensure_ascii=False))
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Option(help="JSONL file of intake events")],
+    out: Annotated[Path, typer.Option(help="output directory")],
+    updates: Annotated[Optional[Path], typer.Option(help="JSONL file of unit updates")] = None,
+    until: Annotated[Optional[str], typer.Option(help="ISO 8601 time the clock runs to (default: last event)")] = None,
+) -> None:
+    """Run intake → router → SLA offline in event time over the same domain functions as the workers."""
+    from services.domain.sla import SlaRules
+    from services.platform.settings import get_settings
+    from services.replay.runner import run, write
+
+    until_at = datetime.fromisoformat(until) if until else None
+    if until_at is not None and until_at.tzinfo is None:
+        raise typer.BadParameter("--until needs a UTC offset, e.g. 2025-07-01T00:00:00+08:00")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("replaying", total=None)
+        result = run(events, updates, _router(), SlaRules.load(), until=until_at,
+                     max_returns=get_settings().max_returns, progress=lambda n: progress.advance(task, n))
+    write(result, out)
+    console.print_json(json.dumps(result.summary, ensure_ascii=False))
+
+
+@app.command("evaluate-routing")
+def evaluate_routing(
+    input: Annotated[Path, typer.Option("--input", help="labelled JSONL set")] = Path("tests/data/routing_eval.jsonl"),
+) -> None:
+    """Accuracy of the rulebooks on a labelled set, per jurisdiction, as Markdown."""
+    from services.domain.routing.evaluation import evaluate, render_markdown
+
+    rows = [json.loads(line) for line in input.read_text(encoding="utf-8").splitlines() if line.strip()]
+    print(render_markdown(evaluate(_router(), rows)))
+
+
+@schemas_app.command("generate")
+def schemas_generate() -> None:
+    """Write JSON Schema files and the AsyncAPI document into schemas/generated."""
+    from schemas.generate import write_all
+
+    for path in write_all():
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="how many sample events to generate")] = 400,
+    seed: Annotated[int, typer.Option(help="random seed of the sample")] = 12345,
+    keep: Annotated[bool, typer.Option(help="keep running after the summary until Ctrl-C")] = False,
+) -> None:
+    """Start the embedded broker and database and the three workers, feed a realistic sample, show the result."""
+    from services.demo.runner import run_demo
+
+    raise typer.Exit(run_demo(n_events=events, seed=seed, keep=keep, console=console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

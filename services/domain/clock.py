@@ -1,0 +1,122 @@
+"""Working-day arithmetic on the Chinese calendar (statutory holidays and 调休 make-up days).
+
+``chinese_calendar`` knows 2004–2026. Later years come from an override file (the State Council
+publishes each schedule late in the year before). A year known to neither falls back to
+"Monday to Friday" and is recorded in ``WorkCalendar.fallback_years`` so the adapter can log it and
+expose it as a metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import chinese_calendar
+import yaml
+
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class YearOverride:
+    holidays: frozenset[date]
+    workdays: frozenset[date]
+    source: str
+
+
+def load_overrides(path: Path) -> dict[int, YearOverride]:
+    """Read ``{year: {holidays: [...], workdays: [...], source: ...}}`` from YAML."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    years: dict[int, YearOverride] = {}
+    for year, spec in (raw.get("years") or {}).items():
+        spec = spec or {}
+        years[int(year)] = YearOverride(
+            holidays=frozenset(_dates(spec.get("holidays"))),
+            workdays=frozenset(_dates(spec.get("workdays"))),
+            source=str(spec.get("source", "")),
+        )
+    return years
+
+
+def _dates(items: list[object] | None) -> list[date]:
+    out: list[date] = []
+    for item in items or []:
+        if isinstance(item, date):
+            out.append(item)
+        else:
+            text = str(item)
+            if ".." in text:  # a range "2027-10-01..2027-10-07"
+                start, end = (date.fromisoformat(x) for x in text.split(".."))
+                out.extend(start + timedelta(days=i) for i in range((end - start).days + 1))
+            else:
+                out.append(date.fromisoformat(text))
+    return out
+
+
+@dataclass
+class WorkCalendar:
+    """Answers "is this a working day" and adds working time to an instant.
+
+    Working time accrues only on working days, 24 hours each: five working days after Monday 10:00
+    is the next Monday 10:00 (if no holiday intervenes). Day boundaries are in China Standard Time.
+    """
+
+    overrides: dict[int, YearOverride] = field(default_factory=dict)
+    fallback_years: set[int] = field(default_factory=set)
+    _cache: dict[date, bool] = field(default_factory=dict, repr=False)
+
+    def is_workday(self, day: date) -> bool:
+        cached = self._cache.get(day)
+        if cached is not None:
+            return cached
+        result = self._lookup(day)
+        self._cache[day] = result
+        return result
+
+    def _lookup(self, day: date) -> bool:
+        override = self.overrides.get(day.year)
+        if override is not None:
+            if day in override.holidays:
+                return False
+            if day in override.workdays:
+                return True
+            return day.weekday() < 5
+        try:
+            return bool(chinese_calendar.is_workday(day))
+        except NotImplementedError:
+            self.fallback_years.add(day.year)
+            return day.weekday() < 5
+
+    def add_working_days(self, start: datetime, days: float) -> datetime:
+        """The instant when ``days`` × 24 h of working-day time have elapsed after ``start``."""
+        local = start.astimezone(CHINA_TZ)
+        remaining = timedelta(days=days)
+        day = local.date()
+        cursor = local
+        while True:
+            if self.is_workday(day):
+                end_of_day = datetime.combine(day + DAY, time(0), CHINA_TZ)
+                available = end_of_day - cursor
+                if remaining <= available:
+                    return (cursor + remaining).astimezone(start.tzinfo)
+                remaining -= available
+            day += DAY
+            cursor = datetime.combine(day, time(0), CHINA_TZ)
+
+    def working_days_between(self, start: datetime, end: datetime) -> float:
+        """Working-day time between two instants, in days (negative if ``end`` precedes ``start``)."""
+        if end < start:
+            return -self.working_days_between(end, start)
+        cursor = start.astimezone(CHINA_TZ)
+        stop = end.astimezone(CHINA_TZ)
+        total = timedelta()
+        while cursor < stop:
+            next_midnight = datetime.combine(cursor.date() + DAY, time(0), CHINA_TZ)
+            segment_end = min(next_midnight, stop)
+            if self.is_workday(cursor.date()):
+                total += segment_end - cursor
+            cursor = segment_end
+        return total / DAY

@@ -1,0 +1,116 @@
+"""The router's service layer: decide on a new ticket, and re-dispatch after a return (退单).
+
+Pure: the caller loads the ticket's ``RouterTicket`` (or None), calls one function and stores and
+publishes what it returns. The replay and the Faust agent both call these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import Escalation, EscalationKind, IntakeEvent, Outcome, RoutingDecision, TriageItem, UnitUpdate, WorkOrder
+from services.domain.deadlines import escalation_id
+
+
+class Routes(Protocol):
+    """What dispatch needs from the rulebooks (``services.domain.routing.Router`` provides it)."""
+
+    version: str
+
+    def route(self, event: IntakeEvent, *, exclude_units: set[str] | frozenset[str] = ...) -> RoutingDecision: ...
+
+    def triage_unit(self, jurisdiction: str) -> str: ...
+
+
+class RouterTicket(BaseModel):
+    """What the router remembers per ticket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: IntakeEvent
+    dispatch_seq: int = 0
+    current_unit: str | None = None
+    tried_units: list[str] = Field(default_factory=list)
+    returns: list[dict[str, str]] = Field(default_factory=list)
+    handled_returns: list[str] = Field(default_factory=list)
+    in_triage: bool = False
+
+
+@dataclass
+class RouterOutput:
+    ticket: RouterTicket
+    decision: RoutingDecision | None = None
+    work_order: WorkOrder | None = None
+    triage: TriageItem | None = None
+    escalations: list[Escalation] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def _work_order(ticket: RouterTicket, decision: RoutingDecision, seq: int, at: datetime) -> WorkOrder:
+    event = ticket.event
+    assert decision.lead_unit is not None and decision.category is not None
+    return WorkOrder(
+        work_order_id=f"{event.event_id}#{seq}", ticket_id=event.event_id, dispatch_seq=seq,
+        jurisdiction=event.jurisdiction, source=event.source, category=decision.category, urgency=event.urgency,
+        lead_unit=decision.lead_unit, cooperating_units=decision.cooperating_units,
+        territorial_unit=decision.territorial_unit, previous_units=list(ticket.tried_units), content=event.content,
+        address=event.address, caller=event.caller, campaigns=event.campaigns, opened_at=event.occurred_at,
+        dispatched_at=at, decision=decision)
+
+
+def _triage_item(event: IntakeEvent, decision: RoutingDecision, queue: str) -> TriageItem:
+    return TriageItem(ticket_id=event.event_id, jurisdiction=event.jurisdiction, source=event.source,
+                      urgency=event.urgency, campaigns=event.campaigns, opened_at=event.occurred_at,
+                      content=event.content, address=event.address, queue=queue, decision=decision)
+
+
+def _emit(ticket: RouterTicket, decision: RoutingDecision, router: Routes, at: datetime) -> RouterOutput:
+    if decision.outcome == "dispatch" and decision.lead_unit:
+        seq = ticket.dispatch_seq + 1
+        order = _work_order(ticket, decision, seq, at)
+        ticket = ticket.model_copy(update={"dispatch_seq": seq, "current_unit": decision.lead_unit,
+                                           "tried_units": [*ticket.tried_units, decision.lead_unit]})
+        return RouterOutput(ticket, decision, work_order=order)
+    queue = router.triage_unit(str(ticket.event.jurisdiction))
+    ticket = ticket.model_copy(update={"in_triage": True, "current_unit": None})
+    return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue))
+
+
+def decide(existing: RouterTicket | None, event: IntakeEvent, router: Routes) -> RouterOutput:
+    """First decision for an accepted event; a redelivered event changes nothing."""
+    if existing is not None:
+        return RouterOutput(existing, duplicate=True)
+    decision = router.route(event)
+    return _emit(RouterTicket(event=event), decision, router, event.occurred_at)
+
+
+def _to_triage(decision: RoutingDecision, reason: str, explanation: str) -> RoutingDecision:
+    return decision.model_copy(update={"outcome": Outcome.triage, "needs_triage": True, "triage_reason": reason,
+                                       "lead_unit": None, "cooperating_units": [], "explanation": explanation})
+
+
+def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_returns: int = 2) -> RouterOutput:
+    """A unit returned the ticket: try the next candidate, or after ``max_returns`` returns (or with no
+    candidate left) hand it to triage and raise an ``ownership_dispute``."""
+    if returned.event_id in ticket.handled_returns:
+        return RouterOutput(ticket, duplicate=True)
+    returns = [*ticket.returns, {"unit": returned.unit, "reason": returned.reason or "", "at": returned.occurred_at.isoformat()}]
+    ticket = ticket.model_copy(update={"returns": returns, "handled_returns": [*ticket.handled_returns, returned.event_id]})
+    decision = router.route(ticket.event, exclude_units=frozenset(ticket.tried_units))
+    tried = "、".join(ticket.tried_units)
+    if len(returns) >= max_returns or decision.outcome != "dispatch":
+        why = (f"returned {len(returns)} times (by {tried})" if len(returns) >= max_returns
+               else f"no candidate left after returns by {tried}")
+        decision = _to_triage(decision, "ownership_dispute", f"Ownership dispute: {why}; the dispatch desk decides.")
+        out = _emit(ticket, decision, router, returned.occurred_at)
+        out.escalations.append(Escalation(
+            escalation_id=escalation_id(EscalationKind.ownership_dispute.value, ticket.event.event_id, len(returns)),
+            kind=EscalationKind.ownership_dispute, jurisdiction=ticket.event.jurisdiction,
+            ticket_id=ticket.event.event_id, unit=returned.unit, level=2, at=returned.occurred_at,
+            details={"returns": returns, "units_tried": ticket.tried_units, "queue": out.triage.queue if out.triage else None}))
+        return out
+    return _emit(ticket, decision, router, returned.occurred_at)

@@ -1,0 +1,180 @@
+"""The work-order lifecycle: 派单 → 签收 → 办结 → 回访, with 退单, 延期 and 重办.
+
+Pure functions over ``TicketState``: each returns a new state (the input is never mutated) or a
+``Rejection`` naming why the update cannot apply. Nothing here raises on bad input from a unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas import RoutingDecision, UnitAction, UnitUpdate, WorkOrder
+from services.domain.clock import WorkCalendar
+from services.domain.policies import Policy
+from services.domain.validation import Rejection
+from services.domain.tickets import OPEN_FOR_UNIT, Cycle, DueSegment, Status, TicketState, Transition
+
+MAX_REMEMBERED_UPDATES = 256
+
+
+@dataclass(frozen=True)
+class Applied:
+    state: TicketState
+    transition: Transition
+    redispatch: bool = False  # a valid 退单: the router must pick the next unit
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    state: TicketState
+
+
+def _transition(state: TicketState, update_id: str, action: str, to: Status, unit: str | None, at: datetime,
+                reason: str | None = None, note: str | None = None) -> Transition:
+    return Transition(seq=len(state.transitions) + 1, update_id=update_id, action=action,
+                      from_status=state.status if state.transitions else None, to_status=to, unit=unit, at=at,
+                      reason=reason, note=note)
+
+
+def _with(state: TicketState, transition: Transition, **changes: object) -> TicketState:
+    transitions = sorted([*state.transitions, transition], key=lambda t: (t.at, t.seq))
+    applied = [*state.applied_updates, transition.update_id][-MAX_REMEMBERED_UPDATES:]
+    return state.model_copy(update={"transitions": transitions, "applied_updates": applied, "status": transition.to_status,
+                                    **changes})
+
+
+def new_cycle(state: TicketState, kind: str, unit: str, start: datetime, policy: Policy, calendar: WorkCalendar,
+              with_ack: bool) -> Cycle:
+    limit = policy.resolve if kind == "dispatch" else policy.rehandle
+    return Cycle(index=len(state.cycles) + 1, kind=kind, dispatch_seq=state.dispatch_seq, unit=unit, start=start,
+                 ack_due=policy.ack.after(start, calendar) if with_ack else None,
+                 due=[DueSegment(effective_from=start, due=limit.after(start, calendar))])
+
+
+def open_ticket(order: WorkOrder | None, decision: RoutingDecision, *, source: str, urgency: str, campaigns: list[str],
+                opened_at: datetime) -> TicketState:
+    """A fresh state for a ticket the router has decided on (dispatch, triage or redirect)."""
+    status = {"dispatch": Status.dispatched, "triage": Status.triage, "redirect": Status.redirected}[decision.outcome]
+    return TicketState(ticket_id=decision.event_id, jurisdiction=str(decision.jurisdiction), source=source,
+                       category=decision.category, urgency=urgency, campaigns=list(campaigns), opened_at=opened_at,
+                       status=status)
+
+
+def apply_decision(state: TicketState | None, decision: RoutingDecision, *, source: str, urgency: str,
+                   campaigns: list[str], opened_at: datetime) -> TicketState | Duplicate:
+    """Record a triage or redirect decision (no work order, so no unit clocks)."""
+    if state is not None:
+        return Duplicate(state)
+    fresh = open_ticket(None, decision, source=source, urgency=urgency, campaigns=campaigns, opened_at=opened_at)
+    transition = _transition(fresh, f"decision:{decision.event_id}", str(decision.outcome), fresh.status, None, opened_at,
+                             reason=decision.triage_reason or decision.redirect_to)
+    return _with(fresh, transition)
+
+
+def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy,
+                     calendar: WorkCalendar) -> TicketState | Duplicate:
+    """A dispatch (seq 1) or a re-dispatch after a return (seq > 1): a new cycle for the new lead unit."""
+    if state is not None and order.dispatch_seq <= state.dispatch_seq:
+        return Duplicate(state)
+    if state is None:
+        state = open_ticket(order, order.decision, source=str(order.source), urgency=str(order.urgency),
+                            campaigns=order.campaigns, opened_at=order.opened_at)
+    state = state.model_copy(update={"dispatch_seq": order.dispatch_seq, "category": order.category,
+                                     "policy": policy.name})
+    cycles = [c if c.ended_at else c.model_copy(update={"ended_at": order.dispatched_at}) for c in state.cycles]
+    state = state.model_copy(update={"cycles": cycles})
+    cycle = new_cycle(state, "dispatch", order.lead_unit, order.dispatched_at, policy, calendar, with_ack=True)
+    transition = _transition(state, f"dispatch:{order.work_order_id}", "dispatch", Status.dispatched, order.lead_unit,
+                             order.dispatched_at)
+    return _with(state, transition, unit=order.lead_unit, cycles=[*cycles, cycle],
+                 first_dispatched_at=state.first_dispatched_at or order.dispatched_at)
+
+
+def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy | None,
+                 calendar: WorkCalendar) -> Applied | Rejection | Duplicate:
+    if state is None or policy is None:
+        return Rejection("unknown_ticket", "ticket_id", f"no work order {update.ticket_id!r} is known")
+    if update.event_id in state.applied_updates:
+        return Duplicate(state)
+    cycle = state.cycle
+    if state.status in (Status.triage, Status.redirected) or cycle is None:
+        return Rejection("invalid_transition", "action",
+                         f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible")
+    if update.action is not UnitAction.callback and update.unit != state.unit:
+        return Rejection("unit_mismatch", "unit", f"ticket is held by {state.unit!r}, not {update.unit!r}")
+    if update.occurred_at < cycle.start:
+        return Rejection("before_dispatch", "occurred_at",
+                         f"{update.occurred_at.isoformat()} precedes the current dispatch at {cycle.start.isoformat()}")
+    handler = _HANDLERS[update.action]
+    return handler(state, cycle, update, policy, calendar)
+
+
+def _illegal(state: TicketState, update: UnitUpdate) -> Rejection:
+    return Rejection("invalid_transition", "action",
+                     f"{update.action.value} is not possible while the ticket is {state.status.value}")
+
+
+def _acknowledge(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    if state.status is not Status.dispatched:
+        return _illegal(state, update)
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"acked_at": update.occurred_at})]
+    transition = _transition(state, update.event_id, "acknowledge", Status.acknowledged, update.unit,
+                             update.occurred_at, note=update.note)
+    return Applied(_with(state, transition, cycles=cycles), transition)
+
+
+def _return(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    if state.status not in (Status.dispatched, Status.acknowledged):
+        return _illegal(state, update)
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"ended_at": update.occurred_at})]
+    transition = _transition(state, update.event_id, "return", Status.returned, update.unit, update.occurred_at,
+                             reason=update.reason, note=update.note)
+    return Applied(_with(state, transition, cycles=cycles, returns=state.returns + 1), transition, redispatch=True)
+
+
+def _resolve(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    if state.status not in OPEN_FOR_UNIT:
+        return _illegal(state, update)
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"resolved_at": update.occurred_at})]
+    transition = _transition(state, update.event_id, "resolve", Status.resolved, update.unit, update.occurred_at,
+                             note=update.note)
+    return Applied(_with(state, transition, cycles=cycles), transition)
+
+
+def _extend(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    if state.status not in OPEN_FOR_UNIT:
+        return _illegal(state, update)
+    current = cycle.resolve_due_at(update.occurred_at)
+    if update.new_due is None or update.new_due <= current:
+        return Rejection("extension_not_later", "new_due",
+                         f"new_due must be later than the current deadline {current.isoformat()}")
+    segment = DueSegment(effective_from=update.occurred_at, due=update.new_due)
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"due": [*cycle.due, segment]})]
+    transition = _transition(state, update.event_id, "extend", state.status, update.unit, update.occurred_at,
+                             reason=update.reason, note=f"due {current.isoformat()} -> {update.new_due.isoformat()}")
+    return Applied(_with(state, transition, cycles=cycles), transition)
+
+
+def _callback(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    if state.status is not Status.resolved:
+        return _illegal(state, update)
+    if update.satisfied:
+        transition = _transition(state, update.event_id, "callback", Status.closed, update.unit, update.occurred_at,
+                                 note=update.note)
+        return Applied(_with(state, transition), transition)
+    ended = [*state.cycles[:-1], cycle.model_copy(update={"ended_at": update.occurred_at})]
+    reopened = state.model_copy(update={"cycles": ended})
+    fresh = new_cycle(reopened, "reopen", cycle.unit, update.occurred_at, policy, calendar, with_ack=False)
+    transition = _transition(state, update.event_id, "callback", Status.reopened, update.unit, update.occurred_at,
+                             reason=update.reason, note=update.note)
+    return Applied(_with(reopened, transition, cycles=[*ended, fresh], reopens=state.reopens + 1), transition)
+
+
+_HANDLERS = {
+    UnitAction.acknowledge: _acknowledge,
+    UnitAction.return_: _return,
+    UnitAction.resolve: _resolve,
+    UnitAction.extend: _extend,
+    UnitAction.callback: _callback,
+}

@@ -1,0 +1,133 @@
+"""Assembling RoutingDecision objects (with their citations and one-sentence explanation)."""
+
+from __future__ import annotations
+
+from schemas.intake import IntakeEvent
+from schemas.routing import Candidate, Outcome, RoutingDecision
+from services.domain.routing.rulebook import Common, Rulebook
+from services.domain.routing.scoring import Scored
+from services.domain.routing.screening import Emergency, OutOfScopeFinding
+from services.domain.routing.territory import TerritoryMatch
+
+_SOURCE_ZH = {"address": "地址", "content": "诉求内容"}
+
+
+class DecisionBuilder:
+    def __init__(
+        self,
+        event: IntakeEvent,
+        book: Rulebook,
+        common: Common,
+        version: str,
+        territory: TerritoryMatch | None,
+    ) -> None:
+        self._event = event
+        self._book = book
+        self._common = common
+        self._version = version
+        self._territory = territory
+
+    def _territory_phrase(self) -> str:
+        t = self._territory
+        if t is None:
+            return "地址和内容均未识别出街镇"
+        return f"街镇{t.name}取自{_SOURCE_ZH[t.source]}（“{t.term}”）"
+
+    def _strength(self, score: float) -> float:
+        return round(score / (score + self._common.scoring.strength_k), 4)
+
+    def _base(self, **fields: object) -> RoutingDecision:
+        return RoutingDecision(
+            event_id=self._event.event_id,
+            jurisdiction=self._event.jurisdiction,
+            territorial_unit=self._territory.name if self._territory else None,
+            rulebook_version=self._version,
+            **fields,
+        )
+
+    def redirect(self, em: Emergency) -> RoutingDecision:
+        terms = "、".join(em.terms)
+        return self._base(
+            outcome=Outcome.redirect,
+            confidence=self._strength(em.score),
+            needs_triage=False,
+            redirect_to=em.redirect_to,
+            rule_id=f"common.emergency.{em.redirect_to}",
+            matched_terms=list(em.terms),
+            citations=[self._common.emergency_citation],
+            explanation=(
+                f"命中正在发生的紧急情况用语「{terms}」（common.emergency.{em.redirect_to}），"
+                f"不派工单，转{em.redirect_to}；{self._territory_phrase()}。"
+            ),
+        )
+
+    def out_of_scope(self, oos: OutOfScopeFinding, candidates: list[Candidate]) -> RoutingDecision:
+        terms = "、".join(oos.terms)
+        return self._base(
+            outcome=Outcome.triage,
+            confidence=self._strength(oos.score),
+            needs_triage=True,
+            triage_reason=f"out_of_scope:{oos.reason}",
+            rule_id=f"common.out_of_scope.{oos.reason}",
+            matched_terms=list(oos.terms),
+            runner_up=candidates[0] if candidates else None,
+            candidates=candidates,
+            citations=[self._common.out_of_scope_citation],
+            explanation=(
+                f"命中非城市管理事项用语「{terms}」（common.out_of_scope.{oos.reason}），"
+                f"转{self._book.triage_unit}人工分拨或告知办理渠道；{self._territory_phrase()}。"
+            ),
+        )
+
+    def triage(self, reason: str, conf: float, candidates: list[Candidate]) -> RoutingDecision:
+        best = candidates[0] if candidates else None
+        listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates) or "无"
+        return self._base(
+            outcome=Outcome.triage,
+            confidence=conf,
+            needs_triage=True,
+            triage_reason=reason,
+            rule_id=best.rule_id if best else None,
+            category=best.category if best else None,
+            matched_terms=list(best.matched_terms) if best else [],
+            runner_up=candidates[1] if len(candidates) > 1 else None,
+            candidates=candidates,
+            citations=[self._common.triage_citation],
+            explanation=(
+                f"无法自动确定牵头单位（{reason}，置信度{conf:.2f}），候选规则：{listed}，"
+                f"转{self._book.triage_unit}人工分拨；{self._territory_phrase()}。"
+            ),
+        )
+
+    def dispatch(
+        self,
+        best: Scored,
+        lead: str,
+        conf: float,
+        ranked: list[Candidate],
+        excluded: frozenset[str],
+    ) -> RoutingDecision:
+        rule = best.rule
+        cooperating = [u for u in rule.cooperating if u != lead]
+        territory = self._territory.name if self._territory else None
+        if rule.territory_cooperates and territory and territory != lead and territory not in cooperating:
+            cooperating.append(territory)
+        terms = "、".join(best.terms) + ("（另有类别提示加分）" if best.hinted else "")
+        redispatch = f"，已排除退单单位{'、'.join(sorted(excluded))}" if excluded else ""
+        return self._base(
+            outcome=Outcome.dispatch,
+            category=rule.category,
+            lead_unit=lead,
+            cooperating_units=cooperating,
+            confidence=conf,
+            needs_triage=False,
+            rule_id=rule.id,
+            matched_terms=list(best.terms),
+            runner_up=ranked[1] if len(ranked) > 1 else None,
+            candidates=ranked,
+            citations=[rule.citation],
+            explanation=(
+                f"规则{rule.id}命中「{terms}」，按{rule.citation.file}“{rule.citation.clause[:40]}”"
+                f"由{lead}牵头{redispatch}；{self._territory_phrase()}。"
+            ),
+        )

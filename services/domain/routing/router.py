@@ -1,0 +1,149 @@
+"""The router: IntakeEvent -> RoutingDecision, pure and deterministic, driven by the YAML rulebooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.intake import IntakeEvent
+from schemas.common import Source
+from schemas.routing import Candidate, RoutingDecision
+from services.domain.routing.decisions import DecisionBuilder
+from services.domain.routing.matching import Entry, Kind, PhraseIndex, length_weight
+from services.domain.routing.rulebook import TERRITORY_LEAD, Library, Rule, Rulebook, Term, load_library
+from services.domain.routing.scoring import Scored, confidence, score_rules
+from services.domain.routing.screening import Screener
+from services.domain.routing.territory import TerritoryIndex
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """Everything built once per jurisdiction at load time."""
+
+    book: Rulebook
+    rules: list[Rule]
+    allowed: dict[str, frozenset[Source]]
+    index: PhraseIndex
+    territories: TerritoryIndex
+    codes: dict[str, str]  # unit or territory name -> ASCII code
+    threshold: float
+
+
+class Router:
+    def __init__(self, library: Library) -> None:
+        self._lib = library
+        self._screener = Screener(library.common)
+        self._compiled = {j: self._compile(book) for j, book in library.books.items()}
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Router:
+        return cls(load_library(path))
+
+    @property
+    def version(self) -> str:
+        return self._lib.version
+
+    # ----------------------------------------------------------------- lookups
+    def unit_code(self, jurisdiction: str, unit_name: str) -> str:
+        return self._compiled[str(jurisdiction)].codes[unit_name]
+
+    def all_units(self) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        for j, book in sorted(self._lib.books.items()):
+            out.extend((j, u.code, u.name) for u in [*book.units, *book.territories])
+        return out
+
+    def triage_unit(self, jurisdiction: str) -> str:
+        return self._lib.books[str(jurisdiction)].triage_unit
+
+    def rulebook(self, jurisdiction: str) -> Rulebook:
+        return self._lib.books[str(jurisdiction)]
+
+    @property
+    def library(self) -> Library:
+        return self._lib
+
+    # ----------------------------------------------------------------- build
+    def _weight(self, term: Term) -> float:
+        s = self._lib.common.scoring
+        return term.weight if term.weight is not None else length_weight(term.term, s.length_weights, s.max_weight)
+
+    def _compile(self, book: Rulebook) -> _Compiled:
+        common = self._lib.common
+        phrases: list[tuple[str, Entry]] = []
+        allowed: dict[str, frozenset[Source]] = {}
+        for rule in book.rules:
+            cat = self._lib.categories[rule.category]
+            for term in [*cat.keywords, *rule.keywords]:
+                phrases.append((term.term, Entry(Kind.rule, rule.id, self._weight(term))))
+            for term in [*cat.exclude, *rule.exclude]:
+                phrases.append((term.term, Entry(Kind.veto, rule.id, 0.0)))
+            sources = rule.sources if rule.sources is not None else cat.sources
+            allowed[rule.id] = frozenset(sources) if sources is not None else frozenset(Source)
+        for channel in common.emergency:
+            phrases.extend((t.term, Entry(Kind.emergency, channel.redirect_to, self._weight(t))) for t in channel.terms)
+        phrases.extend((t.term, Entry(Kind.not_emergency, "", 0.0)) for t in common.not_emergency)
+        for oos in common.out_of_scope:
+            phrases.extend((t.term, Entry(Kind.out_of_scope, oos.reason, self._weight(t))) for t in oos.terms)
+        codes = {u.name: u.code for u in [*book.units, *book.territories]}
+        threshold = book.confidence_threshold
+        return _Compiled(
+            book=book,
+            rules=list(book.rules),
+            allowed=allowed,
+            index=PhraseIndex(phrases),
+            territories=TerritoryIndex(book.territories, book.road_suffixes or common.road_suffixes),
+            codes=codes,
+            threshold=threshold if threshold is not None else common.scoring.confidence_threshold,
+        )
+
+    # ----------------------------------------------------------------- route
+    def route(self, event: IntakeEvent, exclude_units: Iterable[str] | None = None) -> RoutingDecision:
+        comp = self._compiled[str(event.jurisdiction)]
+        common = self._lib.common
+        excluded = frozenset(exclude_units or ())
+        hits = comp.index.scan_dominant(event.content)
+        territory = comp.territories.resolve(event.address, event.content)
+        out = DecisionBuilder(event, comp.book, common, self.version, territory)
+
+        emergency = self._screener.emergency(event.content, hits)
+        if emergency is not None:
+            return out.redirect(emergency)
+
+        scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring)
+        territory_name = territory.name if territory else None
+        candidates = [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
+
+        oos = self._screener.out_of_scope(hits)
+        if oos is not None and (not scored or oos.score >= scored[0].score):
+            return out.out_of_scope(oos, candidates)
+        if not scored:
+            return out.triage("no_rule_matched", 0.0, candidates)
+
+        eligible = [s for s in scored if self._lead(s.rule, territory_name) not in excluded | {None}]
+        if not eligible:
+            reason = "all_candidates_excluded" if excluded else "no_territory_for_territorial_rule"
+            return out.triage(reason, 0.0, candidates)
+        best = eligible[0]
+        lead = self._lead(best.rule, territory_name)
+        rival = max((s.score for s in eligible[1:] if self._lead(s.rule, territory_name) != lead), default=0.0)
+        conf = confidence(best.score, rival, common.scoring)
+        if conf < comp.threshold:
+            return out.triage("low_confidence", conf, candidates)
+        ranked = [self._candidate(s, territory_name) for s in eligible[: common.scoring.max_candidates]]
+        return out.dispatch(best, lead, conf, ranked, excluded)
+
+    @staticmethod
+    def _lead(rule: Rule, territory: str | None) -> str | None:
+        return territory if rule.lead == TERRITORY_LEAD else rule.lead
+
+    def _candidate(self, s: Scored, territory: str | None) -> Candidate:
+        return Candidate(
+            rule_id=s.rule.id,
+            category=s.rule.category,
+            lead_unit=self._lead(s.rule, territory) or TERRITORY_LEAD,
+            score=round(s.score, 3),
+            matched_terms=list(s.terms),
+            citation=s.rule.citation,
+        )

@@ -1,0 +1,68 @@
+"""The SLA service layer: apply inputs to a ticket's state and sweep it for due escalations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from schemas import Escalation, TriageItem, UnitUpdate, WorkOrder
+from services.domain import deadlines, lifecycle
+from services.domain.campaigns import CampaignBook
+from services.domain.clock import WorkCalendar, load_overrides
+from services.domain.policies import Policy, PolicyBook
+from services.domain.tickets import TicketState
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "sla"
+
+
+@dataclass
+class SlaRules:
+    """Everything the SLA decisions depend on, loaded once per process."""
+
+    policies: PolicyBook
+    calendar: WorkCalendar
+    campaigns: CampaignBook
+    _policy_cache: dict[tuple[str, str, str, str], Policy] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, data_dir: Path = DATA_DIR) -> SlaRules:
+        return cls(PolicyBook.load(data_dir / "policies.yaml"),
+                   WorkCalendar(load_overrides(data_dir / "calendar_overrides.yaml")),
+                   CampaignBook.load(data_dir / "campaigns.yaml"))
+
+    def policy_for(self, state: TicketState) -> Policy:
+        key = (state.jurisdiction, state.source, state.category or "", state.urgency)
+        policy = self._policy_cache.get(key)
+        if policy is None:
+            policy = self.policies.for_ticket(jurisdiction=key[0], source=key[1], category=key[2], urgency=key[3])
+            self._policy_cache[key] = policy
+        return policy
+
+
+def on_work_order(state: TicketState | None, order: WorkOrder, rules: SlaRules) -> TicketState | lifecycle.Duplicate:
+    facts = TicketState(ticket_id=order.ticket_id, jurisdiction=str(order.jurisdiction), source=str(order.source),
+                        category=order.category, urgency=str(order.urgency), opened_at=order.opened_at,
+                        status="dispatched")
+    return lifecycle.apply_work_order(state, order, rules.policy_for(facts), rules.calendar)
+
+
+def on_triage(state: TicketState | None, item: TriageItem) -> TicketState | lifecycle.Duplicate:
+    return lifecycle.apply_decision(state, item.decision, source=str(item.source), urgency=str(item.urgency),
+                                    campaigns=item.campaigns, opened_at=item.opened_at)
+
+
+def on_update(state: TicketState | None, update: UnitUpdate,
+              rules: SlaRules) -> lifecycle.Applied | lifecycle.Rejection | lifecycle.Duplicate:
+    policy = rules.policy_for(state) if state is not None else None
+    return lifecycle.apply_update(state, update, policy, rules.calendar)
+
+
+def sweep(state: TicketState, now: datetime, rules: SlaRules) -> tuple[TicketState, list[Escalation], datetime | None]:
+    """Due escalations at ``now`` (not emitted before), the state marking them, and the next check time."""
+    found, upcoming = deadlines.split(state, now, rules.policy_for(state), rules.calendar)
+    return deadlines.mark_emitted(state, found), found, upcoming
+
+
+def next_check(state: TicketState, rules: SlaRules) -> datetime | None:
+    return deadlines.next_check(state, rules.policy_for(state), rules.calendar)

@@ -1,0 +1,110 @@
+"""The state the SLA service keeps per ticket: its dispatch cycles, transitions and emitted escalations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    triage = "triage"  # waiting for a human dispatcher
+    redirected = "redirected"  # handed to 110 / 119 / 120, no work order
+    dispatched = "dispatched"  # 派单
+    acknowledged = "acknowledged"  # 签收
+    returned = "returned"  # 退单, waiting for the router to re-dispatch
+    resolved = "resolved"  # 办结, waiting for the callback
+    reopened = "reopened"  # callback unsatisfied: 重办
+    closed = "closed"  # callback satisfied: archived
+
+
+OPEN_FOR_UNIT = frozenset({Status.dispatched, Status.acknowledged, Status.reopened})
+
+
+class State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DueSegment(State):
+    """From ``effective_from`` on, the resolve deadline is ``due`` (an extension adds a segment)."""
+
+    effective_from: datetime
+    due: datetime
+
+
+class Cycle(State):
+    """One stretch of work by one unit: a dispatch, or a re-handling after an unsatisfied callback."""
+
+    index: int
+    kind: Literal["dispatch", "reopen"]
+    dispatch_seq: int
+    unit: str
+    start: datetime
+    ack_due: datetime | None
+    due: list[DueSegment]
+    acked_at: datetime | None = None
+    resolved_at: datetime | None = None
+    ended_at: datetime | None = None  # returned or superseded
+
+    def resolve_due_at(self, moment: datetime) -> datetime:
+        """The resolve deadline in force at ``moment``."""
+        current = self.due[0].due
+        for segment in self.due:
+            if segment.effective_from <= moment:
+                current = segment.due
+        return current
+
+    @property
+    def final_due(self) -> datetime:
+        return self.due[-1].due
+
+
+class Transition(State):
+    seq: int
+    update_id: str
+    action: str
+    from_status: Status | None
+    to_status: Status
+    unit: str | None
+    at: datetime
+    reason: str | None = None
+    note: str | None = None
+
+
+class TicketState(State):
+    ticket_id: str
+    jurisdiction: str
+    source: str
+    category: str | None
+    urgency: str
+    campaigns: list[str] = Field(default_factory=list)
+    opened_at: datetime
+    status: Status
+    unit: str | None = None
+    dispatch_seq: int = 0
+    first_dispatched_at: datetime | None = None
+    policy: str | None = None
+    cycles: list[Cycle] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)
+    applied_updates: list[str] = Field(default_factory=list)
+    emitted: list[str] = Field(default_factory=list)
+    returns: int = 0
+    reopens: int = 0
+
+    @property
+    def cycle(self) -> Cycle | None:
+        return self.cycles[-1] if self.cycles else None
+
+    def resolved_as_of(self, moment: datetime) -> bool:
+        """Resolved (办结) at ``moment`` and not reopened since — the campaigns' 化解 test."""
+        resolved = False
+        for transition in self.transitions:
+            if transition.at > moment:
+                break
+            if transition.to_status in (Status.resolved, Status.closed):
+                resolved = True
+            elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
+                resolved = False
+        return resolved

@@ -1,0 +1,143 @@
+"""Turning untrusted bytes into contracts, or into a rejection that names the field and the reason.
+
+Reason codes are stable, machine-readable and listed in docs/rejections.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_DEPTH = 6
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
+_SPACES = re.compile(r"[ \t\r\n\u3000]+")
+
+M = TypeVar("M", bound=BaseModel)
+
+_FIELD_REASONS = {"source": "unknown_source", "jurisdiction": "unknown_jurisdiction"}
+_TYPE_REASONS = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "string_too_long": "too_long",
+    "too_long": "too_long",
+    "string_too_short": "empty_field",
+    "too_short": "empty_field",
+    "timezone_aware": "bad_timestamp",
+    "datetime_parsing": "bad_timestamp",
+    "datetime_from_date_parsing": "bad_timestamp",
+    "datetime_type": "bad_timestamp",
+    "literal_error": "unsupported_version",
+}
+_WRONG_TYPE = re.compile(r"_type$|^(int|float|bool|string|list|dict|model)_(parsing|type)$")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    field: str | None
+    error: str
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _control_field(value: Any, path: str = "") -> str | None:
+    if isinstance(value, str):
+        return path or "(value)" if _CONTROL.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _control_field(key, path) if isinstance(key, str) and _CONTROL.search(key) else None
+            found = found or _control_field(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _control_field(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def normalise_text(text: str) -> str:
+    """NFKC (full-width digits and letters to half-width) and collapsed whitespace."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
+    if not raw.strip():
+        return Rejection("empty", None, "the message is empty or blank")
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejection("too_large", None, f"{len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection("invalid_utf8", None, f"not valid UTF-8 at byte {exc.start}")
+    if _depth(text) > MAX_DEPTH:
+        return Rejection("too_deep", None, f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return Rejection("invalid_json", None, f"not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return Rejection("not_an_object", None, f"expected a JSON object, got {type(data).__name__}")
+    bad = _control_field(data)
+    if bad:
+        return Rejection("control_characters", bad, "text contains control or invisible formatting characters")
+    return data
+
+
+def _rejection_from(exc: ValidationError) -> Rejection:
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    kind = first["type"]
+    top = str(first["loc"][0]) if first["loc"] else ""
+    if kind == "enum" and top in _FIELD_REASONS:
+        reason = _FIELD_REASONS[top]
+    elif kind in _TYPE_REASONS:
+        reason = _TYPE_REASONS[kind]
+    elif _WRONG_TYPE.search(kind):
+        reason = "wrong_type"
+    else:
+        reason = "invalid_value"
+    message = first["msg"]
+    if len(exc.errors()) > 1:
+        message += f" (and {len(exc.errors()) - 1} more problem(s))"
+    return Rejection(reason, field, f"{field or 'message'}: {message}")
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M | Rejection:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return _rejection_from(exc)
+
+
+def decode(model: type[M], raw: bytes) -> M | Rejection:
+    data = load_json_object(raw)
+    if isinstance(data, Rejection):
+        return data
+    return validate(model, data)

@@ -1,0 +1,46 @@
+"""The intake worker: raw events in, accepted events or dead letters out."""
+
+from __future__ import annotations
+
+import asyncpg
+import faust
+
+from services.domain.intake import accept_event
+from services.domain.privacy import without_caller
+from services.domain.validation import Rejection
+from services.platform.codec import Outgoing
+from services.platform.metrics import Metrics
+from services.platform.settings import Settings
+from services.platform.worker import Runtime, make_app
+
+
+def build(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    app = make_app("intake", settings, settings.intake_port)
+    rt = Runtime("intake", app, settings, metrics or Metrics())
+    raw_topic = app.topic(rt.topics["raw"], value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    async def handle(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        rt.metrics.received_bytes.inc(len(raw))
+        parsed = accept_event(raw)
+        if isinstance(parsed, Rejection):
+            return [await rt.dead_letter(conn, "intake", parsed, raw, m.topic, m.partition, m.offset)]
+        fresh = await conn.fetchval(
+            """INSERT INTO intake_events (event_id, ticket_id, jurisdiction, source, occurred_at, address_key, content,
+               payload) VALUES ($1, $1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true""",
+            parsed.event_id, parsed.jurisdiction.value, parsed.source.value, parsed.occurred_at, parsed.address,
+            parsed.content, without_caller(parsed.model_dump(mode="json")))
+        if not fresh:
+            rt.metrics.duplicates.labels("intake").inc()
+            return []
+        rt.metrics.received.labels(parsed.source.value, parsed.jurisdiction.value).inc()
+        return [rt.out(parsed, "accepted", parsed.event_id, ce_id=parsed.event_id, subject=parsed.event_id,
+                       time=parsed.occurred_at)]
+
+    @app.agent(raw_topic, name="intake")
+    async def intake(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = event.value if isinstance(event.value, bytes) else b""
+            await rt.process(event, lambda conn, raw=raw, m=event.message: handle(conn, raw, m))
+
+    app.hotline_runtime = rt  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,56 @@
+"""The wire format: JSON bodies with CloudEvents 1.0 attributes in Kafka headers (binary content mode of the
+CloudEvents Kafka protocol binding): ce_specversion, ce_id, ce_source, ce_type, ce_time, ce_subject and
+content-type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from schemas import ClockTick, DeadLetter, Escalation, IntakeEvent, TriageItem, UnitUpdate, WorkOrder
+
+TYPES: dict[type[BaseModel], str] = {
+    IntakeEvent: "cn.gov.12345.intake.event.v1",
+    WorkOrder: "cn.gov.12345.workorder.dispatched.v1",
+    TriageItem: "cn.gov.12345.routing.undispatched.v1",
+    UnitUpdate: "cn.gov.12345.unit.update.v1",
+    Escalation: "cn.gov.12345.escalation.raised.v1",
+    DeadLetter: "cn.gov.12345.deadletter.v1",
+    ClockTick: "cn.gov.12345.clock.tick.v1",
+}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish: topic, key, JSON body and CloudEvents headers."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def encode(model: BaseModel, *, topic: str, key: str | None, ce_id: str, source: str, subject: str | None,
+           time: datetime, ce_type: str | None = None) -> Outgoing:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", ce_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", (ce_type or TYPES[type(model)]).encode()),
+        ("ce_time", time.isoformat().encode()),
+        ("content-type", b"application/json"),
+    ]
+    if subject:
+        headers.append(("ce_subject", subject.encode()))
+    return Outgoing(topic, key, model.model_dump_json().encode(), tuple(headers))
+
+
+def header(headers: object, name: str) -> str | None:
+    """Read one header from Faust's or aiokafka's header representation."""
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for key, value in items:  # type: ignore[union-attr]
+        if key == name:
+            return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+    return None

@@ -1,0 +1,109 @@
+"""PostgreSQL through asyncpg: the pool, versioned migrations, and the effectively-once unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from services.platform.codec import Outgoing
+from services.platform.logging import get_logger
+
+log = get_logger(__name__)
+MIGRATION_LOCK = 7_345_012_345
+RETRYABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+             asyncpg.InterfaceError, asyncpg.exceptions.AdminShutdownError, ConnectionError, asyncio.TimeoutError)
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, size: int = 4) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init, command_timeout=30)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    files = sorted(p for p in resources.files("services.platform.migrations").iterdir() if p.name.endswith(".sql"))
+    return [(int(p.name.split("_", 1)[0]), p.name, p.read_text(encoding="utf-8")) for p in files]
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; safe to run concurrently."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        await conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+            version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())""")
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        await conn.close()
+    return applied
+
+
+Work = Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]
+
+
+async def run_once(pool: asyncpg.Pool, service: str, input_key: str, work: Work) -> list[tuple[int, Outgoing]] | None:
+    """Run ``work`` for an input exactly once: in one transaction with the input's key and its outbox rows.
+
+    Returns the outbox rows to publish, or None when this input was processed before (a redelivery:
+    whatever it produced is already in the outbox and the relay publishes what is still pending)."""
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = await conn.fetchval(
+            "INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", input_key)
+        if not fresh:
+            return None
+        out = await work(conn)
+        return await write_outbox(conn, service, out)
+
+
+async def write_outbox(conn: asyncpg.Connection, service: str, out: list[Outgoing]) -> list[tuple[int, Outgoing]]:
+    rows = []
+    for msg in out:
+        headers = [[k, v.decode()] for k, v in msg.headers]
+        row_id = await conn.fetchval(
+            "INSERT INTO outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            service, msg.topic, msg.key, msg.value, headers)
+        rows.append((row_id, msg))
+    return rows
+
+
+async def mark_published(pool: asyncpg.Pool, ids: list[int]) -> None:
+    if ids:
+        await pool.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
+
+
+async def unpublished(pool: asyncpg.Pool, service: str, older_than_seconds: float,
+                      limit: int = 1000) -> list[tuple[int, Outgoing]]:
+    rows = await pool.fetch(
+        """SELECT id, topic, key, value, headers FROM outbox
+           WHERE service = $1 AND published_at IS NULL AND created_at < now() - make_interval(secs => $2)
+           ORDER BY id LIMIT $3""", service, older_than_seconds, limit)
+    return [(r["id"], Outgoing(r["topic"], r["key"], bytes(r["value"]),
+                               tuple((k, v.encode()) for k, v in r["headers"]))) for r in rows]
+
+
+async def with_retry(action: Callable[[], Awaitable[Any]], what: str, *, max_delay: float = 10.0) -> Any:
+    """Retry an action while the database or broker is unreachable; never drop the message in hand."""
+    delay = 0.2
+    while True:
+        try:
+            return await action()
+        except RETRYABLE as exc:
+            log.warning("retrying", what=what, error=type(exc).__name__, delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)

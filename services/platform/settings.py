@@ -1,0 +1,39 @@
+"""Configuration, from environment variables prefixed ``HOTLINE_`` (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port")
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/hotline", description="PostgreSQL DSN")
+    topic_prefix: str = Field("hotline", description="prefix of every topic name")
+    partitions: int = Field(4, ge=1, description="partitions of the pipeline topics (fixed once created)")
+    unit_topic_partitions: int = Field(1, ge=1, description="partitions of each unit's work-order topic")
+    replication_factor: int = Field(1, ge=1, description="replication factor for new topics (3 in production)")
+    web_host: str = Field("127.0.0.1", description="interface the workers' HTTP (/metrics) binds to")
+    intake_port: int = Field(9101, description="/metrics port of the intake worker")
+    router_port: int = Field(9102, description="/metrics port of the router worker")
+    sla_port: int = Field(9103, description="/metrics port of the SLA worker")
+    sla_clock: Literal["wall", "ticks"] = Field(
+        "wall", description="wall: follow the wall clock; ticks: follow times published on the clock topic")
+    sla_sweep_seconds: float = Field(5.0, gt=0, description="how often the SLA worker looks for due escalations")
+    sla_allowed_lateness_seconds: float = Field(
+        30.0, ge=0, description="wall mode: escalations are judged this long after their moment, so late updates count")
+    max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
+    relay_seconds: float = Field(5.0, gt=0, description="how often unpublished outbox rows are re-sent")
+    db_pool_size: int = Field(4, ge=1)
+    log_level: str = Field("INFO")
+    log_format: Literal["json", "console"] = Field("json")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

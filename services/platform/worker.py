@@ -1,0 +1,146 @@
+"""What every Faust worker shares: the app, the database pool, effectively-once processing, the outbox relay,
+dead-lettering of anything unexpected, and ``/metrics``.
+
+An agent stays thin: it hands each Kafka event to ``Runtime.process`` with a function that loads state,
+calls the domain and returns the messages to publish. ``process`` runs that function once per input (keyed
+by topic/partition/offset) in a database transaction together with the outbox rows, then publishes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import faust
+from aiohttp import web as aioweb
+
+from services.domain.deadletters import dead_letter
+from services.domain.validation import Rejection
+from services.platform import db
+from services.platform.codec import Outgoing, encode
+from services.platform.logging import get_logger
+from services.platform.metrics import Metrics
+from services.platform.settings import Settings
+from services.platform.topics import names
+
+log = get_logger(__name__)
+Handler = Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]
+
+
+def make_app(service: str, settings: Settings, port: int) -> faust.App:
+    return faust.App(
+        f"hotline-{service}",
+        broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,  # topics are provisioned by `hotline topics create`
+        topic_disable_leader=True,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=port,
+        web_in_thread=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+
+
+class Runtime:
+    def __init__(self, service: str, app: faust.App, settings: Settings, metrics: Metrics) -> None:
+        self.service = service
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.topics = names(settings.topic_prefix)
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        app.page("/metrics")(self._metrics_view)
+        app.page("/healthz")(self._health_view)
+        app.timer(settings.relay_seconds)(self.relay)
+
+    async def _metrics_view(self, web: Any, request: Any) -> Any:
+        return aioweb.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def _health_view(self, web: Any, request: Any) -> Any:
+        return web.json({"service": self.service, "ok": True})
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await db.with_retry(
+                    lambda: db.create_pool(self.settings.database_url, self.settings.db_pool_size), "connect database")
+            return self._pool
+
+    async def process(self, event: faust.EventT, handler: Handler) -> None:
+        """Process one Kafka event effectively once; never raise (a failure ends in a dead letter)."""
+        message = event.message
+        key = f"{self.service}:{message.topic}:{message.partition}:{message.offset}"
+        started = time.perf_counter()
+        pool = await self.pool()
+        try:
+            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key, handler), f"process {key}")
+        except Exception as exc:  # a bug or a poison message: record it, keep the worker running
+            log.exception("processing_failed", input=key, error=type(exc).__name__)
+            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key + ":failed", self._failed(event, exc)),
+                                       f"dead-letter {key}")
+        if rows:
+            await self.publish(rows)
+        self.metrics.processing.labels(self.service).observe(time.perf_counter() - started)
+
+    def _failed(self, event: faust.EventT, exc: Exception) -> Handler:
+        async def handler(conn: asyncpg.Connection) -> list[Outgoing]:
+            m = event.message
+            rejection = Rejection("internal_error", None, f"{type(exc).__name__} while processing: {exc}"[:500])
+            raw = event.value if isinstance(event.value, bytes) else bytes(str(event.value), "utf-8")
+            return [await self.dead_letter(conn, self.service, rejection, raw, m.topic, m.partition, m.offset)]
+        return handler
+
+    async def dead_letter(self, conn: asyncpg.Connection, stage: str, rejection: Rejection, raw: bytes,
+                          topic: str | None, partition: int | None, offset: int | None) -> Outgoing:
+        record = dead_letter(stage, rejection, raw, datetime.now(UTC), topic=topic, partition=partition, offset=offset)
+        await conn.execute(
+            """INSERT INTO dead_letters (dead_letter_id, stage, reason, field, error, original, original_encoding,
+               original_size, topic, partition, "offset", received_at)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING""",
+            record.dead_letter_id, record.stage, record.reason, record.field, record.error, record.original,
+            record.original_encoding, record.original_size, record.topic, record.partition, record.offset,
+            record.received_at)
+        self.metrics.rejected.labels(stage, rejection.reason).inc()
+        log.info("dead_letter", stage=stage, reason=rejection.reason, field=rejection.field, topic=topic,
+                 partition=partition, offset=offset)
+        return self.out(record, "deadletter", record.dead_letter_id, ce_id=record.dead_letter_id, subject=None,
+                        time=record.received_at)
+
+    def out(self, model: Any, topic: str, key: str | None, *, ce_id: str, subject: str | None,
+            time: datetime) -> Outgoing:
+        name = self.topics.get(topic, topic)
+        return encode(model, topic=name, key=key, ce_id=ce_id, source=f"/hotline/{self.service}", subject=subject,
+                      time=time)
+
+    async def publish(self, rows: list[tuple[int, Outgoing]]) -> None:
+        async def send() -> None:
+            producer = self.app.producer
+            futures = [await producer.send(m.topic, m.key.encode() if m.key else None, m.value, None, None,
+                                           list(m.headers)) for _, m in rows]
+            await asyncio.gather(*futures)
+
+        await db.with_retry(send, "publish")
+        pool = await self.pool()
+        await db.with_retry(lambda: db.mark_published(pool, [i for i, _ in rows]), "mark published")
+
+    async def relay(self) -> None:
+        """Publish outbox rows a crashed or interrupted worker left behind."""
+        try:
+            pool = await self.pool()
+            rows = await db.unpublished(pool, self.service, older_than_seconds=max(self.settings.relay_seconds * 2, 10))
+        except db.RETRYABLE as exc:
+            log.warning("relay_skipped", error=type(exc).__name__)
+            return
+        if rows:
+            log.info("relay_publishing", rows=len(rows))
+            await self.publish(rows)

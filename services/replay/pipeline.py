@@ -1,0 +1,147 @@
+"""The whole pipeline in one process, in event time, with in-memory state.
+
+This is the offline twin of the three workers: every decision is made by the same domain functions
+(``intake.accept_event``, ``dispatch.decide`` / ``on_return``, ``sla.on_*`` / ``sla.sweep``,
+``campaigns.advance``); only the storage (dicts instead of PostgreSQL) and the clock (event time
+instead of the wall clock) differ.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from schemas import DeadLetter, Escalation, TriageItem, WorkOrder
+from services.domain import dispatch, intake, sla
+from services.domain.campaigns import Campaign, CampaignReport, CampaignState, advance as advance_campaign, evaluate, next_evaluation
+from services.domain.deadletters import dead_letter
+from services.domain.dispatch import RouterTicket, Routes
+from services.domain.lifecycle import Applied, Duplicate
+from services.domain.sla import SlaRules
+from services.domain.tickets import TicketState
+from services.domain.validation import Rejection
+
+
+@dataclass
+class Pipeline:
+    router: Routes
+    rules: SlaRules
+    max_returns: int = 2
+    seen_events: set[str] = field(default_factory=set)
+    routing: dict[str, RouterTicket] = field(default_factory=dict)
+    tickets: dict[str, TicketState] = field(default_factory=dict)
+    campaign_states: dict[str, CampaignState] = field(default_factory=dict)
+    work_orders: list[WorkOrder] = field(default_factory=list)
+    triage: list[TriageItem] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
+    rejects: list[DeadLetter] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    _heap: list[tuple[datetime, str]] = field(default_factory=list)
+    _next: dict[str, datetime] = field(default_factory=dict)
+    _members: dict[str, set[str]] = field(default_factory=dict)
+
+    # --- inputs -------------------------------------------------------------------------------------
+
+    def event(self, raw: bytes, *, origin: str, offset: int, received_at: datetime) -> str:
+        """One intake line. Returns its accounting bucket: accepted | rejected | duplicate."""
+        parsed = intake.accept_event(raw)
+        if isinstance(parsed, Rejection):
+            self.rejects.append(dead_letter("intake", parsed, raw, received_at, topic=origin, offset=offset))
+            return "rejected"
+        if parsed.event_id in self.seen_events:
+            return "duplicate"
+        self.seen_events.add(parsed.event_id)
+        self._route(dispatch.decide(self.routing.get(parsed.event_id), parsed, self.router))
+        return "accepted"
+
+    def update(self, raw: bytes, *, origin: str, offset: int, received_at: datetime) -> str:
+        parsed = intake.accept_update(raw)
+        if isinstance(parsed, Rejection):
+            self.rejects.append(dead_letter("sla", parsed, raw, received_at, topic=origin, offset=offset))
+            return "rejected"
+        result = sla.on_update(self.tickets.get(parsed.ticket_id), parsed, self.rules)
+        if isinstance(result, Duplicate):
+            return "duplicate"
+        if isinstance(result, Rejection):
+            self.rejects.append(dead_letter("sla", result, raw, received_at, topic=origin, offset=offset))
+            return "rejected"
+        self._store_ticket(result.state)
+        if isinstance(result, Applied) and result.redispatch:
+            ticket = self.routing[parsed.ticket_id]
+            self._route(dispatch.on_return(ticket, parsed, self.router, self.max_returns))
+        return "accepted"
+
+    def reject_after_until(self, stream: str, raw: bytes, *, origin: str, offset: int, until: datetime) -> None:
+        """A line that occurs after ``--until`` is not processed; it is recorded as a rejection."""
+        rejection = Rejection("after_until", "occurred_at", f"occurred_at is after --until {until.isoformat()}")
+        stage = "intake" if stream == "events" else "sla"
+        self.rejects.append(dead_letter(stage, rejection, raw, until, topic=origin, offset=offset))
+
+    # --- the clock ----------------------------------------------------------------------------------
+
+    def advance(self, now: datetime, *, inclusive: bool) -> None:
+        """Emit what is due before ``now`` (or at it, when ``inclusive``): ticket escalations, then the
+        scheduled campaign evaluations."""
+        while self._heap and (self._heap[0][0] < now or (inclusive and self._heap[0][0] == now)):
+            at, ticket_id = heapq.heappop(self._heap)
+            if self._next.get(ticket_id) != at:
+                continue  # superseded entry
+            del self._next[ticket_id]
+            state, found, upcoming = sla.sweep(self.tickets[ticket_id], at, self.rules)
+            self.escalations.extend(found)
+            self._store_ticket(state, upcoming)
+        horizon = now if inclusive else now - _EPSILON
+        for campaign in self.rules.campaigns.campaigns:
+            state = self.campaign_states.get(campaign.id) or CampaignState(campaign_id=campaign.id)
+            upcoming = next_evaluation(campaign, state.last_evaluated_at)
+            if upcoming is None or upcoming > horizon:
+                continue
+            enrolled = self._enrolled(campaign)
+            state, found = advance_campaign(campaign, state, enrolled, horizon)
+            self.campaign_states[campaign.id] = state
+            self.escalations.extend(found)
+
+    def campaign_reports(self, at: datetime) -> list[CampaignReport]:
+        """Each campaign as of ``at`` (or as of its deadline, once that has passed)."""
+        reports = []
+        for campaign in self.rules.campaigns.campaigns:
+            moment = min(at, campaign.deadline)
+            reports.append(evaluate(campaign, self._enrolled(campaign), moment))
+        return reports
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _enrolled(self, campaign: Campaign) -> list[TicketState]:
+        if campaign.selector:  # optional selector rules look at every ticket
+            return list(self.tickets.values())
+        return [self.tickets[t] for t in sorted(self._members.get(campaign.id, ()))]
+
+    def _route(self, out: dispatch.RouterOutput) -> None:
+        self.routing[out.ticket.event.event_id] = out.ticket
+        self.escalations.extend(out.escalations)
+        if out.work_order is not None:
+            self.work_orders.append(out.work_order)
+            result = sla.on_work_order(self.tickets.get(out.work_order.ticket_id), out.work_order, self.rules)
+        elif out.triage is not None:
+            self.triage.append(out.triage)
+            result = sla.on_triage(self.tickets.get(out.triage.ticket_id), out.triage)
+        else:
+            return
+        if not isinstance(result, Duplicate):
+            self._store_ticket(result)
+
+    def _store_ticket(self, state: TicketState, upcoming: datetime | None | bool = True) -> None:
+        self.tickets[state.ticket_id] = state
+        for campaign_id in state.campaigns:
+            self._members.setdefault(campaign_id, set()).add(state.ticket_id)
+        at = sla.next_check(state, self.rules) if upcoming is True else upcoming
+        if at is None:
+            self._next.pop(state.ticket_id, None)
+        elif self._next.get(state.ticket_id) != at:
+            self._next[state.ticket_id] = at
+            heapq.heappush(self._heap, (at, state.ticket_id))
+
+
+_EPSILON = datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - datetime(2000, 1, 1, tzinfo=timezone.utc)

@@ -1,0 +1,97 @@
+"""``hotline replay``: run files of events and unit updates through the pipeline and write the results."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from services.domain.dispatch import Routes
+from services.domain.sla import SlaRules
+from services.replay.inputs import merge, read_lines
+from services.replay.pipeline import Pipeline
+
+
+@dataclass
+class ReplayResult:
+    pipeline: Pipeline
+    summary: dict[str, Any]
+    until: datetime | None
+
+
+def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None = None,
+        max_returns: int = 2, progress: Callable[[int], None] | None = None) -> ReplayResult:
+    event_lines = read_lines(events, "events")
+    update_lines = read_lines(updates, "updates") if updates else []
+    pipeline = Pipeline(router=router, rules=rules, max_returns=max_returns)
+    buckets: dict[str, Counter[str]] = {"events": Counter(), "updates": Counter()}
+    last: datetime | None = None
+    for line in merge(event_lines, update_lines):
+        if until is not None and line.at is not None and line.at > until:
+            pipeline.reject_after_until(line.stream, line.raw, origin=f"file:{line.path}", offset=line.number,
+                                        until=until)
+            buckets[line.stream]["rejected"] += 1
+            continue
+        if line.at is not None:
+            pipeline.advance(line.at, inclusive=False)
+            last = line.at if last is None else max(last, line.at)
+        handle = pipeline.event if line.stream == "events" else pipeline.update
+        received = line.at or last or datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+        buckets[line.stream][handle(line.raw, origin=f"file:{line.path}", offset=line.number, received_at=received)] += 1
+        if progress:
+            progress(1)
+    end = until or last
+    if end is not None:
+        pipeline.advance(end, inclusive=True)
+    return ReplayResult(pipeline, _summary(pipeline, buckets, len(event_lines), len(update_lines)), end)
+
+
+def _summary(p: Pipeline, buckets: dict[str, Counter[str]], n_events: int, n_updates: int) -> dict[str, Any]:
+    def part(name: str, n: int) -> dict[str, int]:
+        c = buckets[name]
+        return {"read": n, "accepted": c["accepted"] + c["merged"], "rejected": c["rejected"],
+                "duplicates": c["duplicate"], "merged": c["merged"]}
+
+    events, updates = part("events", n_events), part("updates", n_updates)
+    kinds = Counter(e.kind.value for e in p.escalations)
+    return {
+        **{k: events[k] + updates[k] for k in ("read", "accepted", "rejected", "duplicates")},
+        "merged": events["merged"],
+        "dispatched": len({w.ticket_id for w in p.work_orders}),
+        "work_orders": len(p.work_orders),
+        "triage": sum(1 for t in p.triage if t.decision.outcome == "triage"),
+        "redirected": sum(1 for t in p.triage if t.decision.outcome == "redirect"),
+        "escalations": dict(sorted(kinds.items())),
+        "events": events,
+        "updates": updates,
+    }
+
+
+def _dump(model: BaseModel) -> str:
+    return model.model_dump_json(exclude_none=False)
+
+
+def write(result: ReplayResult, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    p = result.pipeline
+    orders = sorted(p.work_orders, key=lambda w: (w.dispatched_at, w.work_order_id))
+    escalations = sorted(p.escalations, key=lambda e: (e.at, e.escalation_id))
+    (out / "work_orders.jsonl").write_text("".join(_dump(w) + "\n" for w in orders), encoding="utf-8")
+    (out / "escalations.jsonl").write_text("".join(_dump(e) + "\n" for e in escalations), encoding="utf-8")
+    (out / "triage.jsonl").write_text("".join(_dump(t) + "\n" for t in p.triage), encoding="utf-8")
+    rejects = [{**json.loads(_dump(r)), "line": r.offset} for r in p.rejects]
+    (out / "rejects.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects),
+                                       encoding="utf-8")
+    reports = p.campaign_reports(result.until) if result.until else []
+    (out / "campaigns.json").write_text(
+        json.dumps([json.loads(r.model_dump_json()) | {"campaign_id": r.campaign_id} for r in reports],
+                   ensure_ascii=False, indent=2), encoding="utf-8")
+    history = {cid: [json.loads(r.model_dump_json()) for r in s.history] for cid, s in p.campaign_states.items()}
+    (out / "campaign_history.json").write_text(json.dumps(history, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(result.summary, ensure_ascii=False, indent=2), encoding="utf-8")

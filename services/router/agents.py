@@ -1,0 +1,95 @@
+"""The router worker: accepted events and returns in; work orders, triage items and escalations out."""
+
+from __future__ import annotations
+
+import asyncpg
+import faust
+
+from schemas import IntakeEvent, UnitUpdate
+from services.domain import dispatch
+from services.domain.dispatch import RouterOutput, Routes
+from services.domain.validation import Rejection, decode
+from services.platform.codec import Outgoing
+from services.platform.logging import get_logger
+from services.platform.metrics import Metrics
+from services.platform.settings import Settings
+from services.platform.topics import unit_topic
+from services.platform.worker import Runtime, make_app
+from services.router import store
+
+log = get_logger(__name__)
+
+
+def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing]:
+    msgs: list[Outgoing] = []
+    if out.decision is not None:
+        rt.metrics.decisions.labels(out.ticket.event.jurisdiction.value, out.decision.outcome.value).inc()
+    w = out.work_order
+    if w is not None:
+        rt.metrics.work_orders.labels(w.jurisdiction.value, w.lead_unit).inc()
+        msgs.append(rt.out(w, "workorders", w.ticket_id, ce_id=w.work_order_id, subject=w.ticket_id,
+                           time=w.dispatched_at))
+        recipients = dict.fromkeys([w.lead_unit, *w.cooperating_units, *filter(None, [w.territorial_unit])])
+        for unit in recipients:
+            try:
+                code = router.unit_code(w.jurisdiction.value, unit)  # type: ignore[attr-defined]
+            except KeyError:
+                log.warning("unit_without_topic", jurisdiction=w.jurisdiction.value, unit=unit)
+                continue
+            msgs.append(rt.out(w, unit_topic(rt.settings.topic_prefix, code), w.ticket_id,
+                               ce_id=f"{w.work_order_id}@{code}", subject=w.ticket_id, time=w.dispatched_at))
+    if out.triage is not None:
+        t = out.triage
+        msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=f"{t.ticket_id}:{len(out.ticket.returns)}",
+                           subject=t.ticket_id, time=t.opened_at))
+    for e in out.escalations:
+        msgs.append(rt.out(e, "escalations", e.ticket_id, ce_id=e.escalation_id, subject=e.ticket_id, time=e.at))
+    return msgs
+
+
+def build(settings: Settings, router: Routes, metrics: Metrics | None = None) -> faust.App:
+    app = make_app("router", settings, settings.router_port)
+    rt = Runtime("router", app, settings, metrics or Metrics())
+    accepted = app.topic(rt.topics["accepted"], value_type=bytes, value_serializer="raw", key_serializer="raw")
+    returns = app.topic(rt.topics["returns"], value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    async def on_accepted(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        event = decode(IntakeEvent, raw)
+        if isinstance(event, Rejection):
+            return [await rt.dead_letter(conn, "router", event, raw, m.topic, m.partition, m.offset)]
+        out = dispatch.decide(await store.load_ticket(conn, event.event_id), event, router)
+        if out.duplicate:
+            rt.metrics.duplicates.labels("router").inc()
+            return []
+        await store.save(conn, out)
+        return _messages(rt, router, out)
+
+    async def on_return(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        update = decode(UnitUpdate, raw)
+        if isinstance(update, Rejection):
+            return [await rt.dead_letter(conn, "router", update, raw, m.topic, m.partition, m.offset)]
+        ticket = await store.load_ticket(conn, update.ticket_id)
+        if ticket is None:
+            missing = Rejection("unknown_ticket", "ticket_id", f"the router has no ticket {update.ticket_id!r}")
+            return [await rt.dead_letter(conn, "router", missing, raw, m.topic, m.partition, m.offset)]
+        out = dispatch.on_return(ticket, update, router, settings.max_returns)
+        if out.duplicate:
+            return []
+        rt.metrics.returns.labels(ticket.event.jurisdiction.value, update.unit).inc()
+        await store.save(conn, out)
+        return _messages(rt, router, out)
+
+    @app.agent(accepted, name="route")
+    async def route(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = event.value if isinstance(event.value, bytes) else b""
+            await rt.process(event, lambda conn, raw=raw, m=event.message: on_accepted(conn, raw, m))
+
+    @app.agent(returns, name="redispatch")
+    async def redispatch(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = event.value if isinstance(event.value, bytes) else b""
+            await rt.process(event, lambda conn, raw=raw, m=event.message: on_return(conn, raw, m))
+
+    app.hotline_runtime = rt  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,48 @@
+"""PostgreSQL persistence of the router's decisions (one transaction per input, idempotent writes)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from schemas import Escalation
+from services.domain.dispatch import RouterOutput, RouterTicket
+
+
+async def load_ticket(conn: asyncpg.Connection, ticket_id: str) -> RouterTicket | None:
+    state = await conn.fetchval("SELECT state FROM router_tickets WHERE ticket_id = $1 FOR UPDATE", ticket_id)
+    return RouterTicket.model_validate(state) if state is not None else None
+
+
+async def save(conn: asyncpg.Connection, out: RouterOutput) -> None:
+    ticket = out.ticket
+    await conn.execute(
+        """INSERT INTO router_tickets (ticket_id, jurisdiction, state) VALUES ($1, $2, $3)
+           ON CONFLICT (ticket_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()""",
+        ticket.event.event_id, ticket.event.jurisdiction.value, ticket.model_dump(mode="json"))
+    if out.decision is not None:
+        d = out.decision
+        at = out.work_order.dispatched_at if out.work_order else (
+            out.escalations[0].at if out.escalations else ticket.event.occurred_at)
+        await conn.execute(
+            """INSERT INTO routing_decisions (ticket_id, seq, outcome, lead_unit, category, decision, decided_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+            ticket.event.event_id, len(ticket.returns) + 1, d.outcome.value, d.lead_unit, d.category,
+            d.model_dump(mode="json"), at)
+    if out.work_order is not None:
+        w = out.work_order
+        await conn.execute(
+            """INSERT INTO work_orders (work_order_id, ticket_id, dispatch_seq, jurisdiction, lead_unit, category,
+               dispatched_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
+            w.work_order_id, w.ticket_id, w.dispatch_seq, w.jurisdiction.value, w.lead_unit, w.category,
+            w.dispatched_at, w.model_dump(mode="json"))
+    for e in out.escalations:
+        await insert_escalation(conn, e)
+
+
+async def insert_escalation(conn: asyncpg.Connection, e: Escalation) -> bool:
+    """Insert an escalation once; False if its deterministic id is already there."""
+    return bool(await conn.fetchval(
+        """INSERT INTO escalations (escalation_id, kind, jurisdiction, ticket_id, campaign_id, unit, level, threshold,
+           at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING true""",
+        e.escalation_id, e.kind.value, e.jurisdiction.value if e.jurisdiction else None, e.ticket_id, e.campaign_id,
+        e.unit, e.level, e.threshold, e.at, e.model_dump(mode="json")))

@@ -1,0 +1,1 @@
+"""SLA: follows each work order on working-day clocks, escalates, and tracks campaign targets."""

@@ -1,0 +1,203 @@
+"""The SLA worker: work orders, triage items and unit updates in; escalations, returns and dead letters out.
+
+Time: with ``HOTLINE_SLA_CLOCK=wall`` (the default) a timer sweeps for due escalations every
+``sla_sweep_seconds``, judging them ``sla_allowed_lateness_seconds`` behind the wall clock so that updates
+in flight still count. With ``ticks`` the clock moves only when a ClockTick arrives on the clock topic
+(the demo and the tests use that to run months of event time in a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import faust
+
+from schemas import ClockTick, Escalation, TriageItem, UnitUpdate, WorkOrder
+from services.domain import sla
+from services.domain.campaigns import advance as advance_campaign, next_evaluation
+from services.domain.lifecycle import Applied, Duplicate
+from services.domain.sla import SlaRules
+from services.domain.tickets import TicketState
+from services.domain.validation import Rejection, decode
+from services.platform.codec import Outgoing
+from services.platform.db import write_outbox
+from services.platform.logging import get_logger
+from services.platform.metrics import Metrics
+from services.platform.settings import Settings
+from services.platform.worker import Runtime, make_app
+from services.router.store import insert_escalation
+from services.sla import store
+
+log = get_logger(__name__)
+
+
+def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -> faust.App:
+    app = make_app("sla", settings, settings.sla_port)
+    rt = Runtime("sla", app, settings, metrics or Metrics())
+    t = rt.topics
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(t[name], value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    async def escalate(conn: asyncpg.Connection, found: list[Escalation]) -> list[Outgoing]:
+        out = []
+        for e in found:
+            if await insert_escalation(conn, e):
+                rt.metrics.escalations.labels(e.kind.value, str(e.level), e.jurisdiction or "").inc()
+                out.append(rt.out(e, "escalations", e.ticket_id or e.campaign_id, ce_id=e.escalation_id,
+                                  subject=e.ticket_id or e.campaign_id, time=e.at))
+        return out
+
+    async def save(conn: asyncpg.Connection, state: TicketState) -> None:
+        await store.save_ticket(conn, state, sla.next_check(state, rules))
+        if state.transitions:
+            await store.insert_transition(conn, state.ticket_id, state.transitions[-1])
+
+    async def on_work_order(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        order = decode(WorkOrder, raw)
+        if isinstance(order, Rejection):
+            return [await rt.dead_letter(conn, "sla", order, raw, m.topic, m.partition, m.offset)]
+        result = sla.on_work_order(await store.load_ticket(conn, order.ticket_id), order, rules)
+        if not isinstance(result, Duplicate):
+            await save(conn, result)
+        return []
+
+    async def on_triage(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        item = decode(TriageItem, raw)
+        if isinstance(item, Rejection):
+            return [await rt.dead_letter(conn, "sla", item, raw, m.topic, m.partition, m.offset)]
+        result = sla.on_triage(await store.load_ticket(conn, item.ticket_id), item)
+        if not isinstance(result, Duplicate):
+            await save(conn, result)
+        return []
+
+    async def on_update(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        update = decode(UnitUpdate, raw)
+        if isinstance(update, Rejection):
+            rt.metrics.updates.labels("unknown", "rejected").inc()
+            return [await rt.dead_letter(conn, "sla", update, raw, m.topic, m.partition, m.offset)]
+        result = sla.on_update(await store.load_ticket(conn, update.ticket_id), update, rules)
+        if isinstance(result, Rejection):
+            rt.metrics.updates.labels(update.action.value, "rejected").inc()
+            return [await rt.dead_letter(conn, "sla", result, raw, m.topic, m.partition, m.offset)]
+        if isinstance(result, Duplicate):
+            rt.metrics.duplicates.labels("sla").inc()
+            return []
+        rt.metrics.updates.labels(update.action.value, "applied").inc()
+        await save(conn, result.state)
+        if isinstance(result, Applied) and result.redispatch:
+            return [rt.out(update, "returns", update.ticket_id, ce_id=update.event_id, subject=update.ticket_id,
+                           time=update.occurred_at)]
+        return []
+
+    async def sweep(now: datetime) -> int:
+        """Emit every escalation due by ``now``: tickets first, then scheduled campaign evaluations."""
+        pool = await rt.pool()
+        emitted = 0
+        while True:
+            async with pool.acquire() as conn:
+                ids = await store.due_ticket_ids(conn, now)
+            if not ids:
+                break
+            progressed = False
+            for ticket_id in ids:
+                rows = await _sweep_ticket(pool, ticket_id, now)
+                if rows is not None:
+                    progressed = True
+                    emitted += len(rows)
+                    await rt.publish(rows)
+            if not progressed:
+                break
+        for campaign in rules.campaigns.campaigns:
+            rows = await _evaluate_campaign(pool, campaign, now)
+            if rows:
+                emitted += len(rows)
+                await rt.publish(rows)
+        rt.metrics.sla_clock.set(now.timestamp())
+        for year in sorted(rules.calendar.fallback_years):
+            if not rt.metrics.calendar_fallback.labels(str(year))._value.get():
+                log.warning("calendar_fallback", year=year, detail="no holiday data: weekends-only working days")
+            rt.metrics.calendar_fallback.labels(str(year)).set(1)
+        return emitted
+
+    async def _sweep_ticket(pool: asyncpg.Pool, ticket_id: str, now: datetime) -> list | None:
+        async with pool.acquire() as conn, conn.transaction():
+            state = await store.load_ticket(conn, ticket_id, skip_locked=True)
+            if state is None:
+                return None
+            state, found, upcoming = sla.sweep(state, now, rules)
+            await store.save_ticket(conn, state, upcoming)
+            return await write_outbox(conn, "sla", await escalate(conn, found))
+
+    async def _evaluate_campaign(pool: asyncpg.Pool, campaign, now: datetime) -> list:  # type: ignore[no-untyped-def]
+        async with pool.acquire() as conn, conn.transaction():
+            state = await store.load_campaign(conn, campaign.id)
+            if state is None:
+                return []
+            upcoming = next_evaluation(campaign, state.last_evaluated_at)
+            if upcoming is None or upcoming > now:
+                return []
+            tickets = await store.campaign_tickets(conn, campaign.id, everything=bool(campaign.selector))
+            before = len(state.history)
+            state, found = advance_campaign(campaign, state, tickets, now)
+            new_reports = state.history[before:]
+            await store.save_campaign(conn, state, new_reports)
+            if new_reports:
+                last = new_reports[-1]
+                rt.metrics.campaign_rate.labels(campaign.id).set(last.rate)
+                rt.metrics.campaign_projected.labels(campaign.id).set(last.projected_rate)
+                rt.metrics.campaign_target.labels(campaign.id).set(last.target)
+                rt.metrics.campaign_enrolled.labels(campaign.id).set(last.enrolled)
+            return await write_outbox(conn, "sla", await escalate(conn, found))
+
+    async def on_tick(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        tick = decode(ClockTick, raw)
+        if isinstance(tick, Rejection):
+            return [await rt.dead_letter(conn, "sla", tick, raw, m.topic, m.partition, m.offset)]
+        await store.set_clock(conn, tick.now)
+        return []
+
+    def agent(topic_name: str, handler) -> None:  # type: ignore[no-untyped-def]
+        @app.agent(topic(topic_name), name=f"sla-{topic_name}")
+        async def consume(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                raw = event.value if isinstance(event.value, bytes) else b""
+                await rt.process(event, lambda conn, raw=raw, m=event.message: handler(conn, raw, m))
+
+    agent("workorders", on_work_order)
+    agent("triage", on_triage)
+    agent("updates", on_update)
+
+    sweep_lock = asyncio.Lock()
+
+    async def sweep_now() -> None:
+        if sweep_lock.locked():
+            return
+        async with sweep_lock:
+            pool = await rt.pool()
+            if settings.sla_clock == "ticks":
+                async with pool.acquire() as conn:
+                    now = await store.clock_now(conn)
+                if now is None:
+                    return
+            else:
+                now = datetime.now(UTC) - timedelta(seconds=settings.sla_allowed_lateness_seconds)
+            try:
+                await sweep(now)
+            except Exception:
+                log.exception("sweep_failed")
+
+    if settings.sla_clock == "ticks":
+        @app.agent(topic("clock"), name="sla-clock")
+        async def clock(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                raw = event.value if isinstance(event.value, bytes) else b""
+                await rt.process(event, lambda conn, raw=raw, m=event.message: on_tick(conn, raw, m))
+                await sweep_now()
+
+    app.timer(settings.sla_sweep_seconds)(sweep_now)
+    app.hotline_runtime = rt  # type: ignore[attr-defined]
+    app.hotline_sweep = sweep  # type: ignore[attr-defined]
+    return app
