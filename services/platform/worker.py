@@ -59,15 +59,15 @@ class Runtime:
         self.topics = names(settings.topic_prefix)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        app.page("/metrics")(self._metrics_view)
-        app.page("/healthz")(self._health_view)
         app.timer(settings.relay_seconds)(self.relay)
 
-    async def _metrics_view(self, web: Any, request: Any) -> Any:
-        return aioweb.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+        @app.page("/metrics")
+        async def metrics_view(view: Any, request: Any) -> Any:
+            return aioweb.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
-    async def _health_view(self, web: Any, request: Any) -> Any:
-        return web.json({"service": self.service, "ok": True})
+        @app.page("/healthz")
+        async def health_view(view: Any, request: Any) -> Any:
+            return view.json({"service": self.service, "ok": True})
 
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:

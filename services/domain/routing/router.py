@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.intake import IntakeEvent
 from schemas.common import Source
+from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, RoutingDecision
 from services.domain.routing.decisions import DecisionBuilder
 from services.domain.routing.matching import Entry, Kind, PhraseIndex, length_weight
@@ -75,8 +75,10 @@ class Router:
         allowed: dict[str, frozenset[Source]] = {}
         for rule in book.rules:
             cat = self._lib.categories[rule.category]
-            for term in [*cat.keywords, *rule.keywords]:
-                phrases.append((term.term, Entry(Kind.rule, rule.id, self._weight(term))))
+            # the rule's own phrases override the category's weight for the same phrase
+            inherited = cat.keywords if rule.inherit_keywords else []
+            weights = {t.term: self._weight(t) for t in [*inherited, *rule.keywords]}
+            phrases.extend((term, Entry(Kind.rule, rule.id, w)) for term, w in weights.items())
             for term in [*cat.exclude, *rule.exclude]:
                 phrases.append((term.term, Entry(Kind.veto, rule.id, 0.0)))
             sources = rule.sources if rule.sources is not None else cat.sources

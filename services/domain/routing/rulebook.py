@@ -56,6 +56,7 @@ class Rule(_Model):
     id: str = Field(pattern=r"^[a-z0-9._-]+$")
     category: str
     keywords: list[Term] = Field(default_factory=list, description="added to the category's keywords")
+    inherit_keywords: bool = Field(default=True, description="False: only the rule's own keywords count")
     exclude: list[Term] = Field(default_factory=list, description="veto phrases, added to the category's")
     sources: list[Source] | None = Field(default=None, description="restricts the rule; default: category's")
     lead: str

@@ -48,8 +48,7 @@ class Screener:
                     terms[entry.ref].append(hit.term)
         if not scores:
             return None
-        # ties: fire before crime before medical (the lowest number goes first: 110 < 119 < 120 is not
-        # a priority order, so rank by score, then by the order the channels are listed in common.yaml)
+        # highest score wins; on a tie, the channel whose word appears first in the text
         best = max(scores, key=lambda ref: scores[ref])
         return Emergency(redirect_to=best, terms=tuple(terms[best]), score=scores[best])
 

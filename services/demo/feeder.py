@@ -1,0 +1,103 @@
+"""Publishing a sample into the running pipeline, and knowing when the pipeline has caught up.
+
+"Caught up" (quiescent) means: every consumer group has committed the end offset of every partition it
+reads, and no outbox row is waiting to be published, twice in a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import ClockTick
+from services.platform.codec import encode
+from services.platform.settings import Settings
+from services.platform.topics import names
+
+GROUPS = {"intake": ["raw"], "router": ["accepted", "returns"], "sla": ["workorders", "triage", "updates", "clock"]}
+
+
+class Feeder:
+    def __init__(self, settings: Settings, dsn: str) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.topics = names(settings.topic_prefix)
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        self.db: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> Feeder:
+        await self.producer.start()
+        await self.consumer.start()
+        self.db = await asyncpg.connect(self.dsn)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+        await self.consumer.stop()
+        if self.db is not None:
+            await self.db.close()
+
+    async def publish(self, topic: str, lines: list[bytes], key_field: str,
+                      progress: Callable[[int], None] | None = None) -> None:
+        futures = []
+        for raw in lines:
+            try:
+                key = str(json.loads(raw).get(key_field, "")).encode() or None
+            except (ValueError, AttributeError, RecursionError):
+                key = None
+            futures.append(await self.producer.send(self.topics[topic], raw, key=key))
+            if progress:
+                progress(1)
+        await asyncio.gather(*futures)
+
+    async def tick(self, now: datetime) -> None:
+        msg = encode(ClockTick(now=now), topic=self.topics["clock"], key=None, ce_id=f"tick:{now.isoformat()}",
+                     source="/hotline/feeder", subject=None, time=now)
+        await self.producer.send_and_wait(msg.topic, msg.value, headers=list(msg.headers))
+
+    async def lag(self) -> int:
+        """Messages not yet processed: end offsets of each topic a worker reads, minus the inputs that worker
+        recorded as processed in PostgreSQL (the same transaction that applied them)."""
+        assert self.db is not None
+        total = 0
+        for service, short in GROUPS.items():
+            for name in short:
+                topic = self.topics[name]
+                partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or set()]
+                if not partitions:
+                    continue
+                published = sum((await self.consumer.end_offsets(partitions)).values())
+                done = await self.db.fetchval(
+                    "SELECT count(*) FROM processed_inputs WHERE input_key LIKE $1 AND input_key NOT LIKE '%:failed'",
+                    f"{service}:{topic}:%")
+                total += max(published - int(done), 0)
+        return total
+
+    async def pending_outbox(self) -> int:
+        assert self.db is not None
+        return int(await self.db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+    async def sla_behind(self) -> int:
+        """Tickets with an escalation due at or before the SLA clock: the sweep is still running."""
+        assert self.db is not None
+        return int(await self.db.fetchval(
+            "SELECT count(*) FROM tickets, sla_clock WHERE tickets.next_check <= sla_clock.now"))
+
+    async def wait_quiescent(self, timeout: float = 300.0, poll: float = 0.5) -> None:
+        await self.consumer.topics()  # refresh metadata so partitions_for_topic knows every topic
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        calm = 0
+        while loop.time() < deadline:
+            busy = await self.lag() + await self.pending_outbox() + await self.sla_behind()
+            calm = calm + 1 if busy == 0 else 0
+            if calm >= 3:
+                return
+            await asyncio.sleep(poll)
+        raise TimeoutError(f"the pipeline did not catch up within {timeout:.0f}s")

@@ -1,0 +1,141 @@
+"""``hotline demo``: the whole service on the embedded stack, fed with a realistic sample."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services.demo import sample as sample_mod
+from services.demo.feeder import Feeder
+from services.demo.stack import Running, start
+from services.domain.sla import SlaRules
+from services.replay.runner import run as replay
+
+ROOT = Path(".hotline")
+
+
+def update_rounds(updates: list[bytes]) -> list[list[bytes]]:
+    """Split time-ordered updates into rounds that end after each return (退单), so the re-dispatched work
+    order reaches the SLA service before the next unit's updates do."""
+    rounds: list[list[bytes]] = [[]]
+    for raw in updates:
+        rounds[-1].append(raw)
+        try:
+            action = json.loads(raw).get("action")
+        except (ValueError, AttributeError):
+            action = None
+        if action == "return":
+            rounds.append([])
+    return [r for r in rounds if r]
+
+
+async def feed(running: Running, sample: sample_mod.Sample, until: datetime, progress: Progress | None = None) -> None:
+    async with Feeder(running.settings, running.dsn) as feeder:
+        task = progress.add_task("events → intake", total=len(sample.events)) if progress else None
+        await feeder.publish("raw", sample.events, "event_id",
+                             (lambda n: progress.advance(task, n)) if progress and task is not None else None)
+        await feeder.wait_quiescent()
+        rounds = update_rounds(sample.updates)
+        task = progress.add_task("unit updates", total=len(sample.updates)) if progress else None
+        for batch in rounds:
+            await feeder.publish("updates", batch, "ticket_id")
+            await feeder.wait_quiescent()
+            if progress and task is not None:
+                progress.advance(task, len(batch))
+        await feeder.tick(until)
+        await feeder.wait_quiescent()
+
+
+async def summary(dsn: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        q = conn.fetch
+        return {
+            "intake": dict(await conn.fetchrow(
+                """SELECT (SELECT count(*) FROM intake_events) AS accepted,
+                          (SELECT count(*) FROM dead_letters) AS dead_letters,
+                          (SELECT count(*) FROM work_orders) AS work_orders,
+                          (SELECT count(*) FROM tickets WHERE status = 'triage') AS triage,
+                          (SELECT count(*) FROM tickets WHERE status = 'redirected') AS redirected""")),
+            "units": [dict(r) for r in await q(
+                """SELECT jurisdiction, lead_unit, count(*) AS work_orders FROM work_orders
+                   GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 15""")],
+            "status": [dict(r) for r in await q("SELECT status, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 2 DESC")],
+            "escalations": [dict(r) for r in await q(
+                "SELECT kind, level, count(*) AS n FROM escalations GROUP BY 1, 2 ORDER BY 1, 2")],
+            "dead_letters": [dict(r) for r in await q(
+                "SELECT stage, reason, count(*) AS n FROM dead_letters GROUP BY 1, 2 ORDER BY 3 DESC")],
+            "campaigns": [r["report"] for r in await q(
+                """SELECT DISTINCT ON (campaign_id) report FROM campaign_evaluations
+                   ORDER BY campaign_id, at DESC""")],
+            "work_order_ids": sorted(r["work_order_id"] for r in await q("SELECT work_order_id FROM work_orders")),
+            "escalation_ids": sorted(r["escalation_id"] for r in await q("SELECT escalation_id FROM escalations")),
+        }
+    finally:
+        await conn.close()
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    return table
+
+
+def run_demo(n_events: int, seed: int, keep: bool, console: Console) -> int:
+    from services.domain.routing import Router
+
+    router = Router.load()
+    rules = SlaRules.load()
+    sample = sample_mod.generate(router, n_events=n_events, seed=seed)
+    until = sample.end or datetime.now().astimezone()
+    workdir = Path(tempfile.mkdtemp(prefix="hotline-demo-"))
+    events_path, updates_path = sample.write(workdir)
+    console.print(f"[bold]Sample[/bold]: {len(sample.events)} event lines, {len(sample.updates)} unit updates "
+                  f"({events_path}, {updates_path}); clock runs to {until.isoformat()}")
+    console.print("Starting Tansu (Kafka protocol) and PostgreSQL, provisioning topics, starting 3 workers …")
+    running = start(ROOT, router, sla_clock="ticks")
+    try:
+        with Progress(console=console) as progress:
+            asyncio.run(feed(running, sample, until, progress))
+        result = asyncio.run(summary(running.dsn))
+        _show(console, result, running)
+        offline = replay(events_path, updates_path, router, rules, until=until)
+        same_orders = sorted(w.work_order_id for w in offline.pipeline.work_orders) == result["work_order_ids"]
+        same_escalations = sorted(e.escalation_id for e in offline.pipeline.escalations) == result["escalation_ids"]
+        verdict = "[green]agree[/green]" if same_orders and same_escalations else "[red]DIFFER[/red]"
+        console.print(f"Offline replay of the same files: {len(offline.pipeline.work_orders)} work orders, "
+                      f"{len(offline.pipeline.escalations)} escalations — streaming and replay {verdict}.")
+        if keep:
+            console.print("Running until Ctrl-C …")
+            try:
+                while True:
+                    asyncio.run(asyncio.sleep(3600))
+            except KeyboardInterrupt:
+                pass
+        return 0 if same_orders and same_escalations else 1
+    finally:
+        console.print("Stopping workers, broker and database …")
+        running.stop()
+
+
+def _show(console: Console, s: dict[str, Any], running: Running) -> None:
+    console.print(_table("Pipeline", [s["intake"]], list(s["intake"])))
+    console.print(_table("Work orders per unit (top 15)", s["units"], ["jurisdiction", "lead_unit", "work_orders"]))
+    console.print(_table("Tickets by status", s["status"], ["status", "n"]))
+    console.print(_table("Escalations", s["escalations"], ["kind", "level", "n"]))
+    console.print(_table("Dead letters", s["dead_letters"], ["stage", "reason", "n"]))
+    console.print(_table("Campaigns (last scheduled evaluation)", s["campaigns"],
+                         ["campaign_id", "enrolled", "resolved", "rate", "target", "projected_rate", "status", "at"]))
+    for service in ("intake", "router", "sla"):
+        console.print(f"/metrics of {service}: {running.metrics_url(service)}")
+    console.print(f"Logs: {running.stack.logs}")

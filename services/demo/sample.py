@@ -1,0 +1,167 @@
+"""A realistic, reproducible sample of events and unit updates over the four jurisdictions.
+
+Texts come from ``templates.yaml``; the units that post updates are the ones the rulebooks make
+responsible (the generator asks the same router the service uses), so the updates fit the work orders.
+The sample also carries what real feeds carry: duplicates, broken lines, late acknowledgements, tickets
+nobody resolves, extensions, returns and disputes, unsatisfied callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas import IntakeEvent
+from services.domain.clock import CHINA_TZ
+from services.domain.dispatch import Routes
+
+TEMPLATES = Path(__file__).resolve().parent / "templates.yaml"
+JURISDICTION_WEIGHTS = {"qingpu": 0.4, "changning": 0.2, "chongming": 0.2, "zhalantun": 0.2}
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+PROPERTY_HINTS = ("property", "parking", "物业", "停车")
+
+
+@dataclass
+class Sample:
+    events: list[bytes] = field(default_factory=list)
+    updates: list[bytes] = field(default_factory=list)
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        events, updates = directory / "events.jsonl", directory / "updates.jsonl"
+        events.write_bytes(b"".join(line + b"\n" for line in self.events))
+        updates.write_bytes(b"".join(line + b"\n" for line in self.updates))
+        return events, updates
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode()
+
+
+def _fill(text: str, rnd: random.Random, place: dict[str, Any], town: str | None) -> str:
+    values = {"community": rnd.choice(place["communities"]), "road": rnd.choice(place["roads"]),
+              "building": str(rnd.randint(1, 60)), "town": town or rnd.choice(place["towns"]),
+              "n": str(rnd.randint(2, 30)), "time": rnd.choice(["早上六点", "晚上十点", "凌晨一点", "中午", "傍晚"])}
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _campaigns(jurisdiction: str, source: str, template: dict[str, Any], rnd: random.Random) -> list[str]:
+    if jurisdiction != "qingpu":
+        return []
+    hint = str(template.get("category_hint", ""))
+    out = []
+    if source == "iot_alert":
+        out.append("qingpu-2025-iot-alert-push")
+    elif source == "hotline_12345" and rnd.random() < 0.6:
+        out.append("qingpu-2025-hotspots-12345")
+    elif source == "petition" and rnd.random() < 0.8:
+        out.append("qingpu-2025-hotspots-petitions")
+    if any(h in hint for h in PROPERTY_HINTS):
+        out.append("qingpu-2025-property-12345" if source != "petition" else "qingpu-2025-property-parking-petitions")
+    return out
+
+
+def generate(router: Routes, n_events: int = 400, seed: int = 12345,
+             start: datetime = datetime(2025, 4, 1, tzinfo=CHINA_TZ), days: int = 80) -> Sample:
+    rnd = random.Random(seed)
+    data = yaml.safe_load(TEMPLATES.read_text(encoding="utf-8"))
+    places, templates = data["jurisdictions"], data["templates"]
+    sample = Sample(start=start, end=start + timedelta(days=days + 20))
+    timed_events: list[tuple[datetime, bytes]] = []
+    timed_updates: list[tuple[datetime, bytes]] = []
+    counter = 0
+    for i in range(n_events):
+        jurisdiction = rnd.choices(list(JURISDICTION_WEIGHTS), weights=list(JURISDICTION_WEIGHTS.values()))[0]
+        choices = [t for t in templates if jurisdiction in t["jurisdictions"]]
+        template = rnd.choice(choices)
+        source = rnd.choice(template["sources"])
+        place = places[jurisdiction]
+        town = rnd.choice(place["towns"]) if rnd.random() < 0.85 else None
+        address = f"{place['prefix']}{town or ''}{rnd.choice(place['roads'])}{rnd.randint(1, 999)}号"
+        day = start + timedelta(days=rnd.randint(0, days - 1))
+        at = day.replace(hour=rnd.randint(7, 21), minute=rnd.randint(0, 59))
+        event_id = f"{jurisdiction[:2].upper()}{at:%Y%m%d}{i:05d}"
+        event: dict[str, Any] = {
+            "event_id": event_id, "source": source, "jurisdiction": jurisdiction, "occurred_at": at.isoformat(),
+            "content": _fill(template["text"], rnd, place, town), "address": address,
+            "urgency": template.get("urgency", "normal"),
+            "campaigns": _campaigns(jurisdiction, source, template, rnd),
+        }
+        if source == "hotline_12345":
+            event["caller"] = {"name": rnd.choice(SURNAMES) + rnd.choice(["先生", "女士"]),
+                               "phone": f"13{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}
+        raw = _dumps(event)
+        timed_events.append((at, raw))
+        if rnd.random() < 0.03:  # the hotline system sends it again
+            timed_events.append((at, raw))
+        decision = router.route(IntakeEvent.model_validate(event))
+        if decision.outcome != "dispatch" or decision.lead_unit is None:
+            continue
+        for when, update in _story(rnd, router, IntakeEvent.model_validate(event), decision.lead_unit, at):
+            counter += 1
+            update["event_id"] = f"U{counter:06d}"
+            timed_updates.append((when, _dumps(update)))
+    broken = [b"", b"{not json", b'{"event_id": "X1", "source": "fax"}', "\u4e2d".encode()[:2],
+              _dumps({"event_id": "BAD-TIME", "source": "hotline_12345", "jurisdiction": "qingpu",
+                      "occurred_at": "2025-05-01 10:00", "content": "路灯不亮", "address": "上海市青浦区"})]
+    for k, raw in enumerate(broken):
+        timed_events.insert(rnd.randint(0, len(timed_events)), (timed_events[min(k, len(timed_events) - 1)][0], raw))
+    timed_events.sort(key=lambda x: x[0])
+    timed_updates.sort(key=lambda x: x[0])
+    sample.events = [raw for _, raw in timed_events]
+    sample.updates = [raw for _, raw in timed_updates]
+    sample.updates.append(_dumps({"event_id": "U-BAD", "ticket_id": "NOPE", "action": "teleport", "unit": "x",
+                                  "occurred_at": (start + timedelta(days=days)).isoformat()}))
+    return sample
+
+
+def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str,
+           at: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+    """What the units do with one ticket, as timed updates."""
+    out: list[tuple[datetime, dict[str, Any]]] = []
+    tid = event.event_id
+
+    def u(when: datetime, action: str, who: str, **extra: Any) -> None:
+        out.append((when, {"ticket_id": tid, "action": action, "unit": who, "occurred_at": when.isoformat(), **extra}))
+
+    fate = rnd.random()
+    t = at + timedelta(hours=rnd.uniform(0.5, 20))
+    if fate < 0.07:  # returned once, the next unit does the work
+        u(t, "return", unit, reason="不属于本单位职责，建议改派")
+        nxt = router.route(event, exclude_units=frozenset({unit}))
+        if nxt.outcome != "dispatch" or nxt.lead_unit is None:
+            return out
+        unit, t = nxt.lead_unit, t + timedelta(hours=rnd.uniform(1, 30))
+        if fate < 0.025:  # and returned again: an ownership dispute
+            u(t, "return", unit, reason="该事项应由属地或其他部门处置")
+            return out
+    elif fate < 0.12:  # nobody picks it up
+        return out
+    elif fate < 0.2:  # acknowledged late
+        t = at + timedelta(days=rnd.uniform(1.6, 4))
+    u(t, "acknowledge", unit, note="已签收")
+    if rnd.random() < 0.08:  # acknowledged, never resolved
+        return out
+    if rnd.random() < 0.06:
+        t2 = t + timedelta(days=1)
+        u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
+        t = t2
+    t = t + timedelta(days=rnd.uniform(0.3, 8.5))
+    u(t, "resolve", unit, note="已现场处置")
+    t = t + timedelta(days=rnd.uniform(0.5, 3))
+    satisfied = rnd.random() < 0.85
+    u(t, "callback", unit, satisfied=satisfied, reason=None if satisfied else "问题仍未解决")
+    if not satisfied:
+        t = t + timedelta(days=rnd.uniform(0.5, 4))
+        u(t, "resolve", unit, note="重办完成")
+        u(t + timedelta(days=1), "callback", unit, satisfied=True)
+    return out
