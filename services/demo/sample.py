@@ -25,7 +25,7 @@ from services.domain.dispatch import Routes
 TEMPLATES = Path(__file__).resolve().parent / "templates.yaml"
 JURISDICTION_WEIGHTS = {"qingpu": 0.4, "changning": 0.2, "chongming": 0.2, "zhalantun": 0.2}
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-PROPERTY_HINTS = ("property", "parking", "物业", "停车")
+PROPERTY_CATEGORIES = frozenset({"property_management", "parking_resources"})
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _campaigns(jurisdiction: str, source: str, template: dict[str, Any], rnd: ra
         out.append("qingpu-2025-hotspots-12345")
     elif source == "petition" and rnd.random() < 0.8:
         out.append("qingpu-2025-hotspots-petitions")
-    if any(h in hint for h in PROPERTY_HINTS):
+    if hint in PROPERTY_CATEGORIES:
         out.append("qingpu-2025-property-12345" if source != "petition" else "qingpu-2025-property-parking-petitions")
     return out
 
@@ -151,7 +151,7 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str,
     u(t, "acknowledge", unit, note="已签收")
     if rnd.random() < 0.08:  # acknowledged, never resolved
         return out
-    if rnd.random() < 0.06:
+    if rnd.random() < 0.06 and event.source != "petition":  # petitions already have 60 days
         t2 = t + timedelta(days=1)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
         t = t2

@@ -38,8 +38,10 @@ class Campaign(BaseModel):
     start: datetime
     deadline: datetime
     evaluate_at: time = time(0, 0)
-    warmup_days: int = 3
-    velocity_window_days: int = 7
+    warmup_days: int = 3  # no at-risk alarm until this many days after the first ticket enrolled
+    min_enrolled: int = 5  # ... nor while fewer tickets than this are enrolled
+    rearm_days: int = 3  # on track this many evaluations in a row before a new at-risk alarm
+    velocity_window_days: int = 14
     selector: dict[str, list[str]] | None = None
     citation: Citation
 
@@ -66,6 +68,8 @@ class CampaignState(BaseModel):
     campaign_id: str
     last_evaluated_at: datetime | None = None
     status: CampaignStatus = "on_track"
+    on_track_streak: int = 0
+    alarmed: bool = False  # an at-risk alarm stands (cleared after rearm_days on track)
     history: list[CampaignReport] = Field(default_factory=list)
     emitted: list[str] = Field(default_factory=list)
 
@@ -146,7 +150,8 @@ def evaluate(campaign: Campaign, tickets: Iterable[TicketState], at: datetime) -
     needed = shortfall / days_left if days_left > 0 else float(shortfall)
     if at >= campaign.deadline:
         status: CampaignStatus = "met" if n and rate >= campaign.target else "missed"
-    elif n == 0 or elapsed_days < campaign.warmup_days or projected >= campaign.target:
+    elif (n < campaign.min_enrolled or projected >= campaign.target
+          or at - min(t.opened_at for t in cohort) < timedelta(days=campaign.warmup_days)):
         status = "on_track"
     else:
         status = "at_risk"
@@ -162,8 +167,10 @@ def advance(campaign: Campaign, state: CampaignState, tickets: list[TicketState]
     for instant in evaluation_times(campaign, state.last_evaluated_at, now):
         report = evaluate(campaign, tickets, instant)
         kind = None
-        if report.status == "at_risk" and state.status != "at_risk":
-            kind, level = EscalationKind.campaign_at_risk, 2
+        streak = state.on_track_streak + 1 if report.status == "on_track" else 0
+        alarmed = state.alarmed and streak < campaign.rearm_days
+        if report.status == "at_risk" and not alarmed:
+            kind, level, alarmed = EscalationKind.campaign_at_risk, 2, True
         elif report.status == "missed":
             kind, level = EscalationKind.campaign_missed, 3
         if kind is not None:
@@ -178,5 +185,6 @@ def advance(campaign: Campaign, state: CampaignState, tickets: list[TicketState]
                              "citation": f"{campaign.citation.file} {campaign.citation.clause}"}))
                 state = state.model_copy(update={"emitted": [*state.emitted, esc_id]})
         state = state.model_copy(update={"last_evaluated_at": instant, "status": report.status,
+                                         "on_track_streak": streak, "alarmed": alarmed,
                                          "history": [*state.history, report]})
     return state, escalations

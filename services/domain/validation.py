@@ -106,7 +106,7 @@ def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
         return Rejection("not_an_object", None, f"expected a JSON object, got {type(data).__name__}")
     bad = _control_field(data)
     if bad:
-        return Rejection("control_characters", bad, "text contains control or invisible formatting characters")
+        return Rejection("control_characters", bad, f"{bad}: contains control or invisible formatting characters")
     return data
 
 

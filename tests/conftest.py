@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from services.domain.clock import CHINA_TZ
+from services.domain.sla import SlaRules
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cst(text: str) -> datetime:
+    """A China Standard Time instant from 'YYYY-MM-DD HH:MM'."""
+    return datetime.fromisoformat(text).replace(tzinfo=CHINA_TZ)
+
+
+@pytest.fixture(scope="session")
+def rules() -> SlaRules:
+    return SlaRules.load()
+
+
+@pytest.fixture(scope="session")
+def router():  # type: ignore[no-untyped-def]
+    from services.domain.routing import Router
+
+    return Router.load()

@@ -1,0 +1,41 @@
+"""Building contracts for tests without boilerplate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from schemas import Citation, RoutingDecision, UnitUpdate, WorkOrder
+
+CITE = Citation(file="qingpu-2025-upgrade-work-plan.txt", clause="任务分解表 第19项")
+
+
+def decision(ticket: str, unit: str = "区城管执法局", **kw: Any) -> RoutingDecision:
+    base: dict[str, Any] = dict(event_id=ticket, jurisdiction="qingpu", outcome="dispatch",
+                                category="illegal_construction", lead_unit=unit, confidence=0.9, needs_triage=False,
+                                citations=[CITE], explanation="test", rulebook_version="test")
+    return RoutingDecision(**{**base, **kw})
+
+
+def work_order(ticket: str, at: datetime, unit: str = "区城管执法局", seq: int = 1, **kw: Any) -> WorkOrder:
+    base: dict[str, Any] = dict(
+        work_order_id=f"{ticket}#{seq}", ticket_id=ticket, dispatch_seq=seq, jurisdiction="qingpu",
+        source="hotline_12345", category="illegal_construction", urgency="normal", lead_unit=unit,
+        content="违建", address="上海市青浦区朱家角镇", opened_at=at, dispatched_at=at,
+        decision=decision(ticket, unit))
+    return WorkOrder(**{**base, **kw})
+
+
+_n = 0
+
+
+def update(ticket: str, action: str, at: datetime, unit: str = "区城管执法局", **kw: Any) -> UnitUpdate:
+    global _n
+    _n += 1
+    extra: dict[str, Any] = {}
+    if action == "return":
+        extra["reason"] = "不属于本单位职责"
+    if action == "callback":
+        extra["satisfied"] = True
+    return UnitUpdate(event_id=kw.pop("event_id", f"U{_n}"), ticket_id=ticket, action=action, unit=unit,
+                      occurred_at=at, **{**extra, **kw})

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.domain import sla
+from services.domain.campaigns import Campaign, CampaignState, advance, evaluate, evaluation_times, next_evaluation
+from tests.conftest import cst
+from tests.factories import CITE, update, work_order
+
+
+def _campaign(**kw) -> Campaign:  # type: ignore[no-untyped-def]
+    base = dict(id="c1", name="test", jurisdiction="qingpu", target=0.7, start=cst("2025-06-01 00:00"),
+                deadline=cst("2025-07-01 00:00"), citation=CITE, warmup_days=3, min_enrolled=2)
+    return Campaign(**{**base, **kw})
+
+
+def _tickets(rules, n: int, resolved: int, opened: str = "2025-06-02 10:00", resolve_at: str = "2025-06-05 10:00"):  # type: ignore[no-untyped-def]
+    out = []
+    for i in range(n):
+        state = sla.on_work_order(None, work_order(f"T{i}", cst(opened), campaigns=["c1"]), rules)
+        if i < resolved:
+            state = sla.on_update(state, update(f"T{i}", "resolve", cst(resolve_at)), rules).state
+        out.append(state)
+    return out
+
+
+def test_rate_counts_resolved_and_not_reopened(rules) -> None:  # type: ignore[no-untyped-def]
+    tickets = _tickets(rules, 10, 7)
+    reopened = sla.on_update(tickets[0], update("T0", "callback", cst("2025-06-06 10:00"), satisfied=False,
+                                                reason="no"), rules).state
+    report = evaluate(_campaign(), [reopened, *tickets[1:]], cst("2025-06-10 00:00"))
+    assert (report.enrolled, report.resolved, report.rate) == (10, 6, 0.6)
+    early = evaluate(_campaign(), tickets, cst("2025-06-04 00:00"))
+    assert early.resolved == 0  # facts after the evaluation instant do not count
+
+
+def test_projection_uses_recent_velocity(rules) -> None:  # type: ignore[no-untyped-def]
+    tickets = _tickets(rules, 20, 6, resolve_at="2025-06-08 10:00")
+    report = evaluate(_campaign(), tickets, cst("2025-06-10 00:00"))
+    # 6 resolutions in the last 9 days -> 0.667/day, 21 days left -> +14 -> capped at 20 of 20
+    assert report.projected_rate == 1.0 and report.status == "on_track"
+    stalled = evaluate(_campaign(), tickets, cst("2025-06-25 00:00"))  # nothing resolved in the last 14 days
+    assert stalled.projected_rate == 0.3 and stalled.status == "at_risk"
+    assert stalled.needed_per_day == round(8 / 6, 3)
+
+
+def test_met_and_missed_at_the_deadline(rules) -> None:  # type: ignore[no-untyped-def]
+    assert evaluate(_campaign(), _tickets(rules, 10, 7), cst("2025-07-01 00:00")).status == "met"
+    assert evaluate(_campaign(), _tickets(rules, 10, 6), cst("2025-07-01 00:00")).status == "missed"
+
+
+def test_schedule_is_daily_and_ends_at_the_deadline() -> None:
+    c = _campaign()
+    times = evaluation_times(c, None, cst("2025-08-01 00:00"))
+    assert times[0] == cst("2025-06-01 00:00") and times[-1] == cst("2025-07-01 00:00") and len(times) == 31
+    assert evaluation_times(c, cst("2025-06-10 00:00"), cst("2025-06-12 12:00")) == [
+        cst("2025-06-11 00:00"), cst("2025-06-12 00:00")]
+    assert next_evaluation(c, cst("2025-06-10 00:00")) == cst("2025-06-11 00:00")
+    assert next_evaluation(c, cst("2025-06-10 05:00")) == cst("2025-06-11 00:00")
+    assert next_evaluation(c, cst("2025-07-01 00:00")) is None
+
+
+def test_at_risk_once_per_episode_and_missed_once(rules) -> None:  # type: ignore[no-untyped-def]
+    c = _campaign()
+    tickets = _tickets(rules, 10, 2)
+    state, found = advance(c, CampaignState(campaign_id="c1"), tickets, cst("2025-06-03 12:00"))
+    assert found == []  # warm-up: three days after the first enrolment
+    state, found = advance(c, state, tickets, cst("2025-06-20 00:00"))
+    assert [e.kind.value for e in found] == ["campaign_at_risk"]
+    assert found[0].details["needed_per_day"] > 0 and found[0].campaign_id == "c1"
+    state, found = advance(c, state, tickets, cst("2025-06-28 00:00"))
+    assert found == []  # still the same episode
+    state, found = advance(c, state, tickets, cst("2025-08-01 00:00"))
+    assert [e.kind.value for e in found] == ["campaign_missed"]
+    state, found = advance(c, state, tickets, cst("2025-09-01 00:00"))
+    assert found == []
+
+
+def test_a_comfortable_campaign_never_cries_wolf(rules) -> None:  # type: ignore[no-untyped-def]
+    c = _campaign()
+    tickets = _tickets(rules, 10, 9, resolve_at="2025-06-03 10:00")
+    _, found = advance(c, CampaignState(campaign_id="c1"), tickets, cst("2025-07-02 00:00"))
+    assert found == []
+
+
+def test_shipped_campaigns_cite_the_plan(rules) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import REPO
+
+    ids = {c.id: c for c in rules.campaigns.campaigns}
+    assert {"qingpu-2025-hotspots-12345", "qingpu-2025-hotspots-petitions", "qingpu-2025-property-12345",
+            "qingpu-2025-property-parking-petitions", "qingpu-2025-iot-alert-push"} <= set(ids)
+    assert ids["qingpu-2025-hotspots-12345"].planned_cohort == 1864 and ids["qingpu-2025-hotspots-12345"].target == 0.7
+    assert ids["qingpu-2025-hotspots-petitions"].planned_cohort == 619
+    assert ids["qingpu-2025-iot-alert-push"].measure == "dispatched"
+    for c in ids.values():
+        assert (REPO / "plans" / c.citation.file).is_file()
+        assert c.selector is None  # selector rules are off in the shipped definitions
+        assert c.deadline - c.start > timedelta(days=30)

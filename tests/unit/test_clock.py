@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from services.domain.clock import WorkCalendar, load_overrides
+from tests.conftest import cst
+
+
+def test_statutory_holiday_and_make_up_day() -> None:
+    cal = WorkCalendar()
+    assert not cal.is_workday(date(2025, 10, 1))  # National Day
+    assert cal.is_workday(date(2025, 9, 28))  # a Sunday made a working day (调休)
+    # One working day after 30 Sept 10:00 skips the whole National Day break (1–8 Oct).
+    assert cal.add_working_days(cst("2025-09-30 10:00"), 1) == cst("2025-10-09 10:00")
+
+
+def test_working_days_skip_weekends_and_keep_time_of_day() -> None:
+    cal = WorkCalendar()
+    assert cal.add_working_days(cst("2025-06-06 15:00"), 1) == cst("2025-06-09 15:00")  # Fri -> Mon
+    assert cal.add_working_days(cst("2025-06-09 09:00"), 5) == cst("2025-06-16 09:00")
+    # Starting on a Saturday: time starts counting on Monday 00:00.
+    assert cal.add_working_days(cst("2025-06-07 11:00"), 0.5) == cst("2025-06-09 12:00")
+
+
+def test_working_days_between_is_the_inverse() -> None:
+    cal = WorkCalendar()
+    start = cst("2025-09-26 16:00")
+    end = cal.add_working_days(start, 3.25)
+    assert abs(cal.working_days_between(start, end) - 3.25) < 1e-9
+    assert cal.working_days_between(end, start) < 0
+
+
+def test_unknown_year_falls_back_to_weekends_and_says_so() -> None:
+    cal = WorkCalendar()
+    assert cal.is_workday(date(2031, 1, 1))  # a Wednesday; no holiday data for 2031
+    assert not cal.is_workday(date(2031, 1, 4))  # Saturday
+    assert cal.fallback_years == {2031}
+
+
+def test_override_file_supplies_a_later_year(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.yaml"
+    path.write_text("years:\n  2031:\n    source: test\n    holidays: ['2031-01-01']\n"
+                    "    workdays: ['2031-01-04']\n", encoding="utf-8")
+    cal = WorkCalendar(load_overrides(path))
+    assert not cal.is_workday(date(2031, 1, 1))
+    assert cal.is_workday(date(2031, 1, 4))
+    assert cal.is_workday(date(2031, 1, 6))
+    assert cal.fallback_years == set()
+
+
+def test_shipped_override_file_loads() -> None:
+    path = Path(__file__).resolve().parents[2] / "services" / "sla" / "calendar_overrides.yaml"
+    assert isinstance(load_overrides(path), dict)

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.domain import deadlines, sla
+from tests.conftest import cst
+from tests.factories import update, work_order
+
+
+def _kinds(found):  # type: ignore[no-untyped-def]
+    return [(e.kind.value, e.level, e.threshold, e.at) for e in found]
+
+
+def test_untouched_ticket_gets_warnings_then_overdue_levels(rules) -> None:  # type: ignore[no-untyped-def]
+    state = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)  # Monday
+    state, found, upcoming = sla.sweep(state, cst("2025-06-30 00:00"), rules)
+    assert _kinds(found) == [
+        ("ack_overdue", 1, None, cst("2025-06-10 09:00")),
+        ("ack_overdue", 2, None, cst("2025-06-11 09:00")),
+        ("resolve_warning", 1, 0.5, cst("2025-06-12 21:00")),
+        ("resolve_warning", 1, 0.75, cst("2025-06-14 15:00")),  # 75 % of the calendar span to the deadline
+        ("resolve_overdue", 1, None, cst("2025-06-16 09:00")),
+        ("resolve_overdue", 2, None, cst("2025-06-17 09:00")),
+        ("resolve_overdue", 3, None, cst("2025-06-23 09:00")),
+    ]
+    assert upcoming is None
+    again, nothing, _ = sla.sweep(state, cst("2025-07-30 00:00"), rules)
+    assert nothing == [] and again == state  # emitted once
+
+
+def test_timely_ticket_gets_nothing(rules) -> None:  # type: ignore[no-untyped-def]
+    state = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
+    for action, at in (("acknowledge", "2025-06-09 11:00"), ("resolve", "2025-06-11 10:00")):
+        state = sla.on_update(state, update("T1", action, cst(at)), rules).state
+    _, found, upcoming = sla.sweep(state, cst("2025-12-31 00:00"), rules)
+    assert found == [] and upcoming is None
+
+
+def test_answer_is_the_same_whenever_the_question_is_asked(rules) -> None:  # type: ignore[no-untyped-def]
+    """Sweeping often (replay) or once at the end (a worker that was down) emits the same escalations."""
+    base = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
+    steps = [("acknowledge", "2025-06-11 10:00"), ("resolve", "2025-06-18 10:00")]
+    incremental, emitted = base, []
+    for action, at in steps:
+        incremental, found, _ = sla.sweep(incremental, cst(at) - timedelta(microseconds=1), rules)
+        emitted += found
+        incremental = sla.on_update(incremental, update("T1", action, cst(at), event_id=action), rules).state
+    _, found, _ = sla.sweep(incremental, cst("2025-08-01 00:00"), rules)
+    emitted += found
+    late = base
+    for action, at in steps:
+        late = sla.on_update(late, update("T1", action, cst(at), event_id=action), rules).state
+    _, at_once, _ = sla.sweep(late, cst("2025-08-01 00:00"), rules)
+    assert sorted(e.escalation_id for e in emitted) == sorted(e.escalation_id for e in at_once)
+    assert {e.kind.value for e in at_once} == {"ack_overdue", "resolve_warning", "resolve_overdue"}
+    assert max(e.level for e in at_once if e.kind.value == "resolve_overdue") == 2  # resolved before level 3
+
+
+def test_extension_before_the_deadline_prevents_the_breach(rules) -> None:  # type: ignore[no-untyped-def]
+    state = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
+    state = sla.on_update(state, update("T1", "acknowledge", cst("2025-06-09 10:00")), rules).state
+    state = sla.on_update(state, update("T1", "extend", cst("2025-06-13 10:00"), new_due=cst("2025-06-27 18:00"),
+                                        reason="需协调"), rules).state
+    _, found, _ = sla.sweep(state, cst("2025-06-27 17:00"), rules)
+    assert "resolve_overdue" not in {e.kind.value for e in found}
+    _, found, _ = sla.sweep(state, cst("2025-06-27 18:00"), rules)
+    assert ("resolve_overdue", 1) in {(e.kind.value, e.level) for e in found}
+
+
+def test_reopen_rearms_the_clock_with_new_ids(rules) -> None:  # type: ignore[no-untyped-def]
+    state = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
+    for action, at, extra in (("acknowledge", "2025-06-09 10:00", {}), ("resolve", "2025-06-10 10:00", {}),
+                              ("callback", "2025-06-11 10:00", {"satisfied": False, "reason": "未解决"})):
+        state = sla.on_update(state, update("T1", action, cst(at), **extra), rules).state
+    _, found, _ = sla.sweep(state, cst("2025-06-30 00:00"), rules)
+    overdue = [e for e in found if e.kind.value == "resolve_overdue"]
+    assert overdue and all(e.details["cycle"] == 2 and e.details["cycle_kind"] == "reopen" for e in overdue)
+    assert overdue[0].at == cst("2025-06-16 10:00")
+
+
+def test_ids_are_deterministic() -> None:
+    assert deadlines.escalation_id("ack_overdue", "T1", 1, 1, None) == deadlines.escalation_id(
+        "ack_overdue", "T1", 1, 1, None)
+    assert deadlines.escalation_id("ack_overdue", "T1", 1, 1, None) != deadlines.escalation_id(
+        "ack_overdue", "T1", 2, 1, None)
+
+
+def test_policies_are_chosen_by_source_category_and_urgency(rules) -> None:  # type: ignore[no-untyped-def]
+    p = rules.policies.for_ticket
+    assert p(jurisdiction="qingpu", source="hotline_12345", category="x", urgency="normal").name == "defaults"
+    assert p(jurisdiction="qingpu", source="petition", category="x", urgency="normal").resolve.describe() == "60 days"
+    lamp = p(jurisdiction="zhalantun", source="hotline_12345", category="street_lamp", urgency="urgent")
+    assert lamp.resolve.describe() == "24 hours" and "24小时" in lamp.citation
+    assert p(jurisdiction="qingpu", source="iot_alert", category="x", urgency="normal").name == "iot-alerts"
+
+
+def test_policy_categories_exist_in_the_taxonomy(rules) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from tests.conftest import REPO
+
+    taxonomy = yaml.safe_load((REPO / "services/router/rulebooks/categories.yaml").read_text(encoding="utf-8"))
+    known = {c["id"] for c in taxonomy["categories"]}
+    for rule in rules.policies.rules:
+        assert rule.match.get("category", frozenset()) <= known, rule.name
+        assert rule.citation.strip(), rule.name

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas import IntakeEvent
+from services.domain.deadletters import dead_letter
+from services.domain.intake import accept_event, accept_update
+from services.domain.privacy import mask_bytes, mask_text
+from services.domain.validation import Rejection
+from tests.conftest import cst
+
+GOOD = {"event_id": "QP-1", "source": "hotline_12345", "jurisdiction": "qingpu",
+        "occurred_at": "2025-05-06T09:00:00+08:00", "content": "小区里有人私搭乱建", "address": "上海市青浦区朱家角镇",
+        "caller": {"name": "张三", "phone": "13812345678"}}
+
+
+def _raw(**changes: object) -> bytes:
+    data = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in data.items() if v is not ...}, ensure_ascii=False).encode()
+
+
+def test_good_event_is_normalised() -> None:
+    event = accept_event(_raw(content="  路灯　不亮 ，ＡＢ１２３  "))
+    assert isinstance(event, IntakeEvent)
+    assert event.content == "路灯 不亮 ,AB123"
+
+
+@pytest.mark.parametrize("raw, reason, field", [
+    (b"", "empty", None),
+    (b"   ", "empty", None),
+    (b"\xff\xfe{}", "invalid_utf8", None),
+    (b"{not json", "invalid_json", None),
+    (b"[1, 2]", "not_an_object", None),
+    (b'{"a":' * 10 + b"1" + b"}" * 10, "too_deep", None),
+    (b"x" * 70000, "too_large", None),
+    (_raw(jurisdiction="mars"), "unknown_jurisdiction", "jurisdiction"),
+    (_raw(source="fax"), "unknown_source", "source"),
+    (_raw(occurred_at="2025-05-06 09:00"), "bad_timestamp", "occurred_at"),
+    (_raw(occurred_at="yesterday"), "bad_timestamp", "occurred_at"),
+    (_raw(content=...), "missing_field", "content"),
+    (_raw(content=123), "wrong_type", "content"),
+    (_raw(content="x" * 5000), "too_long", "content"),
+    (_raw(content="   "), "empty_field", "content"),
+    (_raw(content="bell\u0007"), "control_characters", "content"),
+    (_raw(colour="red"), "unknown_field", "colour"),
+    (_raw(event_id="has space"), "invalid_value", "event_id"),
+    (_raw(caller={"name": "x", "phone": "call me"}), "invalid_value", "caller.phone"),
+])
+def test_bad_input_is_rejected_naming_field_and_reason(raw: bytes, reason: str, field: str | None) -> None:
+    result = accept_event(raw)
+    assert isinstance(result, Rejection)
+    assert (result.reason, result.field) == (reason, field)
+    assert result.error
+    if field:
+        assert field in result.error
+
+
+def test_update_fields_required_by_action() -> None:
+    base = {"event_id": "U1", "ticket_id": "T1", "unit": "区房管局", "occurred_at": "2025-05-06T09:00:00+08:00"}
+    for action, missing in (("return", "reason"), ("extend", "new_due"), ("callback", "satisfied")):
+        result = accept_update(json.dumps({**base, "action": action}).encode())
+        assert isinstance(result, Rejection) and result.reason == "invalid_value"
+        assert missing in result.error
+    bad = accept_update(json.dumps({**base, "action": "teleport"}).encode())
+    assert isinstance(bad, Rejection) and bad.field == "action"
+
+
+def test_personal_data_is_masked_in_dead_letters() -> None:
+    raw = _raw(jurisdiction="mars")
+    letter = dead_letter("intake", accept_event(raw), raw, cst("2025-05-06 10:00"), topic="t", partition=0, offset=5)
+    assert "13812345678" not in letter.original and "张三" not in letter.original
+    assert "138******78" in letter.original and letter.original_size == len(raw)
+    assert letter.reason == "unknown_jurisdiction"
+    again = dead_letter("intake", accept_event(raw), raw, cst("2025-05-07 10:00"), topic="t", partition=0, offset=5)
+    assert again.dead_letter_id == letter.dead_letter_id  # redelivery -> same record
+
+
+def test_masking_of_free_text_and_binary() -> None:
+    assert mask_text("电话13812345678，身份证310101199001011234") == "电话138******78，身份证310*************34"
+    text, enc = mask_bytes(b"\xff\xfe 13812345678", 100)
+    assert enc == "base64" and "13812345678" not in text
+    assert mask_bytes(b'{"name": "\xe5\xbc\xa0\xe4\xb8\x89", "phone": "13812345678"', 100)[0].count("*") >= 6
