@@ -22,7 +22,7 @@ schemas_app = typer.Typer(help="Generated contracts (JSON Schema, AsyncAPI).", n
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
-console = Console(stderr=True)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
 
 
 def _router():  # type: ignore[no-untyped-def]

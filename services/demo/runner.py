@@ -57,6 +57,7 @@ async def feed(running: Running, sample: sample_mod.Sample, until: datetime, pro
 
 async def summary(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     try:
         q = conn.fetch
         return {
@@ -134,8 +135,11 @@ def _show(console: Console, s: dict[str, Any], running: Running) -> None:
     console.print(_table("Tickets by status", s["status"], ["status", "n"]))
     console.print(_table("Escalations", s["escalations"], ["kind", "level", "n"]))
     console.print(_table("Dead letters", s["dead_letters"], ["stage", "reason", "n"]))
-    console.print(_table("Campaigns (last scheduled evaluation)", s["campaigns"],
-                         ["campaign_id", "enrolled", "resolved", "rate", "target", "projected_rate", "status", "at"]))
+    campaigns = [{"campaign": c["campaign_id"], "enrolled": c["enrolled"], "resolved": c["resolved"],
+                  "rate": f"{c['rate']:.1%}", "target": f"{c['target']:.0%}", "projected": f"{c['projected_rate']:.1%}",
+                  "status": c["status"], "as of": str(c["at"])[:10]} for c in s["campaigns"]]
+    console.print(_table("Campaigns (last scheduled evaluation)", campaigns,
+                         ["campaign", "enrolled", "resolved", "rate", "target", "projected", "status", "as of"]))
     for service in ("intake", "router", "sla"):
         console.print(f"/metrics of {service}: {running.metrics_url(service)}")
     console.print(f"Logs: {running.stack.logs}")

@@ -63,9 +63,15 @@ def open_ticket(order: WorkOrder | None, decision: RoutingDecision, *, source: s
 
 def apply_decision(state: TicketState | None, decision: RoutingDecision, *, source: str, urgency: str,
                    campaigns: list[str], opened_at: datetime) -> TicketState | Duplicate:
-    """Record a triage or redirect decision (no work order, so no unit clocks)."""
+    """Record a triage or redirect decision (no work order, so no unit clocks). A returned ticket the router
+    hands to triage (an ownership dispute) moves to triage; anything else already known is a redelivery."""
     if state is not None:
-        return Duplicate(state)
+        if state.status is not Status.returned:
+            return Duplicate(state)
+        at = max(t.at for t in state.transitions)
+        transition = _transition(state, f"triage:{decision.event_id}:{state.returns}", "triage", Status.triage, None,
+                                 at, reason=decision.triage_reason)
+        return _with(state, transition, unit=None)
     fresh = open_ticket(None, decision, source=source, urgency=urgency, campaigns=campaigns, opened_at=opened_at)
     transition = _transition(fresh, f"decision:{decision.event_id}", str(decision.outcome), fresh.status, None, opened_at,
                              reason=decision.triage_reason or decision.redirect_to)

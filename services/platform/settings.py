@@ -29,9 +29,11 @@ class Settings(BaseSettings):
         30.0, ge=0, description="wall mode: escalations are judged this long after their moment, so late updates count")
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
     relay_seconds: float = Field(5.0, gt=0, description="how often unpublished outbox rows are re-sent")
-    db_pool_size: int = Field(4, ge=1)
-    log_level: str = Field("INFO")
-    log_format: Literal["json", "console"] = Field("json")
+    session_timeout_seconds: float = Field(
+        10.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move to another")
+    db_pool_size: int = Field(4, ge=1, description="database connections per worker")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["json", "console"] = Field("json", description="json lines (structlog) or console")
 
 
 @lru_cache(maxsize=1)

@@ -87,3 +87,20 @@ def test_return_asks_for_redispatch_and_new_work_order_starts_a_cycle(rules) -> 
                                                        dispatched_at=cst("2025-06-09 12:00")), rules)
     assert state.status is Status.dispatched and state.unit == "区房管局" and len(state.cycles) == 2
     assert state.cycles[0].ended_at == cst("2025-06-09 12:00")
+
+
+def test_a_disputed_ticket_moves_from_returned_to_triage(rules) -> None:  # type: ignore[no-untyped-def]
+    from schemas import TriageItem
+    from tests.factories import decision
+
+    state = _open(rules)
+    state = sla.on_update(state, update("T1", "return", cst("2025-06-09 12:00")), rules).state
+    item = TriageItem(ticket_id="T1", jurisdiction="qingpu", source="hotline_12345", urgency="normal",
+                      opened_at=cst("2025-06-09 09:00"), content="违建", address="青浦", queue="区城运中心",
+                      decision=decision("T1", outcome="triage", lead_unit=None, needs_triage=True,
+                                        triage_reason="ownership_dispute"))
+    moved = sla.on_triage(state, item)
+    assert not isinstance(moved, Duplicate)
+    assert moved.status is Status.triage and moved.unit is None
+    assert moved.transitions[-1].reason == "ownership_dispute" and moved.transitions[-1].at == cst("2025-06-09 12:00")
+    assert isinstance(sla.on_triage(moved, item), Duplicate)

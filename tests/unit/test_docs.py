@@ -1,0 +1,38 @@
+"""The documentation names every rejection reason and every setting the code has."""
+
+from __future__ import annotations
+
+import re
+
+from services.domain import validation
+from services.platform.settings import Settings
+from tests.conftest import REPO
+
+
+def _reasons_in_code() -> set[str]:
+    found: set[str] = set()
+    for path in (REPO / "services").rglob("*.py"):
+        found |= set(re.findall(r'Rejection\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
+    found |= set(validation._TYPE_REASONS.values()) | set(validation._FIELD_REASONS.values())
+    return found | {"wrong_type", "invalid_value"}
+
+
+def test_every_rejection_reason_is_documented() -> None:
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", (REPO / "docs" / "rejections.md").read_text(encoding="utf-8"),
+                                re.MULTILINE))
+    reasons = _reasons_in_code()
+    assert len(reasons) > 15
+    assert reasons <= documented, reasons - documented
+
+
+def test_readme_lists_every_setting() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in Settings.model_fields:
+        assert f"`HOTLINE_{name.upper()}`" in readme, name
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    block = lines[lines.index("```bash") + 1: lines.index("```bash") + 3]
+    assert block[0].startswith("bash scripts/demo.sh") and block[1].startswith("bash scripts/test.sh")
+    assert "scripts/test.sh" in (REPO / ".ci" / "run").read_text()
