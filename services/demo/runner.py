@@ -17,6 +17,7 @@ from rich.table import Table
 from services.demo import sample as sample_mod
 from services.demo.feeder import Feeder
 from services.demo.stack import Running, start
+from services.platform.embedded import stop_on_signals
 from services.domain.sla import SlaRules
 from services.replay.runner import run as replay
 
@@ -95,6 +96,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
 def run_demo(n_events: int, seed: int, keep: bool, console: Console) -> int:
     from services.domain.routing import Router
 
+    stop_on_signals()
     router = Router.load()
     rules = SlaRules.load()
     sample = sample_mod.generate(router, n_events=n_events, seed=seed)

@@ -104,10 +104,11 @@ class EmbeddedStack:
             _terminate(self.broker, signal.SIGTERM, 5.0)
             self.broker = None
         if self.database is not None:
+            server, self.database = self.database, None
             try:
-                self.database.cleanup()
+                server.cleanup()
             finally:
-                self.database = None
+                _force_stop(server)
 
 
 def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
@@ -125,3 +126,26 @@ def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
         except ProcessLookupError:
             pass
         proc.wait(5)
+
+
+def _force_stop(server: Any) -> None:
+    """pgserver keeps a server running while any process that ever opened it is listed; a demo killed earlier
+    stays listed, so stop the postmaster we used explicitly (fast shutdown)."""
+    from pgserver._commands import pg_ctl  # pgserver's own wrapper: runs pg_ctl as its system user
+
+    info = server.get_postmaster_info()
+    if info is not None and info.process.is_running():
+        try:
+            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=server.pgdata, user=server.system_user)
+        except subprocess.CalledProcessError:
+            info.process.terminate()
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM and SIGINT (even when inherited as ignored) into KeyboardInterrupt, so `finally` blocks
+    stop what was started."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
