@@ -48,6 +48,26 @@ class Metrics:
                                           buckets=LATENCY_BUCKETS, registry=r)
         self.sla_clock = Gauge("hotline_sla_clock_seconds", "The SLA worker's current time (unix seconds)",
                                registry=r)
+        self.open_work = Gauge("hotline_work_orders_open", "Tickets a unit holds and has not resolved",
+                               ["jurisdiction", "unit"], registry=r)
+        self.overdue_work = Gauge("hotline_work_orders_overdue", "Open tickets past their resolve deadline",
+                                  ["jurisdiction", "unit"], registry=r)
+        self.triage_backlog = Gauge("hotline_triage_backlog", "Tickets waiting for the human dispatch desk",
+                                    ["jurisdiction"], registry=r)
+        unit = ["jurisdiction", "unit"]
+        self.unit_ratios = {
+            name: Gauge(f"hotline_unit_{name}_ratio", help_text, unit, registry=r)
+            for name, help_text in (
+                ("response", "响应率: dispatches acknowledged by the acknowledge deadline"),
+                ("resolution", "解决率: dispatches resolved, of those ended or due"),
+                ("satisfaction", "满意率: callbacks satisfied"),
+                ("on_time", "按时办结率: resolutions by the deadline in force"),
+                ("return", "回退率: dispatches returned (退单)"),
+                ("rehandle", "重办率: resolutions reopened after an unsatisfied callback"),
+            )
+        }
+        self.consumer_lag = Gauge("hotline_consumer_lag_messages", "Messages not yet processed by this worker",
+                                  ["service", "topic"], registry=r)
         self.outbox_pending = Gauge("hotline_outbox_pending", "Outbox rows waiting to be published", ["service"],
                                     registry=r)
 

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     intake_port: int = Field(9101, description="/metrics port of the intake worker")
     router_port: int = Field(9102, description="/metrics port of the router worker")
     sla_port: int = Field(9103, description="/metrics port of the SLA worker")
+    http_port: int = Field(8080, description="port of the HTTP / Open311 entry (`hotline http`)")
+    http_api_keys: str = Field("", description="comma-separated API keys accepted by the HTTP entry (empty: entry refuses all)")
     sla_clock: Literal["wall", "ticks"] = Field(
         "wall", description="wall: follow the wall clock; ticks: follow times published on the clock topic")
     sla_sweep_seconds: float = Field(5.0, gt=0, description="how often the SLA worker looks for due escalations")
