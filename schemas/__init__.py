@@ -10,6 +10,7 @@ from schemas.common import Citation, Jurisdiction, Source, Urgency
 from schemas.dead_letters import DeadLetter
 from schemas.escalations import Escalation, EscalationKind
 from schemas.intake import Caller, IntakeEvent, Location
+from schemas.repeats import RepeatReport
 from schemas.routing import Candidate, Outcome, RoutingDecision
 from schemas.triage import TriageItem
 from schemas.updates import UnitAction, UnitUpdate
@@ -27,6 +28,7 @@ __all__ = [
     "Jurisdiction",
     "Location",
     "Outcome",
+    "RepeatReport",
     "RoutingDecision",
     "Source",
     "TriageItem",

@@ -13,11 +13,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from schemas import ClockTick, DeadLetter, Escalation, IntakeEvent, TriageItem, UnitUpdate, WorkOrder
+from schemas import (ClockTick, DeadLetter, Escalation, IntakeEvent, RepeatReport, TriageItem, UnitUpdate,
+                     WorkOrder)
 
 GENERATED = Path(__file__).resolve().parent / "generated"
 MODELS: dict[str, type[BaseModel]] = {
     "intake_event": IntakeEvent,
+    "repeat_report": RepeatReport,
     "work_order": WorkOrder,
     "triage_item": TriageItem,
     "unit_update": UnitUpdate,
@@ -25,19 +27,21 @@ MODELS: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetter,
     "clock_tick": ClockTick,
 }
-CHANNELS: list[tuple[str, str, str, str, str]] = [
-    # channel id, address, message, direction seen from the service, description
-    ("rawEvents", "hotline.events.raw", "intake_event", "receive", "Events from hotline systems, untrusted."),
-    ("acceptedEvents", "hotline.events.accepted", "intake_event", "send", "Validated, normalised events."),
-    ("workOrders", "hotline.workorders", "work_order", "send", "Every dispatch and re-dispatch."),
-    ("unitWorkOrders", "hotline.unit.{unit_code}", "work_order", "send",
-     "A unit's own work orders (lead, cooperating and territorial copies)."),
-    ("triage", "hotline.triage", "triage_item", "send", "Triage queue and 110/119/120 redirect records."),
-    ("unitUpdates", "hotline.updates", "unit_update", "receive", "Status posted back by units."),
-    ("returns", "hotline.returns", "unit_update", "send", "Returns (退单) accepted by the lifecycle, for the router."),
-    ("escalations", "hotline.escalations", "escalation", "send", "Warnings, breaches, disputes, campaign alarms."),
-    ("deadLetters", "hotline.deadletter", "dead_letter", "send", "Rejected input with reason and masked original."),
-    ("clock", "hotline.clock", "clock_tick", "receive", "Event-time clock for the SLA worker (ticks mode)."),
+CHANNELS: list[tuple[str, str, tuple[str, ...], str, str]] = [
+    # channel id, address, messages (told apart by the ce_type header), direction seen from the service, description
+    ("rawEvents", "hotline.events.raw", ("intake_event",), "receive", "Events from hotline systems, untrusted."),
+    ("acceptedEvents", "hotline.events.accepted", ("intake_event", "repeat_report"), "send",
+     "Validated, normalised events; repeat reports (并单) keyed by the ticket they join."),
+    ("workOrders", "hotline.workorders", ("work_order", "repeat_report"), "send",
+     "Every dispatch and re-dispatch, and repeat reports forwarded for the SLA service."),
+    ("unitWorkOrders", "hotline.unit.{unit_code}", ("work_order", "repeat_report"), "send",
+     "A unit's own work orders (lead, cooperating and territorial copies) and repeat reports of its tickets."),
+    ("triage", "hotline.triage", ("triage_item",), "send", "Triage queue and 110/119/120 redirect records."),
+    ("unitUpdates", "hotline.updates", ("unit_update",), "receive", "Status posted back by units."),
+    ("returns", "hotline.returns", ("unit_update",), "send", "Returns (退单) accepted by the lifecycle, for the router."),
+    ("escalations", "hotline.escalations", ("escalation",), "send", "Warnings, breaches, disputes, campaign alarms."),
+    ("deadLetters", "hotline.deadletter", ("dead_letter",), "send", "Rejected input with reason and masked original."),
+    ("clock", "hotline.clock", ("clock_tick",), "receive", "Event-time clock for the SLA worker (ticks mode)."),
 ]
 CE_HEADERS = {
     "type": "object",
@@ -70,15 +74,15 @@ def asyncapi() -> dict[str, Any]:
     }
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    for cid, address, message, action, description in CHANNELS:
+    for cid, address, names, action, description in CHANNELS:
         channel: dict[str, Any] = {"address": address, "description": description,
-                                   "messages": {message: {"$ref": f"#/components/messages/{message}"}}}
+                                   "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in names}}
         if "{unit_code}" in address:
             channel["parameters"] = {"unit_code": {"description": "ASCII unit code from the rulebooks"}}
         channels[cid] = channel
         operations[f"{action}{cid[0].upper()}{cid[1:]}"] = {
             "action": action, "channel": {"$ref": f"#/channels/{cid}"},
-            "messages": [{"$ref": f"#/channels/{cid}/messages/{message}"}]}
+            "messages": [{"$ref": f"#/channels/{cid}/messages/{m}"} for m in names]}
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "12345 hotline & work-order dispatch", "version": "1.0.0",

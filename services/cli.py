@@ -108,6 +108,21 @@ def _read_input(path: str) -> list[bytes]:
 
 
 @app.command()
+def http() -> None:
+    """Run the HTTP / Open311 entry on HOTLINE_WEB_HOST:HOTLINE_HTTP_PORT (keys: HOTLINE_HTTP_API_KEYS)."""
+    from services.intake.http import serve
+    from services.platform.logging import configure
+    from services.platform.settings import get_settings
+
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format, "http")
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def classify(input: Annotated[str, typer.Option("--input", help="JSONL file of intake events, or - for stdin")]) -> None:
     """Route each event offline and print one JSON decision per line."""
     from services.domain.intake import accept_event

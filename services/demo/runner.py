@@ -42,7 +42,7 @@ def update_rounds(updates: list[bytes]) -> list[list[bytes]]:
 async def feed(running: Running, sample: sample_mod.Sample, until: datetime, progress: Progress | None = None) -> None:
     async with Feeder(running.settings, running.dsn) as feeder:
         task = progress.add_task("events → intake", total=len(sample.events)) if progress else None
-        await feeder.publish("raw", sample.events, "event_id",
+        await feeder.publish("raw", sample.events, "jurisdiction",
                              (lambda n: progress.advance(task, n)) if progress and task is not None else None)
         await feeder.wait_quiescent()
         rounds = update_rounds(sample.updates)

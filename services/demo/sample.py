@@ -103,6 +103,16 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
         timed_events.append((at, raw))
         if rnd.random() < 0.03:  # the hotline system sends it again
             timed_events.append((at, raw))
+        if rnd.random() < 0.06:  # someone else reports the same matter (并单)
+            later = at + timedelta(hours=rnd.uniform(1, 40))
+            again = {**event, "event_id": f"{event_id}R", "occurred_at": later.isoformat(),
+                     "source": rnd.choice(template["sources"]), "campaigns": [],
+                     "content": _fill(template["text"], rnd, place, town) + rnd.choice(["", "，还是没人管", "，请尽快处理"])}
+            again.pop("caller", None)
+            if again["source"] == "hotline_12345":
+                again["caller"] = {"name": rnd.choice(SURNAMES) + "女士",
+                                   "phone": f"15{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}
+            timed_events.append((later, _dumps(again)))
         decision = router.route(IntakeEvent.model_validate(event))
         if decision.outcome != "dispatch" or decision.lead_unit is None:
             continue

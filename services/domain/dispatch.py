@@ -12,7 +12,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import Escalation, EscalationKind, IntakeEvent, Outcome, RoutingDecision, TriageItem, UnitUpdate, WorkOrder
+from schemas import (Escalation, EscalationKind, IntakeEvent, Outcome, RepeatReport, RoutingDecision, TriageItem,
+                     UnitUpdate, WorkOrder)
 from services.domain.deadlines import escalation_id
 
 
@@ -38,6 +39,7 @@ class RouterTicket(BaseModel):
     returns: list[dict[str, str]] = Field(default_factory=list)
     handled_returns: list[str] = Field(default_factory=list)
     in_triage: bool = False
+    repeats: list[str] = Field(default_factory=list, description="event ids of merged repeat reports")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RouterOutput:
     work_order: WorkOrder | None = None
     triage: TriageItem | None = None
     escalations: list[Escalation] = field(default_factory=list)
+    repeat: RepeatReport | None = None  # forwarded to the unit holding the ticket and to the SLA service
     duplicate: bool = False
 
 
@@ -114,3 +117,11 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
             details={"returns": returns, "units_tried": ticket.tried_units, "queue": out.triage.queue if out.triage else None}))
         return out
     return _emit(ticket, decision, router, returned.occurred_at)
+
+
+def on_repeat(ticket: RouterTicket, report: RepeatReport) -> RouterOutput:
+    """A repeat report joined this ticket: remember it and forward it (the unit gets the extra caller)."""
+    if report.event_id in ticket.repeats:
+        return RouterOutput(ticket, duplicate=True)
+    ticket = ticket.model_copy(update={"repeats": [*ticket.repeats, report.event_id]})
+    return RouterOutput(ticket, repeat=report)

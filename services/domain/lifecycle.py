@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas import RoutingDecision, UnitAction, UnitUpdate, WorkOrder
+from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
 from services.domain.validation import Rejection
 from services.domain.tickets import OPEN_FOR_UNIT, Cycle, DueSegment, Status, TicketState, Transition
 
-MAX_REMEMBERED_UPDATES = 256
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,34 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
                       reason=reason, note=note)
 
 
+KEEPS_STATUS = frozenset({"repeat", "extend"})  # recorded in the history, the status stays what it was
+
+
+def _order(t: Transition) -> tuple[datetime, int, str]:
+    """Event time, then: the ticket's opening first, a unit's updates next, what the router did in answer to a
+    return (re-dispatch, dispute triage) last; ties broken by id."""
+    if t.update_id.startswith("decision:") or t.update_id.endswith("#1"):
+        rank = 0
+    elif t.update_id.startswith(("dispatch:", "triage:")):
+        rank = 2
+    else:
+        rank = 1
+    return (t.at, rank, t.update_id)
+
+
 def _with(state: TicketState, transition: Transition, **changes: object) -> TicketState:
-    transitions = sorted([*state.transitions, transition], key=lambda t: (t.at, t.seq))
-    applied = [*state.applied_updates, transition.update_id][-MAX_REMEMBERED_UPDATES:]
-    return state.model_copy(update={"transitions": transitions, "applied_updates": applied, "status": transition.to_status,
-                                    **changes})
+    """Add a transition. The history is kept in event-time order and numbered in that order, and the set of
+    applied ids is kept sorted, so the state does not depend on the order in which inputs arrived."""
+    ordered = sorted([*state.transitions, transition], key=_order)
+    transitions: list[Transition] = []
+    for i, t in enumerate(ordered, 1):
+        before = transitions[-1].to_status if transitions else None
+        after = before if t.action in KEEPS_STATUS and before is not None else t.to_status
+        transitions.append(t if (t.seq, t.from_status, t.to_status) == (i, before, after) else
+                           t.model_copy(update={"seq": i, "from_status": before, "to_status": after}))
+    applied = sorted({*state.applied_updates, transition.update_id})
+    return state.model_copy(update={"transitions": transitions, "applied_updates": applied,
+                                    "status": transitions[-1].to_status, **changes})
 
 
 def new_cycle(state: TicketState, kind: str, unit: str, start: datetime, policy: Policy, calendar: WorkCalendar,
@@ -184,3 +206,16 @@ _HANDLERS = {
     UnitAction.extend: _extend,
     UnitAction.callback: _callback,
 }
+
+
+def apply_repeat(state: TicketState, report: RepeatReport, raise_priority_at: int) -> TicketState | Duplicate:
+    """A repeat report joined the ticket: count it, raise the priority after enough repeats, audit it."""
+    update_id = f"repeat:{report.event_id}"
+    if update_id in state.applied_updates:
+        return Duplicate(state)
+    repeats = state.repeats + 1
+    transition = Transition(seq=len(state.transitions) + 1, update_id=update_id, action="repeat",
+                            from_status=state.status, to_status=state.status, unit=state.unit, at=report.occurred_at,
+                            note=f"repeat {repeats} from {report.source.value} (similarity {report.similarity:.2f})")
+    priority = "high" if repeats >= raise_priority_at else state.priority
+    return _with(state, transition, repeats=repeats, priority=priority)

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from schemas import Escalation, TriageItem, UnitUpdate, WorkOrder
+from schemas import Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 from services.domain import deadlines, lifecycle
 from services.domain.campaigns import CampaignBook
 from services.domain.clock import WorkCalendar, load_overrides
 from services.domain.policies import Policy, PolicyBook
+from services.domain.repeats import RepeatPolicy
 from services.domain.tickets import TicketState
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "sla"
@@ -23,13 +24,15 @@ class SlaRules:
     policies: PolicyBook
     calendar: WorkCalendar
     campaigns: CampaignBook
+    repeats: RepeatPolicy
     _policy_cache: dict[tuple[str, str, str, str], Policy] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, data_dir: Path = DATA_DIR) -> SlaRules:
         return cls(PolicyBook.load(data_dir / "policies.yaml"),
                    WorkCalendar(load_overrides(data_dir / "calendar_overrides.yaml")),
-                   CampaignBook.load(data_dir / "campaigns.yaml"))
+                   CampaignBook.load(data_dir / "campaigns.yaml"),
+                   RepeatPolicy.load())
 
     def policy_for(self, state: TicketState) -> Policy:
         key = (state.jurisdiction, state.source, state.category or "", state.urgency)
@@ -56,6 +59,13 @@ def on_update(state: TicketState | None, update: UnitUpdate,
               rules: SlaRules) -> lifecycle.Applied | lifecycle.Rejection | lifecycle.Duplicate:
     policy = rules.policy_for(state) if state is not None else None
     return lifecycle.apply_update(state, update, policy, rules.calendar)
+
+
+def on_repeat(state: TicketState | None, report: RepeatReport, rules: SlaRules) -> TicketState | lifecycle.Duplicate | None:
+    """None when the ticket is unknown (the router forwards repeats only for tickets it decided on)."""
+    if state is None:
+        return None
+    return lifecycle.apply_repeat(state, report, rules.repeats.raise_priority_at)
 
 
 def sweep(state: TicketState, now: datetime, rules: SlaRules) -> tuple[TicketState, list[Escalation], datetime | None]:

@@ -92,6 +92,8 @@ class TicketState(State):
     emitted: list[str] = Field(default_factory=list)
     returns: int = 0
     reopens: int = 0
+    repeats: int = 0  # repeat reports merged into this ticket (并单)
+    priority: Literal["normal", "high"] = "normal"
 
     @property
     def cycle(self) -> Cycle | None:

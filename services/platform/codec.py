@@ -9,10 +9,11 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from schemas import ClockTick, DeadLetter, Escalation, IntakeEvent, TriageItem, UnitUpdate, WorkOrder
+from schemas import ClockTick, DeadLetter, Escalation, IntakeEvent, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 
 TYPES: dict[type[BaseModel], str] = {
     IntakeEvent: "cn.gov.12345.intake.event.v1",
+    RepeatReport: "cn.gov.12345.intake.repeat.v1",
     WorkOrder: "cn.gov.12345.workorder.dispatched.v1",
     TriageItem: "cn.gov.12345.routing.undispatched.v1",
     UnitUpdate: "cn.gov.12345.unit.update.v1",

@@ -13,12 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from schemas import DeadLetter, Escalation, TriageItem, WorkOrder
+from schemas import DeadLetter, Escalation, RepeatReport, TriageItem, WorkOrder
 from services.domain import dispatch, intake, sla
 from services.domain.campaigns import Campaign, CampaignReport, CampaignState, advance as advance_campaign, evaluate, next_evaluation
 from services.domain.deadletters import dead_letter
 from services.domain.dispatch import RouterTicket, Routes
 from services.domain.lifecycle import Applied, Duplicate
+from services.domain.repeats import OpenReport, find_repeat, repeat_report
 from services.domain.sla import SlaRules
 from services.domain.tickets import TicketState
 from services.domain.validation import Rejection
@@ -41,6 +42,8 @@ class Pipeline:
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
     _members: dict[str, set[str]] = field(default_factory=dict)
+    _open_reports: dict[tuple[str, str], list[OpenReport]] = field(default_factory=dict)
+    repeats: list[RepeatReport] = field(default_factory=list)
 
     # --- inputs -------------------------------------------------------------------------------------
 
@@ -53,6 +56,13 @@ class Pipeline:
         if parsed.event_id in self.seen_events:
             return "duplicate"
         self.seen_events.add(parsed.event_id)
+        policy = self.rules.repeats
+        key = (parsed.jurisdiction.value, policy.address_key(parsed.address))
+        found = find_repeat(parsed, self._open_reports.get(key, []), policy)
+        if found is not None:
+            self._repeat(repeat_report(parsed, found[0].ticket_id, found[1]))
+            return "merged"
+        self._open_reports.setdefault(key, []).append(OpenReport(parsed.event_id, parsed.occurred_at, parsed.content))
         self._route(dispatch.decide(self.routing.get(parsed.event_id), parsed, self.router))
         return "accepted"
 
@@ -117,6 +127,15 @@ class Pipeline:
         if campaign.selector:  # optional selector rules look at every ticket
             return list(self.tickets.values())
         return [self.tickets[t] for t in sorted(self._members.get(campaign.id, ()))]
+
+    def _repeat(self, report: RepeatReport) -> None:
+        out = dispatch.on_repeat(self.routing[report.ticket_id], report)
+        self.routing[report.ticket_id] = out.ticket
+        if out.repeat is not None:
+            self.repeats.append(out.repeat)
+            result = sla.on_repeat(self.tickets.get(report.ticket_id), out.repeat, self.rules)
+            if result is not None and not isinstance(result, Duplicate):
+                self._store_ticket(result)
 
     def _route(self, out: dispatch.RouterOutput) -> None:
         self.routing[out.ticket.event.event_id] = out.ticket

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncpg
 import faust
 
-from schemas import IntakeEvent, UnitUpdate
+from schemas import IntakeEvent, RepeatReport, UnitUpdate
 from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
 from services.domain.validation import Rejection, decode
-from services.platform.codec import Outgoing
+from services.platform.codec import TYPES, Outgoing, header
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
@@ -38,6 +38,15 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing]:
                 continue
             msgs.append(rt.out(w, unit_topic(rt.settings.topic_prefix, code), w.ticket_id,
                                ce_id=f"{w.work_order_id}@{code}", subject=w.ticket_id, time=w.dispatched_at))
+    if out.repeat is not None:
+        r = out.repeat
+        msgs.append(rt.out(r, "workorders", r.ticket_id, ce_id=f"repeat:{r.event_id}", subject=r.ticket_id,
+                           time=r.occurred_at))
+        unit = out.ticket.current_unit
+        if unit is not None:
+            code = router.unit_code(r.jurisdiction.value, unit)  # type: ignore[attr-defined]
+            msgs.append(rt.out(r, unit_topic(rt.settings.topic_prefix, code), r.ticket_id,
+                               ce_id=f"repeat:{r.event_id}@{code}", subject=r.ticket_id, time=r.occurred_at))
     if out.triage is not None:
         t = out.triage
         msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=f"{t.ticket_id}:{len(out.ticket.returns)}",
@@ -53,7 +62,23 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     accepted = app.topic(rt.topics["accepted"], value_type=bytes, value_serializer="raw", key_serializer="raw")
     returns = app.topic(rt.topics["returns"], value_type=bytes, value_serializer="raw", key_serializer="raw")
 
+    async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        report = decode(RepeatReport, raw)
+        if isinstance(report, Rejection):
+            return [await rt.dead_letter(conn, "router", report, raw, m.topic, m.partition, m.offset)]
+        ticket = await store.load_ticket(conn, report.ticket_id)
+        if ticket is None:
+            missing = Rejection("unknown_ticket", "ticket_id", f"the router has no ticket {report.ticket_id!r}")
+            return [await rt.dead_letter(conn, "router", missing, raw, m.topic, m.partition, m.offset)]
+        out = dispatch.on_repeat(ticket, report)
+        if out.duplicate:
+            return []
+        await store.save(conn, out)
+        return _messages(rt, router, out)
+
     async def on_accepted(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        if header(m.headers, "ce_type") == TYPES[RepeatReport]:
+            return await on_repeat(conn, raw, m)
         event = decode(IntakeEvent, raw)
         if isinstance(event, Rejection):
             return [await rt.dead_letter(conn, "router", event, raw, m.topic, m.partition, m.offset)]

@@ -14,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import faust
 
-from schemas import ClockTick, Escalation, TriageItem, UnitUpdate, WorkOrder
+from schemas import ClockTick, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 from services.domain import sla
 from services.domain.campaigns import advance as advance_campaign, next_evaluation
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
 from services.domain.tickets import TicketState
 from services.domain.validation import Rejection, decode
-from services.platform.codec import Outgoing
+from services.platform.codec import TYPES, Outgoing, header
 from services.platform.db import write_outbox
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
@@ -52,10 +52,23 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
 
     async def save(conn: asyncpg.Connection, state: TicketState) -> None:
         await store.save_ticket(conn, state, sla.next_check(state, rules))
-        if state.transitions:
-            await store.insert_transition(conn, state.ticket_id, state.transitions[-1])
+        await store.save_transitions(conn, state.ticket_id, state.transitions)
+
+    async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        report = decode(RepeatReport, raw)
+        if isinstance(report, Rejection):
+            return [await rt.dead_letter(conn, "sla", report, raw, m.topic, m.partition, m.offset)]
+        result = sla.on_repeat(await store.load_ticket(conn, report.ticket_id), report, rules)
+        if result is None:
+            missing = Rejection("unknown_ticket", "ticket_id", f"no ticket {report.ticket_id!r} is known")
+            return [await rt.dead_letter(conn, "sla", missing, raw, m.topic, m.partition, m.offset)]
+        if not isinstance(result, Duplicate):
+            await save(conn, result)
+        return []
 
     async def on_work_order(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        if header(m.headers, "ce_type") == TYPES[RepeatReport]:
+            return await on_repeat(conn, raw, m)
         order = decode(WorkOrder, raw)
         if isinstance(order, Rejection):
             return [await rt.dead_letter(conn, "sla", order, raw, m.topic, m.partition, m.offset)]

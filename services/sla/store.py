@@ -26,12 +26,14 @@ async def save_ticket(conn: asyncpg.Connection, state: TicketState, next_check: 
         state.campaigns, state.opened_at, next_check, state.model_dump(mode="json"))
 
 
-async def insert_transition(conn: asyncpg.Connection, ticket_id: str, t: Transition) -> None:
-    await conn.execute(
+async def save_transitions(conn: asyncpg.Connection, ticket_id: str, transitions: list[Transition]) -> None:
+    """The audit trail: one row per transition; a late input can renumber earlier rows (event-time order)."""
+    await conn.executemany(
         """INSERT INTO transitions (ticket_id, update_id, seq, action, from_status, to_status, unit, at, reason, note)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING""",
-        ticket_id, t.update_id, t.seq, t.action, t.from_status.value if t.from_status else None, t.to_status.value,
-        t.unit, t.at, t.reason, t.note)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (ticket_id, update_id) DO UPDATE SET seq = EXCLUDED.seq""",
+        [(ticket_id, t.update_id, t.seq, t.action, t.from_status.value if t.from_status else None, t.to_status.value,
+          t.unit, t.at, t.reason, t.note) for t in transitions])
 
 
 async def due_ticket_ids(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[str]:

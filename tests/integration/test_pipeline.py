@@ -85,7 +85,7 @@ def test_redelivered_events_and_updates_change_nothing(world) -> None:  # type: 
 
     async def again() -> None:
         async with Feeder(running.settings, running.dsn) as feeder:
-            await feeder.publish("raw", sample.events, "event_id")
+            await feeder.publish("raw", sample.events, "jurisdiction")
             await feeder.publish("updates", sample.updates, "ticket_id")
             await feeder.wait_quiescent()
 
@@ -140,3 +140,18 @@ def test_unit_topics_carry_only_that_units_work(world, router) -> None:  # type:
     received = asyncio.run(read())
     assert received
     assert all(order.lead_unit in (w["lead_unit"], *w["cooperating_units"], w["territorial_unit"]) for w in received)
+
+
+def test_streaming_ticket_states_and_merges_equal_replay(world) -> None:  # type: ignore[no-untyped-def]
+    running, _, offline, _ = world
+    streamed = {r["ticket_id"]: r["state"] for r in _db(running, "SELECT ticket_id, state FROM tickets")}
+    expected = {t: s.model_dump(mode="json") for t, s in offline.pipeline.tickets.items()}
+    assert set(streamed) == set(expected)
+    differing = {t: {k: (streamed[t].get(k), v) for k, v in expected[t].items() if streamed[t].get(k) != v}
+                 for t in expected if streamed[t] != expected[t]}
+    assert not differing, json.dumps(dict(list(differing.items())[:2]), ensure_ascii=False)[:3000]
+    merged = _db(running, "SELECT event_id, ticket_id FROM intake_events WHERE merged ORDER BY event_id")
+    assert merged == sorted(({"event_id": r.event_id, "ticket_id": r.ticket_id} for r in offline.pipeline.repeats),
+                            key=lambda r: r["event_id"])
+    assert merged and offline.summary["merged"] == len(merged)
+    assert any(s["repeats"] > 0 for s in streamed.values())
