@@ -316,6 +316,14 @@ def test_rules_and_dashboard_use_only_known_metrics() -> None:
     assert {"hotline_work_orders_overdue", "up", "kafka_consumergroup_lag"} <= used_by_rules
 
 
+def test_unit_is_never_aggregated_without_its_jurisdiction() -> None:
+    # The unit label holds the unit's name (区城管执法局), which repeats across jurisdictions.
+    for expr in [r["expr"] for r in rules()] + dashboard_exprs():
+        for clause in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+            labels = {label.strip() for label in clause.split(",")}
+            assert "unit" not in labels or "jurisdiction" in labels, expr
+
+
 def test_metric_name_lexer() -> None:
     expr = ('label_replace(max by (campaign_id) (hotline_campaign_projected_rate{job="a"}) < on (campaign_id) '
             'max by (campaign_id) (hotline_campaign_target), "jurisdiction", "$1", "campaign_id", "([a-z]+)-.*")')
