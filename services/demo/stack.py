@@ -48,7 +48,8 @@ def start(root: Path, router: Routes, *, sla_clock: str = "ticks", partitions: i
         asyncio.run(create_topics(settings, all_specs(settings, units)))
         asyncio.run(migrate(dsn))
         env = stack.worker_env(dsn, HOTLINE_SLA_CLOCK=sla_clock, HOTLINE_PARTITIONS=str(partitions),
-                               HOTLINE_SLA_SWEEP_SECONDS="1", HOTLINE_RELAY_SECONDS="2")
+                               HOTLINE_SLA_SWEEP_SECONDS="1", HOTLINE_RELAY_SECONDS="2",
+                               HOTLINE_SCORECARD_SECONDS="2")
         for service in services:
             stack.start_worker(service, env)
         for service in services:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import faust
 
@@ -9,7 +11,7 @@ from services.domain.intake import accept_event
 from services.domain.privacy import without_caller
 from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
 from services.domain.validation import Rejection
-from services.platform.codec import Outgoing
+from services.platform.codec import RECEIVED_HEADER, Outgoing
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
 from services.platform.worker import Runtime, make_app
@@ -45,13 +47,14 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             rt.metrics.duplicates.labels("intake").inc()
             return []
         rt.metrics.received.labels(parsed.source.value, parsed.jurisdiction.value).inc()
+        received = ((RECEIVED_HEADER, str(int((m.timestamp or time.time()) * 1000)).encode()),)
         if found is not None:
             rt.metrics.merged.labels(parsed.jurisdiction.value).inc()
             report = repeat_report(parsed, ticket_id, found[1])
             return [rt.out(report, "accepted", ticket_id, ce_id=parsed.event_id, subject=ticket_id,
-                           time=parsed.occurred_at)]
+                           time=parsed.occurred_at, extra_headers=received)]
         return [rt.out(parsed, "accepted", parsed.event_id, ce_id=parsed.event_id, subject=parsed.event_id,
-                       time=parsed.occurred_at)]
+                       time=parsed.occurred_at, extra_headers=received)]
 
     @app.agent(raw_topic, name="intake")
     async def intake(stream: faust.StreamT) -> None:

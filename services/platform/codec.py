@@ -23,6 +23,9 @@ TYPES: dict[type[BaseModel], str] = {
 }
 
 
+RECEIVED_HEADER = "hotline_received_ms"  # when the raw event reached Kafka (ms), for the dispatch latency metric
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A message to publish: topic, key, JSON body and CloudEvents headers."""

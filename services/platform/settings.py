@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     sla_sweep_seconds: float = Field(5.0, gt=0, description="how often the SLA worker looks for due escalations")
     sla_allowed_lateness_seconds: float = Field(
         30.0, ge=0, description="wall mode: escalations are judged this long after their moment, so late updates count")
+    scorecard_seconds: float = Field(60.0, gt=0, description="how often the SLA worker refreshes unit scorecard gauges")
+    scorecard_window_days: int = Field(
+        90, ge=1, description="scorecards cover tickets opened this many days back (plus every open ticket)")
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
     relay_seconds: float = Field(5.0, gt=0, description="how often unpublished outbox rows are re-sent")
     session_timeout_seconds: float = Field(

@@ -62,6 +62,7 @@ class Runtime:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         app.timer(settings.relay_seconds)(self.relay)
+        app.timer(10.0)(self.report_lag)
 
         @app.page("/metrics")
         async def metrics_view(view: Any, request: Any) -> Any:
@@ -78,7 +79,27 @@ class Runtime:
                     lambda: db.create_pool(self.settings.database_url, self.settings.db_pool_size), "connect database")
             return self._pool
 
-    async def process(self, event: faust.EventT, handler: Handler) -> None:
+    async def report_lag(self) -> None:
+        """hotline_consumer_lag_messages: messages on this worker's partitions not yet fetched and processed."""
+        consumer = self.app.consumer
+        partitions = consumer.assignment()
+        if not partitions:
+            return
+        try:
+            highs = await consumer.highwaters(*partitions)
+            lag: dict[str, int] = {}
+            for tp in partitions:
+                position = await consumer.position(tp)
+                if position is not None and tp in highs:
+                    lag[tp.topic] = lag.get(tp.topic, 0) + max(highs[tp] - position, 0)
+        except Exception as exc:  # lag is best effort; the broker may be rebalancing
+            log.debug("lag_unavailable", error=type(exc).__name__)
+            return
+        for topic, value in lag.items():
+            self.metrics.consumer_lag.labels(self.service, topic).set(value)
+
+    async def process(self, event: faust.EventT, handler: Handler,
+                      on_published: Callable[[], None] | None = None) -> None:
         """Process one Kafka event effectively once; never raise (a failure ends in a dead letter)."""
         message = event.message
         key = f"{self.service}:{message.topic}:{message.partition}:{message.offset}"
@@ -92,6 +113,8 @@ class Runtime:
                                        f"dead-letter {key}")
         if rows:
             await self.publish(rows)
+            if on_published is not None:
+                on_published()
         self.metrics.processing.labels(self.service).observe(time.perf_counter() - started)
 
     def _failed(self, event: faust.EventT, exc: Exception) -> Handler:
@@ -119,10 +142,11 @@ class Runtime:
                         time=record.received_at)
 
     def out(self, model: Any, topic: str, key: str | None, *, ce_id: str, subject: str | None,
-            time: datetime) -> Outgoing:
+            time: datetime, extra_headers: tuple[tuple[str, bytes], ...] = ()) -> Outgoing:
         name = self.topics.get(topic, topic)
-        return encode(model, topic=name, key=key, ce_id=ce_id, source=f"/hotline/{self.service}", subject=subject,
-                      time=time)
+        msg = encode(model, topic=name, key=key, ce_id=ce_id, source=f"/hotline/{self.service}", subject=subject,
+                     time=time)
+        return Outgoing(msg.topic, msg.key, msg.value, msg.headers + extra_headers) if extra_headers else msg
 
     async def publish(self, rows: list[tuple[int, Outgoing]]) -> None:
         async def send() -> None:
@@ -143,6 +167,7 @@ class Runtime:
         except db.RETRYABLE as exc:
             log.warning("relay_skipped", error=type(exc).__name__)
             return
+        self.metrics.outbox_pending.labels(self.service).set(len(rows))
         if rows:
             log.info("relay_publishing", rows=len(rows))
             await self.publish(rows)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import asyncpg
 import faust
 
@@ -9,7 +12,7 @@ from schemas import IntakeEvent, RepeatReport, UnitUpdate
 from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
 from services.domain.validation import Rejection, decode
-from services.platform.codec import TYPES, Outgoing, header
+from services.platform.codec import RECEIVED_HEADER, TYPES, Outgoing, header
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
@@ -104,11 +107,18 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         await store.save(conn, out)
         return _messages(rt, router, out)
 
+    def latency(m: faust.types.Message) -> Callable[[], None] | None:
+        received = header(m.headers, RECEIVED_HEADER)
+        if received is None or not received.isdigit():
+            return None
+        return lambda: rt.metrics.dispatch_latency.observe(max(time.time() - int(received) / 1000, 0.0))
+
     @app.agent(accepted, name="route")
     async def route(stream: faust.StreamT) -> None:
         async for event in stream.events():
             raw = event.value if isinstance(event.value, bytes) else b""
-            await rt.process(event, lambda conn, raw=raw, m=event.message: on_accepted(conn, raw, m))
+            await rt.process(event, lambda conn, raw=raw, m=event.message: on_accepted(conn, raw, m),
+                             on_published=latency(event.message))
 
     @app.agent(returns, name="redispatch")
     async def redispatch(stream: faust.StreamT) -> None:

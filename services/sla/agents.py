@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import faust
 
-from schemas import ClockTick, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
-from services.domain import sla
+from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
+from services.domain import scorecards, sla
 from services.domain.campaigns import advance as advance_campaign, next_evaluation
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
@@ -210,7 +210,37 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 await rt.process(event, lambda conn, raw=raw, m=event.message: on_tick(conn, raw, m))
                 await sweep_now()
 
+    async def current_time() -> datetime | None:
+        if settings.sla_clock == "ticks":
+            async with (await rt.pool()).acquire() as conn:
+                return await store.clock_now(conn)
+        return datetime.now(UTC)
+
+    async def refresh_scorecards() -> None:
+        """Unit scorecards, open / overdue work and the triage backlog as gauges (see services/domain/scorecards)."""
+        now = await current_time()
+        if now is None:
+            return
+        try:
+            async with (await rt.pool()).acquire() as conn:
+                tickets = await store.scorecard_tickets(conn, now - timedelta(days=settings.scorecard_window_days))
+                backlog = await store.triage_backlog(conn)
+        except Exception as exc:  # gauges are refreshed again at the next tick
+            log.warning("scorecards_skipped", error=type(exc).__name__)
+            return
+        for s in scorecards.compute(tickets, now):
+            rt.metrics.open_work.labels(s.jurisdiction, s.unit).set(s.open)
+            rt.metrics.overdue_work.labels(s.jurisdiction, s.unit).set(s.overdue)
+            for name, gauge in rt.metrics.unit_ratios.items():
+                value = s.ratio(name)
+                if value is not None:
+                    gauge.labels(s.jurisdiction, s.unit).set(value)
+        for jurisdiction in Jurisdiction:
+            rt.metrics.triage_backlog.labels(jurisdiction.value).set(backlog.get(jurisdiction.value, 0))
+
     app.timer(settings.sla_sweep_seconds)(sweep_now)
+    app.timer(settings.scorecard_seconds)(refresh_scorecards)
+    app.hotline_refresh_scorecards = refresh_scorecards  # type: ignore[attr-defined]
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     app.hotline_sweep = sweep  # type: ignore[attr-defined]
     return app

@@ -79,3 +79,17 @@ async def set_clock(conn: asyncpg.Connection, now: datetime) -> None:
     await conn.execute(
         """INSERT INTO sla_clock (id, now) VALUES (1, $1)
            ON CONFLICT (id) DO UPDATE SET now = GREATEST(sla_clock.now, EXCLUDED.now)""", now)
+
+
+OPEN_STATUSES = ["dispatched", "acknowledged", "reopened"]
+
+
+async def scorecard_tickets(conn: asyncpg.Connection, since: datetime) -> list[TicketState]:
+    rows = await conn.fetch(
+        "SELECT state FROM tickets WHERE opened_at >= $1 OR status = ANY($2::text[])", since, OPEN_STATUSES)
+    return [TicketState.model_validate(r["state"]) for r in rows]
+
+
+async def triage_backlog(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT jurisdiction, count(*) AS n FROM tickets WHERE status = 'triage' GROUP BY 1")
+    return {r["jurisdiction"]: int(r["n"]) for r in rows}
