@@ -181,6 +181,30 @@ def evaluate_routing(
     print(render_markdown(evaluate(_router(), rows)))
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="directory for report.md and the PNG charts")],
+    replay_dir: Annotated[Optional[Path], typer.Option("--replay", help="a `hotline replay` output directory")] = None,
+    at: Annotated[Optional[str], typer.Option(help="database mode: scorecards as of this ISO time (default now)")] = None,
+) -> None:
+    """Campaign burn-up charts against their targets, and unit scorecards, as Markdown + PNG.
+    Reads a replay output directory (--replay) or, without it, the database of HOTLINE_DATABASE_URL."""
+    from services.domain.sla import SlaRules
+    from services.platform.settings import get_settings
+    from services.sla.report import from_database, from_replay, render
+
+    if replay_dir is not None:
+        history, scores = from_replay(replay_dir)
+        source = f"replay output {replay_dir}"
+    else:
+        settings = get_settings()
+        now = datetime.fromisoformat(at) if at else datetime.now().astimezone()
+        history, scores = asyncio.run(from_database(settings.database_url, now, settings.scorecard_window_days))
+        source = f"database, scorecards as of {now.isoformat()}"
+    path = render(history, SlaRules.load().campaigns, scores, out, source)
+    console.print(f"wrote {path}")
+
+
 @schemas_app.command("generate")
 def schemas_generate() -> None:
     """Write JSON Schema files and the AsyncAPI document into schemas/generated."""

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.domain.dispatch import Routes
+from services.domain.scorecards import compute as compute_scorecards
 from services.domain.sla import SlaRules
 from services.replay.inputs import merge, read_lines
 from services.replay.pipeline import Pipeline
@@ -94,4 +95,7 @@ def write(result: ReplayResult, out: Path) -> None:
                    ensure_ascii=False, indent=2), encoding="utf-8")
     history = {cid: [json.loads(r.model_dump_json()) for r in s.history] for cid, s in p.campaign_states.items()}
     (out / "campaign_history.json").write_text(json.dumps(history, ensure_ascii=False, indent=1), encoding="utf-8")
+    scores = compute_scorecards(p.tickets.values(), result.until) if result.until else []
+    (out / "scorecards.json").write_text(json.dumps([s.as_dict() for s in scores], ensure_ascii=False, indent=1),
+                                         encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(result.summary, ensure_ascii=False, indent=2), encoding="utf-8")
