@@ -70,6 +70,25 @@ def _campaigns(jurisdiction: str, source: str, template: dict[str, Any], rnd: ra
     return out
 
 
+def _details(source: str, template: dict[str, Any], event_id: str, rnd: random.Random) -> dict[str, Any]:
+    """The source's own fields (schemas/intake.py: HotlineDetails, PetitionDetails, InspectionDetails, IotDetails)."""
+    if source == "hotline_12345":
+        return {"hotline": {"ticket_no": f"12345-{event_id}", "channel": rnd.choice(["phone", "phone", "app", "wechat"])}}
+    if source == "petition":
+        return {"petition": {"petition_no": f"XF{event_id}"}}
+    if source == "grid_inspection":
+        return {"inspection": {"inspector_id": f"WG{rnd.randint(1, 300):04d}", "case_class": rnd.choice(["部件", "事件"]),
+                               "photos": [f"oss://grid-photos/{event_id}/{k}.jpg" for k in range(rnd.randint(1, 3))]}}
+    hint = str(template.get("category_hint", ""))
+    if "elevator" in hint:
+        return {"iot": {"device_type": "elevator", "device_id": f"EL-{rnd.randint(1000, 9999)}", "alert_type": "困人",
+                        "readings": {"car_position_floor": float(rnd.randint(1, 30)), "door_open_s": 0.0}}}
+    if "water_meter" in hint:
+        return {"iot": {"device_type": "water_meter", "device_id": f"WM-{rnd.randint(1000, 9999)}",
+                        "alert_type": "24h_zero_flow", "readings": {"flow_24h_l": 0.0}}}
+    return {"iot": {"device_type": "other", "device_id": f"DV-{rnd.randint(1000, 9999)}", "alert_type": "alarm"}}
+
+
 def generate(router: Routes, n_events: int = 400, seed: int = 12345,
              start: datetime = datetime(2025, 4, 1, tzinfo=CHINA_TZ), days: int = 80) -> Sample:
     rnd = random.Random(seed)
@@ -95,6 +114,7 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
             "content": _fill(template["text"], rnd, place, town), "address": address,
             "urgency": template.get("urgency", "normal"),
             "campaigns": _campaigns(jurisdiction, source, template, rnd),
+            **_details(source, template, event_id, rnd),
         }
         if source == "hotline_12345":
             event["caller"] = {"name": rnd.choice(SURNAMES) + rnd.choice(["先生", "女士"]),
@@ -108,7 +128,9 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
             again = {**event, "event_id": f"{event_id}R", "occurred_at": later.isoformat(),
                      "source": rnd.choice(template["sources"]), "campaigns": [],
                      "content": _fill(template["text"], rnd, place, town) + rnd.choice(["", "，还是没人管", "，请尽快处理"])}
-            again.pop("caller", None)
+            for name in ("caller", "hotline", "petition", "inspection", "iot"):
+                again.pop(name, None)
+            again.update(_details(again["source"], template, again["event_id"], rnd))
             if again["source"] == "hotline_12345":
                 again["caller"] = {"name": rnd.choice(SURNAMES) + "女士",
                                    "phone": f"15{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}

@@ -386,9 +386,14 @@ def test_dashboard_model() -> None:
     assert {"jurisdiction", "unit"} <= set(variables)
     ids = [p["id"] for p in dashboard_panels()]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+    taken: dict[tuple[int, int], str] = {}
     for panel in dashboard_panels():
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24 and pos["h"] > 0, panel["title"]
+        xs, ys = range(pos["x"], pos["x"] + pos["w"]), range(pos["y"], pos["y"] + pos["h"])
+        for cell in ((x, y) for x in xs for y in ys):
+            assert cell not in taken, f"{panel['title']} overlaps {taken[cell]}"
+            taken[cell] = panel["title"]
         if panel["type"] == "row":
             continue
         assert panel["datasource"]["uid"] in datasource_uids, panel["title"]

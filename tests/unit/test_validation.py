@@ -82,3 +82,18 @@ def test_masking_of_free_text_and_binary() -> None:
     text, enc = mask_bytes(b"\xff\xfe 13812345678", 100)
     assert enc == "base64" and "13812345678" not in text
     assert mask_bytes(b'{"name": "\xe5\xbc\xa0\xe4\xb8\x89", "phone": "13812345678"', 100)[0].count("*") >= 6
+
+
+def test_source_specific_details() -> None:
+    inspection = {"inspector_id": "WG0012", "case_class": "部件", "photos": ["oss://grid/1.jpg"]}
+    ok = accept_event(_raw(source="grid_inspection", inspection=inspection, caller=...))
+    assert isinstance(ok, IntakeEvent) and ok.inspection is not None and ok.inspection.case_class == "部件"
+    mismatch = accept_event(_raw(inspection=inspection))  # a hotline event carrying inspection details
+    assert isinstance(mismatch, Rejection) and "inspection" in mismatch.error
+    bad_class = accept_event(_raw(source="grid_inspection", inspection={**inspection, "case_class": "其他"}))
+    assert isinstance(bad_class, Rejection) and bad_class.field == "inspection.case_class"
+    iot = {"device_type": "elevator", "device_id": "EL-1", "alert_type": "困人", "readings": {"floor": 3}}
+    alert = accept_event(_raw(source="iot_alert", iot=iot, caller=...))
+    assert isinstance(alert, IntakeEvent) and alert.iot is not None and alert.iot.readings == {"floor": 3.0}
+    petition = accept_event(_raw(source="petition", petition={"petition_no": ""}))
+    assert isinstance(petition, Rejection) and petition.field == "petition.petition_no"
