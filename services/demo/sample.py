@@ -167,13 +167,15 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str,
 
     fate = rnd.random()
     t = at + timedelta(hours=rnd.uniform(0.5, 20))
-    if fate < 0.07:  # returned once, the next unit does the work
+    nxt = router.route(event, exclude_units=frozenset({unit})) if fate < 0.08 else None
+    has_next = nxt is not None and nxt.outcome == "dispatch" and nxt.lead_unit is not None
+    if fate < 0.015 or (fate < 0.08 and not has_next and fate < 0.03):  # returned with nobody left: a dispute
+        u(t, "return", unit, reason="不属于本单位职责")
+        return out
+    if fate < 0.08 and has_next and nxt is not None and nxt.lead_unit is not None:  # returned, the next unit works
         u(t, "return", unit, reason="不属于本单位职责，建议改派")
-        nxt = router.route(event, exclude_units=frozenset({unit}))
-        if nxt.outcome != "dispatch" or nxt.lead_unit is None:
-            return out
         unit, t = nxt.lead_unit, t + timedelta(hours=rnd.uniform(1, 30))
-        if fate < 0.025:  # and returned again: an ownership dispute
+        if fate < 0.03:  # and returned again: an ownership dispute
             u(t, "return", unit, reason="该事项应由属地或其他部门处置")
             return out
     elif fate < 0.12:  # nobody picks it up
