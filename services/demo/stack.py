@@ -21,6 +21,7 @@ class Running:
     stack: EmbeddedStack
     settings: Settings
     dsn: str
+    env: dict[str, str]
 
     def metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.stack.ports[service]}/metrics"
@@ -54,7 +55,7 @@ def start(root: Path, router: Routes, *, sla_clock: str = "ticks", partitions: i
             stack.start_worker(service, env)
         for service in services:
             wait_for_port(stack.ports[service], timeout=90)
-        return Running(stack, settings, dsn)
+        return Running(stack, settings, dsn, env)
     except BaseException:
         stack.stop()
         raise

@@ -81,15 +81,34 @@ class EmbeddedStack:
                     "PYTHONUNBUFFERED": "1", **extra})
         return env
 
-    def start_worker(self, service: str, env: dict[str, str], port: int | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(self, service: str, env: dict[str, str], port: int | None = None,
+                     name: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``hotline worker <service>``; ``name`` tells apart several workers of one service."""
+        name = name or service
         port = port or free_port()
-        self.ports[service] = port
+        self.ports[name] = port
         env = {**env, f"HOTLINE_{service.upper()}_PORT": str(port)}
-        log = open(self.logs / f"{service}.log", "ab")
+        log = open(self.logs / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "services.cli", "worker", service], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        self.workers[service] = proc
+        self.workers[name] = proc
         return proc
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL: no shutdown, no offset commit, no flush — the crash the effectively-once design must survive."""
+        proc = self.workers.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def pause_database(self) -> None:
+        """Stop PostgreSQL (fast shutdown: clients are disconnected), keeping its data."""
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.database.pgdata, user=self.database.system_user)
+
+    def resume_database(self) -> None:
+        """Start PostgreSQL again on the same data directory and socket."""
+        self.database.ensure_postgres_running()
 
     def stop_worker(self, service: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         proc = self.workers.pop(service, None)

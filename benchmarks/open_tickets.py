@@ -1,0 +1,327 @@
+"""One million open tickets: memory and sweep time in the replay's in-memory form and in PostgreSQL.
+
+    .venv/bin/python benchmarks/open_tickets.py                     # 1,000,000 tickets (several minutes)
+    .venv/bin/python benchmarks/open_tickets.py --quick             # 20,000 tickets, smoke run
+    .venv/bin/python benchmarks/open_tickets.py --tickets 200000 --skip-memory
+
+Tickets are open work orders (派单 状态, half of them also 签收) made by the domain functions themselves:
+real work orders from a routed sample (``services.demo.sample`` through the replay) are cloned with new ticket
+ids and opening times spread over the 30 days before --at, then ``sla.on_work_order`` (and
+``sla.on_update`` with an ``acknowledge``) builds each TicketState.
+
+(a) in memory: the states go into ``services.replay.pipeline.Pipeline`` (ticket dict + deadline heap, via the
+    pipeline's own ``_store_ticket``); RSS growth per ticket; then one ``Pipeline.advance`` to the instant at
+    which --due-fraction of the tickets are due (campaign states are set so no campaign evaluation is due,
+    and one daily campaign evaluation over the enrolled tickets is timed separately).
+(b) in PostgreSQL (embedded pgserver, own data directory under --root): the same states COPY'd into
+    ``tickets`` (state jsonb exactly as ``services.sla.store.save_ticket`` writes it), then table and index
+    sizes, ``services.sla.store.due_ticket_ids`` at the instant --due tickets are due, and the SLA worker's own
+    ``sweep`` (``services.sla.agents.build(...).hotline_sweep``, without Kafka: the Runtime's ``publish`` is
+    replaced by the database half of it, ``mark_published``) over those due tickets; then one campaign
+    evaluation round through the same ``sweep`` with the shipped campaigns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Timer, footer, header, peak_rss_mib, rss_mib  # noqa: E402
+
+from schemas import UnitUpdate, WorkOrder  # noqa: E402
+from services.domain import sla  # noqa: E402
+from services.domain.campaigns import CampaignState, evaluation_times  # noqa: E402
+from services.domain.clock import CHINA_TZ  # noqa: E402
+from services.domain.lifecycle import Applied  # noqa: E402
+from services.domain.routing import Router  # noqa: E402
+from services.domain.sla import SlaRules  # noqa: E402
+from services.domain.tickets import TicketState  # noqa: E402
+
+
+def templates(router: Router, rules: SlaRules) -> list[WorkOrder]:
+    """Real first work orders from a routed sample: the replay of 3,000 generated events."""
+    from services.demo.sample import generate
+    from services.replay.runner import run
+
+    sample = generate(router, n_events=3000, seed=7)
+    with tempfile.TemporaryDirectory() as d:
+        events, updates = sample.write(Path(d))
+        result = run(events, None, router, rules)
+    return [w for w in result.pipeline.work_orders if w.dispatch_seq == 1]
+
+
+def make_states(n: int, orders: list[WorkOrder], rules: SlaRules, at: datetime, seed: int):  # type: ignore[no-untyped-def]
+    """Yield n open TicketStates, built by the domain functions."""
+    rnd = random.Random(seed)
+    span = 30 * 86400
+    for i in range(n):
+        t = orders[i % len(orders)]
+        opened = at - timedelta(seconds=rnd.uniform(0, span))
+        tid = f"B{i:08d}"
+        decision = t.decision.model_copy(update={"event_id": tid})
+        order = t.model_copy(update={"ticket_id": tid, "work_order_id": f"{tid}#1", "opened_at": opened,
+                                     "decision": decision,
+                                     "dispatched_at": opened + timedelta(seconds=rnd.uniform(1, 60))})
+        state = sla.on_work_order(None, order, rules)
+        assert isinstance(state, TicketState)
+        if i % 2 == 0:
+            ack = UnitUpdate(event_id=f"A{i:08d}", ticket_id=tid, action="acknowledge", unit=order.lead_unit,
+                             occurred_at=opened + timedelta(hours=rnd.uniform(0.5, 30)), note="已签收")
+            result = sla.on_update(state, ack, rules)
+            if isinstance(result, Applied):
+                state = result.state
+        yield state
+
+
+def steady_campaigns(rules: SlaRules, now: datetime) -> dict[str, CampaignState]:
+    """Campaign states evaluated up to the last scheduled instant before ``now`` (nothing due at ``now``)."""
+    out = {}
+    for c in rules.campaigns.campaigns:
+        times = evaluation_times(c, None, now)
+        out[c.id] = CampaignState(campaign_id=c.id, last_evaluated_at=times[-1] if times else None)
+    return out
+
+
+# --- (a) in memory -----------------------------------------------------------------------------------------------
+
+
+def in_memory(args, router: Router, rules: SlaRules, orders: list[WorkOrder]):  # type: ignore[no-untyped-def]
+    from services.domain.campaigns import advance as advance_campaign
+    from services.replay.pipeline import Pipeline
+
+    print(f"--- (a) in memory: {args.tickets:,} TicketStates in replay.pipeline.Pipeline")
+    pipeline = Pipeline(router=router, rules=rules)
+    gc.collect()
+    base = rss_mib()
+    t = Timer()
+    for state in make_states(args.tickets, orders, rules, args.at, args.seed):
+        pipeline._store_ticket(state)  # the pipeline's own store: ticket dict, campaign members, deadline heap
+    build = t.seconds
+    gc.collect()
+    grown = rss_mib() - base
+    print(f"built {len(pipeline.tickets):,} tickets in {build:.1f} s ({args.tickets / build:,.0f} tickets/s: "
+          f"on_work_order + acknowledge for half + next_check + heap push)")
+    print(f"RSS {base:.0f} -> {base + grown:.0f} MiB: +{grown:.0f} MiB = {grown * 2**20 / args.tickets:,.0f} bytes "
+          f"per open ticket (state objects, dict, heap, campaign member sets); heap entries {len(pipeline._heap):,}")
+    sizes = [len(json.dumps(s.model_dump(mode="json"), ensure_ascii=False).encode())
+             for s in list(pipeline.tickets.values())[:2000]]
+    print(f"state as JSON: mean {statistics.mean(sizes):,.0f} bytes (first 2,000 tickets)")
+
+    k = max(1, int(len(pipeline._heap) * args.due_fraction))
+    now = sorted(at for at, _ in pipeline._heap)[k - 1]
+    pipeline.campaign_states.update(steady_campaigns(rules, now))
+    before = len(pipeline.escalations)
+    due = sum(1 for at in pipeline._next.values() if at <= now)
+    t = Timer()
+    pipeline.advance(now, inclusive=True)
+    secs = t.seconds
+    found = len(pipeline.escalations) - before
+    print(f"Pipeline.advance to {now.isoformat()} ({due:,} tickets due = {due / len(pipeline.tickets):.2%}): "
+          f"{secs:.2f} s, {found:,} escalations, {due / secs:,.0f} due tickets/s "
+          f"({secs / max(due, 1) * 1e6:,.0f} µs per due ticket)")
+
+    # one daily campaign evaluation, as advance() would run it when a scheduled instant passes
+    total = 0.0
+    for c in rules.campaigns.campaigns:
+        enrolled = pipeline._enrolled(c)
+        state = pipeline.campaign_states[c.id]
+        nxt = evaluation_times(c, state.last_evaluated_at, now + timedelta(days=1))
+        if not nxt:
+            continue
+        t = Timer()
+        advance_campaign(c, state, enrolled, nxt[0])
+        total += t.seconds
+        print(f"  campaign {c.id}: one evaluation over {len(enrolled):,} enrolled tickets: {t.seconds * 1000:.0f} ms")
+    print(f"  all campaigns, one evaluation each: {total:.2f} s")
+    print(f"peak RSS so far {peak_rss_mib():.0f} MiB")
+    return pipeline
+
+
+# --- (b) PostgreSQL ----------------------------------------------------------------------------------------------
+
+
+async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOrder], pipeline, dsn: str) -> None:  # type: ignore[no-untyped-def]
+    import asyncpg
+
+    from services.domain.campaigns import CampaignBook
+    from services.platform import db
+    from services.platform.settings import Settings
+    from services.sla import store
+    from services.sla.agents import build
+
+    print(f"--- (b) PostgreSQL: {args.tickets:,} rows in tickets")
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    await db.migrate(dsn)
+    version = await conn.fetchval("SHOW server_version")
+    settings_rows = await conn.fetch(
+        "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers','work_mem','synchronous_commit',"
+        "'fsync','max_wal_size') ORDER BY name")
+    print(f"PostgreSQL {version} (pgserver); " + ", ".join(
+        f"{r['name']}={r['setting']}{r['unit'] or ''}" for r in settings_rows))
+
+    if pipeline is not None:
+        source = ((s, pipeline._next.get(s.ticket_id)) for s in pipeline.tickets.values())
+    else:
+        source = ((s, sla.next_check(s, rules)) for s in make_states(args.tickets, orders, rules, args.at, args.seed))
+    columns = ["ticket_id", "jurisdiction", "source", "category", "status", "unit", "campaigns", "opened_at",
+               "next_check", "state"]
+    t = Timer()
+    dump_secs = 0.0
+    batch: list[tuple] = []
+    loaded = 0
+
+    async def flush() -> None:
+        nonlocal loaded
+        await conn.copy_records_to_table("tickets", records=batch, columns=columns)
+        loaded += len(batch)
+        batch.clear()
+
+    for state, nxt in source:
+        d = Timer()
+        row = (state.ticket_id, state.jurisdiction, state.source, state.category, state.status.value, state.unit,
+               state.campaigns, state.opened_at, nxt, json.dumps(state.model_dump(mode="json")))
+        dump_secs += d.seconds
+        batch.append(row)
+        if len(batch) >= 20_000:
+            await flush()
+    if batch:
+        await flush()
+    load_secs = t.seconds
+    print(f"COPY {loaded:,} rows: {load_secs:.1f} s ({loaded / load_secs:,.0f} rows/s; of which model_dump + "
+          f"json.dumps {dump_secs:.1f} s)")
+    t = Timer()
+    await conn.execute("VACUUM ANALYZE tickets")
+    print(f"VACUUM ANALYZE: {t.seconds:.1f} s")
+    sizes = await conn.fetchrow(
+        """SELECT pg_total_relation_size('tickets') AS total, pg_relation_size('tickets') AS heap,
+                  pg_total_relation_size('tickets') - pg_relation_size('tickets') - pg_indexes_size('tickets') AS toast,
+                  pg_indexes_size('tickets') AS indexes,
+                  avg(pg_column_size(state))::int AS state_bytes FROM (SELECT state FROM tickets LIMIT 20000) s""")
+    mib = 2**20
+    print(f"size: total {sizes['total'] / mib:,.0f} MiB = heap {sizes['heap'] / mib:,.0f} + TOAST "
+          f"{sizes['toast'] / mib:,.0f} + indexes {sizes['indexes'] / mib:,.0f} MiB; "
+          f"{sizes['total'] / loaded:,.0f} bytes per ticket; state jsonb stored {sizes['state_bytes']:,} bytes (avg)")
+    for r in await conn.fetch(
+            """SELECT indexrelname, pg_relation_size(indexrelid) AS size FROM pg_stat_user_indexes
+               WHERE relname = 'tickets' ORDER BY 1"""):
+        print(f"  index {r['indexrelname']}: {r['size'] / mib:,.1f} MiB")
+
+    due = min(args.due, loaded)
+    now = await conn.fetchval(
+        "SELECT next_check FROM tickets WHERE next_check IS NOT NULL ORDER BY next_check OFFSET $1 LIMIT 1", due - 1)
+    n_due = await conn.fetchval("SELECT count(*) FROM tickets WHERE next_check <= $1", now)
+    await db._init(conn)
+    times = []
+    for _ in range(args.repeat):
+        t = Timer()
+        ids = await store.due_ticket_ids(conn, now)
+        times.append(t.seconds)
+    print(f"due_ticket_ids(now={now.isoformat()}) [{n_due:,} due, LIMIT 500 -> {len(ids)} ids]: median "
+          f"{statistics.median(times) * 1000:.2f} ms, min {min(times) * 1000:.2f} ms over {args.repeat} calls")
+    plan = await conn.fetch(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT ticket_id FROM tickets WHERE next_check <= $1 ORDER BY next_check LIMIT 500",
+        now)
+    for r in plan:
+        print(f"  | {r[0]}")
+    await conn.close()
+
+    # the SLA worker's sweep, tickets only (campaigns off), then one campaign round with the shipped campaigns
+    settings = Settings(database_url=dsn, sla_clock="wall", db_pool_size=4)
+    no_campaigns = SlaRules(rules.policies, rules.calendar, CampaignBook(()), rules.repeats)
+
+    def sweep_for(r: SlaRules):  # type: ignore[no-untyped-def]
+        app = build(settings, r)
+        rt = app.hotline_runtime
+
+        async def publish(rows) -> None:  # type: ignore[no-untyped-def]  # the database half of Runtime.publish
+            await db.mark_published(await rt.pool(), [i for i, _ in rows])
+
+        rt.publish = publish
+        return app.hotline_sweep, rt
+
+    sweep, rt = sweep_for(no_campaigns)
+    pool = await rt.pool()
+    stats0 = await pool.fetchrow("SELECT xact_commit, tup_fetched, tup_inserted, tup_updated FROM pg_stat_database "
+                                 "WHERE datname = current_database()")
+    t = Timer()
+    emitted = await sweep(now)
+    secs = t.seconds
+    stats1 = await pool.fetchrow("SELECT xact_commit, tup_fetched, tup_inserted, tup_updated FROM pg_stat_database "
+                                 "WHERE datname = current_database()")
+    left = await pool.fetchval("SELECT count(*) FROM tickets WHERE next_check <= $1", now)
+    commits = stats1["xact_commit"] - stats0["xact_commit"]
+    print(f"SLA worker sweep(now) over {n_due:,} due tickets (pool of {settings.db_pool_size}, Kafka publish "
+          f"stubbed): {secs:.2f} s -> {n_due / secs:,.0f} tickets/s ({secs / n_due * 1e6:,.0f} µs each), "
+          f"{emitted:,} escalations written to outbox; still due afterwards: {left}; transactions committed: "
+          f"{commits:,} ({commits / n_due:.1f} per due ticket)")
+    await pool.close()
+
+    # steady campaign state: evaluated up to the instant before `now`; the next daily evaluation is due
+    conn = await asyncpg.connect(dsn)
+    await db._init(conn)
+    tomorrow = now + timedelta(days=1)
+    for c_id, state in steady_campaigns(rules, now).items():
+        await conn.execute("INSERT INTO campaign_state (campaign_id, state) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                           c_id, state.model_dump(mode="json"))
+    enrolled = await conn.fetch("SELECT unnest(campaigns) AS c, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 1")
+    await conn.close()
+    print("  enrolled: " + ", ".join(f"{r['c']} {r['n']:,}" for r in enrolled))
+    sweep, rt = sweep_for(rules)
+    t = Timer()
+    emitted = await sweep(tomorrow)
+    print(f"SLA worker sweep(now + 1 day) with the shipped campaigns (one daily evaluation each, plus the tickets due "
+          f"in that day): {t.seconds:.2f} s, {emitted:,} escalations")
+    await (await rt.pool()).close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tickets", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="20,000 tickets, 1,000 due: a smoke run")
+    ap.add_argument("--due-fraction", type=float, default=0.01, help="(a) share of tickets due at the sweep")
+    ap.add_argument("--due", type=int, default=10_000, help="(b) tickets due at the SLA worker's sweep")
+    ap.add_argument("--repeat", type=int, default=20, help="(b) calls of due_ticket_ids to time")
+    ap.add_argument("--at", type=datetime.fromisoformat, default=datetime(2025, 6, 10, 12, 0, tzinfo=CHINA_TZ),
+                    help="tickets open in the 30 days before this instant")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--skip-memory", action="store_true", help="skip (a)")
+    ap.add_argument("--skip-db", action="store_true", help="skip (b)")
+    ap.add_argument("--root", type=Path, default=None, help="embedded database directory (default: a temp dir)")
+    args = ap.parse_args()
+    if args.quick:
+        args.tickets, args.due = 20_000, 1_000
+    header("open tickets: memory and sweep time", args)
+    router, rules = Router.load(), SlaRules.load()
+    t = Timer()
+    orders = templates(router, rules)
+    print(f"{len(orders):,} template work orders from a routed sample ({t.seconds:.1f} s)")
+    pipeline = None if args.skip_memory else in_memory(args, router, rules, orders)
+    if not args.skip_db:
+        from services.platform.embedded import EmbeddedStack
+
+        root = args.root or Path(tempfile.mkdtemp(prefix="hotline-bench-pg-"))
+        stack = EmbeddedStack(root)
+        try:
+            dsn = stack.start_database()
+            asyncio.run(in_postgres(args, router, rules, orders, pipeline, dsn))
+        finally:
+            stack.stop()
+            if args.root is None:
+                shutil.rmtree(root, ignore_errors=True)
+    print(f"peak RSS of the benchmark process {peak_rss_mib():.0f} MiB")
+    footer()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Offline replay throughput: generate a realistic sample, then time ``services.replay.runner.run`` end to end.
+
+    .venv/bin/python benchmarks/replay_throughput.py                 # 100,000 events (~2.2 update lines each)
+    .venv/bin/python benchmarks/replay_throughput.py --quick         # 2,000 events, smoke run
+    .venv/bin/python benchmarks/replay_throughput.py --events 10000 --profile 30   # plus cProfile top 30
+
+The sample is generated in a child process (so the peak RSS printed is the replay's alone, plus imports) and
+cached under --data-dir by (events, seed). The timed part is ``run(...)``: reading and merging both files,
+intake, routing, SLA lifecycle, escalation sweeps and campaign evaluations; writing the output files is timed
+separately (``runner.write``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import multiprocessing
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Timer, footer, header, peak_rss_mib, rss_mib  # noqa: E402
+
+TARGET_EVENTS_PER_S = 20_000
+
+
+def _generate(n_events: int, seed: int, directory: str) -> tuple[int, int, float]:
+    from services.demo.sample import generate
+    from services.domain.routing import Router
+
+    t = Timer()
+    sample = generate(Router.load(), n_events=n_events, seed=seed)
+    sample.write(Path(directory))
+    return len(sample.events), len(sample.updates), t.seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--quick", action="store_true", help="2,000 events: a smoke run")
+    ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "hotline-bench",
+                    help="where generated samples are cached")
+    ap.add_argument("--regenerate", action="store_true", help="ignore a cached sample")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="run the replay under cProfile and print the top N functions (slower; figures inflated)")
+    ap.add_argument("--write", action="store_true", help="also time runner.write of the output files")
+    args = ap.parse_args()
+    if args.quick:
+        args.events = 2_000
+    header("replay throughput (services.replay.runner.run)", args)
+
+    directory = args.data_dir / f"replay-{args.events}-{args.seed}"
+    events, updates = directory / "events.jsonl", directory / "updates.jsonl"
+    if args.regenerate or not (events.exists() and updates.exists()):
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            n_ev, n_up, secs = pool.apply(_generate, (args.events, args.seed, str(directory)))
+        print(f"generated {args.events} events -> {n_ev} event lines + {n_up} update lines in {secs:.1f} s "
+              f"({directory})")
+    else:
+        print(f"using cached sample {directory}")
+    event_lines = events.read_bytes().count(b"\n")
+    update_lines = updates.read_bytes().count(b"\n")
+    size_mb = (events.stat().st_size + updates.stat().st_size) / 1e6
+    print(f"input: {event_lines} event lines + {update_lines} update lines = {event_lines + update_lines} lines, "
+          f"{size_mb:.1f} MB")
+
+    from services.domain.routing import Router
+    from services.domain.sla import SlaRules
+    from services.replay.runner import run, write
+
+    router, rules = Router.load(), SlaRules.load()
+    gc.collect()
+    base = rss_mib()
+    print(f"RSS before the replay (imports, rulebooks): {base:.0f} MiB")
+    profiler = cProfile.Profile() if args.profile else None
+    t = Timer()
+    if profiler:
+        profiler.enable()
+    result = run(events, updates, router, rules)
+    if profiler:
+        profiler.disable()
+    secs = t.seconds
+    lines = event_lines + update_lines
+    s = result.summary
+    print(f"replay: {secs:.2f} s  -> {lines / secs:,.0f} lines/s, {event_lines / secs:,.0f} event lines/s "
+          f"({args.events / secs:,.0f} generated events/s)")
+    print(f"  summary: read {s['read']}, accepted {s['accepted']}, rejected {s['rejected']}, duplicates "
+          f"{s['duplicates']}, merged {s['merged']}, work orders {s['work_orders']}, triage {s['triage']}, "
+          f"redirected {s['redirected']}, escalations {sum(s['escalations'].values())}")
+    print(f"  tickets in memory: {len(result.pipeline.tickets)}; RSS now {rss_mib():.0f} MiB; peak RSS "
+          f"{peak_rss_mib():.0f} MiB (+{peak_rss_mib() - base:.0f} MiB over the baseline)")
+    verdict = "MET" if event_lines / secs >= TARGET_EVENTS_PER_S else "NOT MET"
+    print(f"  target >= {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({event_lines / secs:,.0f} event lines/s)")
+    if args.write:
+        with tempfile.TemporaryDirectory() as out:
+            t = Timer()
+            write(result, Path(out))
+            print(f"write of the output files: {t.seconds:.2f} s")
+    if profiler:
+        for order in ("tottime", "cumulative"):
+            buf = io.StringIO()
+            pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(order).print_stats(args.profile)
+            print(f"--- cProfile, top {args.profile} by {order} ---")
+            print("\n".join(line for line in buf.getvalue().splitlines() if line.strip())[:20000])
+    footer()
+
+
+if __name__ == "__main__":
+    main()
