@@ -83,12 +83,14 @@ def make_states(n: int, orders: list[WorkOrder], rules: SlaRules, at: datetime, 
         yield state
 
 
-def steady_campaigns(rules: SlaRules, now: datetime) -> dict[str, CampaignState]:
-    """Campaign states evaluated up to the last scheduled instant before ``now`` (nothing due at ``now``)."""
+def steady_campaigns(rules: SlaRules, now: datetime, behind: int = 0) -> dict[str, CampaignState]:
+    """Campaign states evaluated up to the last scheduled instant by ``now`` (behind=0: nothing due at ``now``;
+    behind=1: exactly one daily evaluation due)."""
     out = {}
     for c in rules.campaigns.campaigns:
         times = evaluation_times(c, None, now)
-        out[c.id] = CampaignState(campaign_id=c.id, last_evaluated_at=times[-1] if times else None)
+        last = times[-1 - behind] if len(times) > behind else None
+        out[c.id] = CampaignState(campaign_id=c.id, last_evaluated_at=last)
     return out
 
 
@@ -267,11 +269,11 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
           f"{commits:,} ({commits / n_due:.1f} per due ticket)")
     await pool.close()
 
-    # steady campaign state: evaluated up to the instant before `now`; the next daily evaluation is due
+    # steady campaign state: evaluated up to the scheduled instant before the last one by `now`, so exactly one
+    # daily evaluation per campaign is due at `now` (no ticket is due any more: they were swept above)
     conn = await asyncpg.connect(dsn)
     await db._init(conn)
-    tomorrow = now + timedelta(days=1)
-    for c_id, state in steady_campaigns(rules, now).items():
+    for c_id, state in steady_campaigns(rules, now, behind=1).items():
         await conn.execute("INSERT INTO campaign_state (campaign_id, state) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                            c_id, state.model_dump(mode="json"))
     enrolled = await conn.fetch("SELECT unnest(campaigns) AS c, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 1")
@@ -279,9 +281,9 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
     print("  enrolled: " + ", ".join(f"{r['c']} {r['n']:,}" for r in enrolled))
     sweep, rt = sweep_for(rules)
     t = Timer()
-    emitted = await sweep(tomorrow)
-    print(f"SLA worker sweep(now + 1 day) with the shipped campaigns (one daily evaluation each, plus the tickets due "
-          f"in that day): {t.seconds:.2f} s, {emitted:,} escalations")
+    emitted = await sweep(now)
+    print(f"SLA worker sweep(now) with the shipped campaigns (one daily evaluation each; store.campaign_tickets loads "
+          f"and validates every enrolled state): {t.seconds:.2f} s, {emitted:,} escalations")
     await (await rt.pool()).close()
 
 

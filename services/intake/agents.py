@@ -58,9 +58,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
 
     @app.agent(raw_topic, name="intake")
     async def intake(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            raw = event.value if isinstance(event.value, bytes) else b""
-            await rt.process(event, lambda conn, raw=raw, m=event.message: handle(conn, raw, m))
+        await rt.consume(stream, handle)
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     scorecard_window_days: int = Field(
         90, ge=1, description="scorecards cover tickets opened this many days back (plus every open ticket)")
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
+    batch_max: int = Field(200, ge=1, description="most messages a worker processes in one database transaction")
+    batch_wait_seconds: float = Field(
+        0.02, gt=0, description="how long a worker waits to fill a batch (adds at most this much latency per hop)")
     relay_seconds: float = Field(5.0, gt=0, description="how often unpublished outbox rows are re-sent")
     session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move to another")

@@ -29,6 +29,7 @@ from services.platform.topics import names
 
 log = get_logger(__name__)
 Handler = Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]
+MessageHandler = Callable[[asyncpg.Connection, bytes, Any], Awaitable[list[Outgoing]]]
 
 
 def make_app(service: str, settings: Settings, port: int) -> faust.App:
@@ -98,11 +99,48 @@ class Runtime:
         for topic, value in lag.items():
             self.metrics.consumer_lag.labels(self.service, topic).set(value)
 
+    @staticmethod
+    def input_key(service: str, message: Any) -> str:
+        return f"{service}:{message.topic}:{message.partition}:{message.offset}"
+
+    async def consume(self, stream: faust.StreamT, handle: MessageHandler,
+                      after: Callable[[Any], Callable[[], None] | None] | None = None) -> None:
+        """The agent loop: batches of up to ``batch_max`` events (waiting at most ``batch_wait_seconds``), each
+        batch processed in one database transaction, then published, then acknowledged to Kafka."""
+        async for batch in stream.take_events(self.settings.batch_max, within=self.settings.batch_wait_seconds):
+            await self.process_batch(batch, handle, after)
+
+    async def process_batch(self, batch: list[faust.EventT], handle: MessageHandler,
+                            after: Callable[[Any], Callable[[], None] | None] | None = None) -> None:
+        started = time.perf_counter()
+        items = []
+        for event in batch:
+            raw = event.value if isinstance(event.value, bytes) else b""
+            items.append((self.input_key(self.service, event.message),
+                          lambda conn, raw=raw, m=event.message: handle(conn, raw, m)))
+        pool = await self.pool()
+        try:
+            rows = await db.with_retry(lambda: db.run_batch(pool, self.service, items), "process batch")
+        except Exception as exc:  # one input of the batch is poison: redo one by one, dead-lettering only it
+            log.warning("batch_failed_retrying_one_by_one", size=len(batch), error=type(exc).__name__)
+            for event, (_, handler) in zip(batch, items, strict=True):
+                await self.process(event, handler, after(event.message) if after else None)
+            return
+        if rows:
+            await self.publish(rows)
+        if after is not None:
+            for event in batch:
+                callback = after(event.message)
+                if callback is not None:
+                    callback()
+        elapsed = (time.perf_counter() - started) / len(batch)
+        for _ in batch:
+            self.metrics.processing.labels(self.service).observe(elapsed)
+
     async def process(self, event: faust.EventT, handler: Handler,
                       on_published: Callable[[], None] | None = None) -> None:
         """Process one Kafka event effectively once; never raise (a failure ends in a dead letter)."""
-        message = event.message
-        key = f"{self.service}:{message.topic}:{message.partition}:{message.offset}"
+        key = self.input_key(self.service, event.message)
         started = time.perf_counter()
         pool = await self.pool()
         try:

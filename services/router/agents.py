@@ -115,16 +115,11 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
 
     @app.agent(accepted, name="route")
     async def route(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            raw = event.value if isinstance(event.value, bytes) else b""
-            await rt.process(event, lambda conn, raw=raw, m=event.message: on_accepted(conn, raw, m),
-                             on_published=latency(event.message))
+        await rt.consume(stream, on_accepted, after=latency)
 
     @app.agent(returns, name="redispatch")
     async def redispatch(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            raw = event.value if isinstance(event.value, bytes) else b""
-            await rt.process(event, lambda conn, raw=raw, m=event.message: on_return(conn, raw, m))
+        await rt.consume(stream, on_return)
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

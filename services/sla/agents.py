@@ -175,9 +175,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     def agent(topic_name: str, handler) -> None:  # type: ignore[no-untyped-def]
         @app.agent(topic(topic_name), name=f"sla-{topic_name}")
         async def consume(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                raw = event.value if isinstance(event.value, bytes) else b""
-                await rt.process(event, lambda conn, raw=raw, m=event.message: handler(conn, raw, m))
+            await rt.consume(stream, handler)
 
     agent("workorders", on_work_order)
     agent("triage", on_triage)

@@ -203,7 +203,7 @@ async def stage(running: Running, event: dict[str, Any], deadline: float) -> dic
 # ---- polling ----------------------------------------------------------------------------------------------------
 
 def poll(deadline: float, what: str, check: Callable[[], T | None], interval: float = 1.0) -> T:
-    """Call ``check`` until it returns something other than None (or raises no AssertionError) or the deadline."""
+    """Call ``check`` until it returns a value (not None) without raising, or fail at the deadline with the last error."""
     last: object = None
     while True:
         try:
