@@ -12,7 +12,7 @@ from datetime import datetime
 from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
-from services.domain.validation import Rejection
+from services.domain.validation import Rejection, unknown_ticket
 from services.domain.tickets import OPEN_FOR_UNIT, Cycle, DueSegment, Status, TicketState, Transition
 
 
@@ -122,7 +122,7 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
 def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy | None,
                  calendar: WorkCalendar) -> Applied | Rejection | Duplicate:
     if state is None or policy is None:
-        return Rejection("unknown_ticket", "ticket_id", f"no work order {update.ticket_id!r} is known")
+        return unknown_ticket(update.ticket_id)
     if update.event_id in state.applied_updates:
         return Duplicate(state)
     cycle = state.cycle

@@ -82,6 +82,10 @@ def _control_field(value: Any, path: str = "") -> str | None:
     return None
 
 
+def unknown_ticket(ticket_id: str) -> Rejection:
+    return Rejection("unknown_ticket", "ticket_id", f"no ticket {ticket_id!r} is known")
+
+
 def normalise_text(text: str) -> str:
     """NFKC (full-width digits and letters to half-width) and collapsed whitespace."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()

@@ -27,7 +27,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         rt.metrics.received_bytes.inc(len(raw))
         parsed = accept_event(raw)
         if isinstance(parsed, Rejection):
-            return [await rt.dead_letter(conn, "intake", parsed, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, parsed, raw, m)
         if await conn.fetchval("SELECT true FROM intake_events WHERE event_id = $1", parsed.event_id):
             rt.metrics.duplicates.labels("intake").inc()
             return []

@@ -152,6 +152,8 @@ def _force_stop(server: Any) -> None:
     stays listed, so stop the postmaster we used explicitly (fast shutdown)."""
     from pgserver._commands import pg_ctl  # pgserver's own wrapper: runs pg_ctl as its system user
 
+    if not (Path(server.pgdata) / "postmaster.pid").exists():
+        return  # already stopped
     info = server.get_postmaster_info()
     if info is not None and info.process.is_running():
         try:

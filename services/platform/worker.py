@@ -163,6 +163,11 @@ class Runtime:
             return [await self.dead_letter(conn, self.service, rejection, raw, m.topic, m.partition, m.offset)]
         return handler
 
+    async def reject(self, conn: asyncpg.Connection, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
+        """Dead-letter the input ``message`` (its topic, partition and offset) for this service's stage."""
+        return [await self.dead_letter(conn, self.service, rejection, raw, message.topic, message.partition,
+                                       message.offset)]
+
     async def dead_letter(self, conn: asyncpg.Connection, stage: str, rejection: Rejection, raw: bytes,
                           topic: str | None, partition: int | None, offset: int | None) -> Outgoing:
         record = dead_letter(stage, rejection, raw, datetime.now(UTC), topic=topic, partition=partition, offset=offset)

@@ -11,7 +11,7 @@ import faust
 from schemas import IntakeEvent, RepeatReport, UnitUpdate
 from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
-from services.domain.validation import Rejection, decode
+from services.domain.validation import Rejection, decode, unknown_ticket
 from services.platform.codec import RECEIVED_HEADER, TYPES, Outgoing, header
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
@@ -68,11 +68,10 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         report = decode(RepeatReport, raw)
         if isinstance(report, Rejection):
-            return [await rt.dead_letter(conn, "router", report, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, report, raw, m)
         ticket = await store.load_ticket(conn, report.ticket_id)
         if ticket is None:
-            missing = Rejection("unknown_ticket", "ticket_id", f"the router has no ticket {report.ticket_id!r}")
-            return [await rt.dead_letter(conn, "router", missing, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, unknown_ticket(report.ticket_id), raw, m)
         out = dispatch.on_repeat(ticket, report)
         if out.duplicate:
             return []
@@ -84,7 +83,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
             return await on_repeat(conn, raw, m)
         event = decode(IntakeEvent, raw)
         if isinstance(event, Rejection):
-            return [await rt.dead_letter(conn, "router", event, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, event, raw, m)
         out = dispatch.decide(await store.load_ticket(conn, event.event_id), event, router)
         if out.duplicate:
             rt.metrics.duplicates.labels("router").inc()
@@ -95,11 +94,10 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     async def on_return(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
-            return [await rt.dead_letter(conn, "router", update, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, update, raw, m)
         ticket = await store.load_ticket(conn, update.ticket_id)
         if ticket is None:
-            missing = Rejection("unknown_ticket", "ticket_id", f"the router has no ticket {update.ticket_id!r}")
-            return [await rt.dead_letter(conn, "router", missing, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, unknown_ticket(update.ticket_id), raw, m)
         out = dispatch.on_return(ticket, update, router, settings.max_returns)
         if out.duplicate:
             return []

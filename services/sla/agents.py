@@ -16,11 +16,11 @@ import faust
 
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 from services.domain import scorecards, sla
-from services.domain.campaigns import advance as advance_campaign, next_evaluation
+from services.domain.campaigns import CampaignReport, advance as advance_campaign, next_evaluation
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
 from services.domain.tickets import TicketState
-from services.domain.validation import Rejection, decode
+from services.domain.validation import Rejection, decode, unknown_ticket
 from services.platform.codec import TYPES, Outgoing, header
 from services.platform.db import write_outbox
 from services.platform.logging import get_logger
@@ -57,11 +57,10 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         report = decode(RepeatReport, raw)
         if isinstance(report, Rejection):
-            return [await rt.dead_letter(conn, "sla", report, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, report, raw, m)
         result = sla.on_repeat(await store.load_ticket(conn, report.ticket_id), report, rules)
         if result is None:
-            missing = Rejection("unknown_ticket", "ticket_id", f"no ticket {report.ticket_id!r} is known")
-            return [await rt.dead_letter(conn, "sla", missing, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, unknown_ticket(report.ticket_id), raw, m)
         if not isinstance(result, Duplicate):
             await save(conn, result)
         return []
@@ -71,7 +70,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             return await on_repeat(conn, raw, m)
         order = decode(WorkOrder, raw)
         if isinstance(order, Rejection):
-            return [await rt.dead_letter(conn, "sla", order, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, order, raw, m)
         result = sla.on_work_order(await store.load_ticket(conn, order.ticket_id), order, rules)
         if not isinstance(result, Duplicate):
             await save(conn, result)
@@ -80,7 +79,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     async def on_triage(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         item = decode(TriageItem, raw)
         if isinstance(item, Rejection):
-            return [await rt.dead_letter(conn, "sla", item, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, item, raw, m)
         result = sla.on_triage(await store.load_ticket(conn, item.ticket_id), item)
         if not isinstance(result, Duplicate):
             await save(conn, result)
@@ -90,11 +89,11 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
             rt.metrics.updates.labels("unknown", "rejected").inc()
-            return [await rt.dead_letter(conn, "sla", update, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, update, raw, m)
         result = sla.on_update(await store.load_ticket(conn, update.ticket_id), update, rules)
         if isinstance(result, Rejection):
             rt.metrics.updates.labels(update.action.value, "rejected").inc()
-            return [await rt.dead_letter(conn, "sla", result, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, result, raw, m)
         if isinstance(result, Duplicate):
             rt.metrics.duplicates.labels("sla").inc()
             return []
@@ -151,6 +150,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 return []
             upcoming = next_evaluation(campaign, state.last_evaluated_at)
             if upcoming is None or upcoming > now:
+                if campaign.id not in shown and state.history:  # after a restart: show the stored evaluation
+                    show_campaign(state.history[-1])
                 return []
             tickets = await store.campaign_tickets(conn, campaign.id, everything=bool(campaign.selector))
             before = len(state.history)
@@ -158,17 +159,31 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             new_reports = state.history[before:]
             await store.save_campaign(conn, state, new_reports)
             if new_reports:
-                last = new_reports[-1]
-                rt.metrics.campaign_rate.labels(campaign.id).set(last.rate)
-                rt.metrics.campaign_projected.labels(campaign.id).set(last.projected_rate)
-                rt.metrics.campaign_target.labels(campaign.id).set(last.target)
-                rt.metrics.campaign_enrolled.labels(campaign.id).set(last.enrolled)
+                show_campaign(new_reports[-1])
             return await write_outbox(conn, "sla", await escalate(conn, found))
+
+    shown: set[str] = set()
+
+    def show_campaign(report: CampaignReport) -> None:
+        """Campaign gauges. Once the deadline has been judged (met / missed) the projection is withdrawn, so an
+        at-risk alert does not keep firing for a campaign that is over; rate and target stay for the charts."""
+        cid = report.campaign_id
+        shown.add(cid)
+        rt.metrics.campaign_rate.labels(cid).set(report.rate)
+        rt.metrics.campaign_target.labels(cid).set(report.target)
+        rt.metrics.campaign_enrolled.labels(cid).set(report.enrolled)
+        if report.status in ("met", "missed"):
+            try:
+                rt.metrics.campaign_projected.remove(cid)
+            except KeyError:
+                pass
+        else:
+            rt.metrics.campaign_projected.labels(cid).set(report.projected_rate)
 
     async def on_tick(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         tick = decode(ClockTick, raw)
         if isinstance(tick, Rejection):
-            return [await rt.dead_letter(conn, "sla", tick, raw, m.topic, m.partition, m.offset)]
+            return await rt.reject(conn, tick, raw, m)
         await store.set_clock(conn, tick.now)
         return []
 
