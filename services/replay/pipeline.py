@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 
 from schemas import DeadLetter, Escalation, RepeatReport, TriageItem, WorkOrder
 from services.domain import dispatch, intake, sla
@@ -163,4 +163,4 @@ class Pipeline:
             heapq.heappush(self._heap, (at, state.ticket_id))
 
 
-_EPSILON = datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - datetime(2000, 1, 1, tzinfo=timezone.utc)
+_EPSILON = timedelta(microseconds=1)

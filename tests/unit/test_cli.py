@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from services.cli import app
+
+EVENT = {"event_id": "QP-9", "source": "hotline_12345", "jurisdiction": "qingpu",
+         "occurred_at": "2025-05-06T09:00:00+08:00", "content": "小区里有人私搭乱建彩钢板房，违法建筑",
+         "address": "上海市青浦区朱家角镇新风路100号"}
+
+
+def test_classify_prints_one_decision_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(EVENT, ensure_ascii=False) + "\n{broken\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["classify", "--input", str(path)])
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert {"event_id", "jurisdiction", "category", "lead_unit", "cooperating_units", "territorial_unit", "confidence",
+            "needs_triage", "citations", "explanation"} <= set(first)
+    assert first["lead_unit"] == "区城管执法局" and first["territorial_unit"] == "朱家角镇"
+    assert first["citations"][0]["file"].endswith(".txt") and first["citations"][0]["clause"]
+    assert second["rejected"] is True and second["reason"] == "invalid_json"
+
+
+def test_replay_command_writes_every_output(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(EVENT, ensure_ascii=False) + "\n\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["replay", "--events", str(events), "--out", str(tmp_path / "out"),
+                                      "--until", "2025-06-30T00:00:00+08:00"])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"work_orders.jsonl", "escalations.jsonl", "rejects.jsonl", "campaigns.json", "summary.json"} <= names
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["read"], summary["accepted"], summary["rejected"], summary["dispatched"]) == (2, 1, 1, 1)
+
+
+def test_replay_refuses_until_without_offset(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("", encoding="utf-8")
+    result = CliRunner().invoke(app, ["replay", "--events", str(events), "--out", str(tmp_path / "o"),
+                                      "--until", "2025-06-30T00:00:00"])
+    assert result.exit_code != 0 and "offset" in result.output
