@@ -113,6 +113,18 @@ async def unpublished(pool: asyncpg.Pool, service: str, older_than_seconds: floa
                                tuple((k, v.encode()) for k, v in r["headers"]))) for r in rows]
 
 
+async def prune(pool: asyncpg.Pool, service: str, older_than_days: float) -> tuple[int, int]:
+    """Forget processed-input keys and published outbox rows older than the retention (Kafka will not redeliver
+    them any more); returns how many rows went."""
+    keys = await pool.execute(
+        "DELETE FROM processed_inputs WHERE input_key LIKE $1 AND processed_at < now() - make_interval(days => $2)",
+        f"{service}:%", older_than_days)
+    rows = await pool.execute(
+        """DELETE FROM outbox WHERE service = $1 AND published_at IS NOT NULL
+           AND published_at < now() - make_interval(days => $2)""", service, older_than_days)
+    return int(keys.split()[-1]), int(rows.split()[-1])
+
+
 async def with_retry(action: Callable[[], Awaitable[Any]], what: str, *, max_delay: float = 10.0) -> Any:
     """Retry an action while the database or broker is unreachable; never drop the message in hand."""
     delay = 0.2

@@ -64,6 +64,7 @@ class Runtime:
         self._pool_lock = asyncio.Lock()
         app.timer(settings.relay_seconds)(self.relay)
         app.timer(10.0)(self.report_lag)
+        app.timer(3600.0)(self.prune)
 
         @app.page("/metrics")
         async def metrics_view(view: Any, request: Any) -> Any:
@@ -79,6 +80,15 @@ class Runtime:
                 self._pool = await db.with_retry(
                     lambda: db.create_pool(self.settings.database_url, self.settings.db_pool_size), "connect database")
             return self._pool
+
+    async def prune(self) -> None:
+        try:
+            keys, rows = await db.prune(await self.pool(), self.service, self.settings.dedup_retention_days)
+        except db.RETRYABLE as exc:
+            log.warning("prune_skipped", error=type(exc).__name__)
+            return
+        if keys or rows:
+            log.info("pruned", processed_inputs=keys, outbox=rows)
 
     async def report_lag(self) -> None:
         """hotline_consumer_lag_messages: messages on this worker's partitions not yet fetched and processed."""
