@@ -41,9 +41,25 @@ def load() -> str:
     return f"{a:.2f} {b:.2f} {c:.2f}"
 
 
+def revision() -> str:
+    """The commit the figures belong to, and whether the service code differs from it (others edit concurrently)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %ad", "--date=iso"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "services", "schemas"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "revision: unknown"
+    changed = len(dirty.splitlines())
+    return f"revision: {head or '?'}" + (f" + {changed} uncommitted file(s) under services/ schemas/" if changed else "")
+
+
 def header(title: str, args: object) -> None:
     print(f"== {title}")
     print(machine())
+    print(revision())
     print(f"args: {vars(args) if hasattr(args, '__dict__') else args}")
     print(f"load average (1/5/15 min) before: {load()}")
     sys.stdout.flush()

@@ -254,11 +254,13 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
 
     sweep, rt = sweep_for(no_campaigns)
     pool = await rt.pool()
+    await asyncio.sleep(11)
     stats0 = await pool.fetchrow("SELECT xact_commit, tup_fetched, tup_inserted, tup_updated FROM pg_stat_database "
                                  "WHERE datname = current_database()")
     t = Timer()
     emitted = await sweep(now)
     secs = t.seconds
+    await asyncio.sleep(11)  # PostgreSQL 16 backends flush pg_stat_database counters up to 10 s after going idle
     stats1 = await pool.fetchrow("SELECT xact_commit, tup_fetched, tup_inserted, tup_updated FROM pg_stat_database "
                                  "WHERE datname = current_database()")
     left = await pool.fetchval("SELECT count(*) FROM tickets WHERE next_check <= $1", now)

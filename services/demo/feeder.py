@@ -64,7 +64,6 @@ class Feeder:
     async def lag(self) -> int:
         """Messages not yet processed: end offsets of each topic a worker reads, minus the inputs that worker
         recorded as processed in PostgreSQL (the same transaction that applied them)."""
-        assert self.db is not None
         total = 0
         for service, short in GROUPS.items():
             for name in short:
@@ -73,20 +72,31 @@ class Feeder:
                 if not partitions:
                     continue
                 published = sum((await self.consumer.end_offsets(partitions)).values())
-                done = await self.db.fetchval(
+                done = await self._fetchval(
                     "SELECT count(*) FROM processed_inputs WHERE input_key LIKE $1 AND input_key NOT LIKE '%:failed'",
                     f"{service}:{topic}:%")
-                total += max(published - int(done), 0)
+                total += max(published - int(done), 0)  # type: ignore[call-overload]
         return total
 
+    async def _fetchval(self, sql: str, *args: object) -> object:
+        """A query on the feeder's connection, reconnecting once if the database closed it."""
+        for attempt in (1, 2):
+            try:
+                if self.db is None or self.db.is_closed():
+                    self.db = await asyncpg.connect(self.dsn)
+                return await self.db.fetchval(sql, *args)
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                self.db = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def pending_outbox(self) -> int:
-        assert self.db is not None
-        return int(await self.db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        return int(await self._fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))  # type: ignore[arg-type]
 
     async def sla_behind(self) -> int:
         """Tickets with an escalation due at or before the SLA clock: the sweep is still running."""
-        assert self.db is not None
-        return int(await self.db.fetchval(
+        return int(await self._fetchval(  # type: ignore[arg-type]
             "SELECT count(*) FROM tickets, sla_clock WHERE tickets.next_check <= sla_clock.now"))
 
     async def wait_quiescent(self, timeout: float = 300.0, poll: float = 0.5) -> None:

@@ -10,6 +10,7 @@ emit the same escalations with the same deterministic ids.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 
 from schemas import Escalation, EscalationKind
@@ -40,60 +41,79 @@ def _end(cycle: Cycle, *moments: datetime | None) -> datetime | None:
     return min(known) if known else None
 
 
-def _make(state: TicketState, cycle: Cycle, kind: EscalationKind, level: int, at: datetime, deadline: datetime,
-          policy: Policy, threshold: float | None = None) -> Escalation:
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """An escalation the history calls for, before it is built into the wire contract."""
+
+    at: datetime
+    escalation_id: str
+    kind: EscalationKind
+    level: int
+    threshold: float | None
+    cycle: Cycle
+    deadline: datetime
+
+
+def _plan(state: TicketState, cycle: Cycle, kind: EscalationKind, level: int, at: datetime, deadline: datetime,
+          threshold: float | None = None) -> Planned:
+    return Planned(at, escalation_id(kind.value, state.ticket_id, cycle.index, level, threshold), kind, level,
+                   threshold, cycle, deadline)
+
+
+def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:
+    c = p.cycle
     return Escalation(
-        escalation_id=escalation_id(kind.value, state.ticket_id, cycle.index, level, threshold),
-        kind=kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id, unit=cycle.unit, level=level,
-        threshold=threshold, at=at,
-        details={"cycle": cycle.index, "cycle_kind": cycle.kind, "dispatch_seq": cycle.dispatch_seq,
-                 "deadline": deadline.isoformat(), "policy": policy.name, "policy_citation": policy.citation,
-                 "audience": LEVEL_AUDIENCE[level]},
+        escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
+        unit=c.unit, level=p.level, threshold=p.threshold, at=p.at,
+        details={"cycle": c.index, "cycle_kind": c.kind, "dispatch_seq": c.dispatch_seq,
+                 "deadline": p.deadline.isoformat(), "policy": policy.name, "policy_citation": policy.citation,
+                 "audience": LEVEL_AUDIENCE[p.level]},
     )
 
 
 def _levels(state: TicketState, cycle: Cycle, kind: EscalationKind, breach: datetime, done: datetime | None,
-            delays: tuple[Limit, ...], policy: Policy, calendar: WorkCalendar) -> list[Escalation]:
+            delays: tuple[Limit, ...], calendar: WorkCalendar) -> list[Planned]:
     out = []
     for level, delay in enumerate(delays[:3], start=1):
         at = delay.after(breach, calendar)
         if done is None or at < done:
-            out.append(_make(state, cycle, kind, level, at, breach, policy))
+            out.append(_plan(state, cycle, kind, level, at, breach))
     return out
 
 
-def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> list[Escalation]:
-    out: list[Escalation] = []
+def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
+    out: list[Planned] = []
     for cycle in state.cycles:
         if cycle.ack_due is not None:
             done = _end(cycle, cycle.acked_at, cycle.resolved_at)
             if done is None or done > cycle.ack_due:
                 out += _levels(state, cycle, EscalationKind.ack_overdue, cycle.ack_due, done, policy.ack_levels,
-                               policy, calendar)
+                               calendar)
         done = _end(cycle, cycle.resolved_at)
         for threshold in policy.warnings:
             at = _first_crossing(cycle, lambda due, t=threshold: cycle.start + (due - cycle.start) * t)
             if at is not None and (done is None or at < done):
-                out.append(_make(state, cycle, EscalationKind.resolve_warning, 1, at, cycle.resolve_due_at(at), policy,
+                out.append(_plan(state, cycle, EscalationKind.resolve_warning, 1, at, cycle.resolve_due_at(at),
                                  threshold))
         breach = _first_crossing(cycle, lambda due: due)
         if breach is not None and (done is None or breach < done):
-            out += _levels(state, cycle, EscalationKind.resolve_overdue, breach, done, policy.resolve_levels, policy,
-                           calendar)
-    return sorted(out, key=lambda e: (e.at, e.escalation_id))
+            out += _levels(state, cycle, EscalationKind.resolve_overdue, breach, done, policy.resolve_levels, calendar)
+    return sorted(out, key=lambda p: (p.at, p.escalation_id))
 
 
 def split(state: TicketState, now: datetime, policy: Policy,
           calendar: WorkCalendar) -> tuple[list[Escalation], datetime | None]:
     """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come."""
     emitted = set(state.emitted)
-    pending = [e for e in scheduled(state, policy, calendar) if e.escalation_id not in emitted]
-    later = [e.at for e in pending if e.at > now]
-    return [e for e in pending if e.at <= now], (min(later) if later else None)
+    pending = [p for p in scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    later = [p.at for p in pending if p.at > now]
+    return [_build(state, p, policy) for p in pending if p.at <= now], (min(later) if later else None)
 
 
 def next_check(state: TicketState, policy: Policy, calendar: WorkCalendar) -> datetime | None:
-    return split(state, datetime.min.replace(tzinfo=state.opened_at.tzinfo), policy, calendar)[1]
+    emitted = set(state.emitted)
+    pending = [p.at for p in scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    return min(pending) if pending else None
 
 
 def mark_emitted(state: TicketState, escalations: list[Escalation]) -> TicketState:

@@ -42,6 +42,7 @@ class Pipeline:
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
     _members: dict[str, set[str]] = field(default_factory=dict)
+    _campaign_due: dict[str, datetime | None] = field(default_factory=dict)
     _open_reports: dict[tuple[str, str], list[OpenReport]] = field(default_factory=dict)
     repeats: list[RepeatReport] = field(default_factory=list)
 
@@ -104,14 +105,18 @@ class Pipeline:
             self._store_ticket(state, upcoming)
         horizon = now if inclusive else now - _EPSILON
         for campaign in self.rules.campaigns.campaigns:
+            if campaign.id in self._campaign_due:
+                due = self._campaign_due[campaign.id]
+                if due is None or due > horizon:
+                    continue  # the deadline was judged, or nothing is scheduled up to the horizon
             state = self.campaign_states.get(campaign.id) or CampaignState(campaign_id=campaign.id)
             upcoming = next_evaluation(campaign, state.last_evaluated_at)
-            if upcoming is None or upcoming > horizon:
-                continue
-            enrolled = self._enrolled(campaign)
-            state, found = advance_campaign(campaign, state, enrolled, horizon)
-            self.campaign_states[campaign.id] = state
-            self.escalations.extend(found)
+            if upcoming is not None and upcoming <= horizon:
+                state, found = advance_campaign(campaign, state, self._enrolled(campaign), horizon)
+                self.campaign_states[campaign.id] = state
+                self.escalations.extend(found)
+                upcoming = next_evaluation(campaign, state.last_evaluated_at)
+            self._campaign_due[campaign.id] = upcoming
 
     def campaign_reports(self, at: datetime) -> list[CampaignReport]:
         """Each campaign as of ``at`` (or as of its deadline, once that has passed)."""
