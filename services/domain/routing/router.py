@@ -10,7 +10,7 @@ from schemas.common import Source
 from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, RoutingDecision
 from services.domain.routing.decisions import DecisionBuilder
-from services.domain.routing.matching import Entry, Kind, PhraseIndex, length_weight
+from services.domain.routing.matching import Entry, Kind, PhraseIndex, drop_dominated, length_weight
 from services.domain.routing.rulebook import TERRITORY_LEAD, Library, Rule, Rulebook, Term, load_library
 from services.domain.routing.scoring import Scored, confidence, score_rules
 from services.domain.routing.screening import Screener
@@ -105,7 +105,8 @@ class Router:
         comp = self._compiled[str(event.jurisdiction)]
         common = self._lib.common
         excluded = frozenset(exclude_units or ())
-        hits = comp.index.scan_dominant(event.content)
+        all_hits = comp.index.scan(event.content)
+        hits = drop_dominated(all_hits)  # a veto phrase counts even inside a longer matched phrase
         territory = comp.territories.resolve(event.address, event.content)
         out = DecisionBuilder(event, comp.book, common, self.version, territory)
 
@@ -113,7 +114,8 @@ class Router:
         if emergency is not None:
             return out.redirect(emergency)
 
-        scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring)
+        scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring,
+                             veto_hits=all_hits)
         territory_name = territory.name if territory else None
         candidates = [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
 

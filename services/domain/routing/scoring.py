@@ -25,16 +25,17 @@ def score_rules(
     source: Source,
     category_hint: str | None,
     scoring: Scoring,
+    veto_hits: list[Hit] | None = None,
 ) -> list[Scored]:
-    """Every rule with evidence, best first. A rule is dropped when one of its veto phrases matched or
-    when the report's source is not among its sources. Each distinct phrase counts once."""
+    """Every rule with evidence, best first. A rule is dropped when one of its veto phrases matched (looked
+    for in ``veto_hits``, all hits including those inside a longer phrase, when given) or when the report's
+    source is not among its sources. Each distinct phrase counts once."""
     by_id = {rule.id: Scored(rule=rule, order=i) for i, rule in enumerate(rules)}
-    vetoed: set[str] = set()
+    vetoed = {e.ref for hit in (veto_hits if veto_hits is not None else hits) for e in hit.entries
+              if e.kind is Kind.veto}
     for hit in hits:
         for entry in hit.entries:
-            if entry.kind is Kind.veto:
-                vetoed.add(entry.ref)
-            elif entry.kind is Kind.rule:
+            if entry.kind is Kind.rule:
                 scored = by_id[entry.ref]
                 if hit.term not in scored.terms:
                     scored.terms.append(hit.term)
