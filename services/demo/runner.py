@@ -20,6 +20,7 @@ from services.demo.stack import Running, start
 from services.platform.embedded import stop_on_signals
 from services.domain.sla import SlaRules
 from services.replay.runner import run as replay
+from services.sla.report import from_database, render
 
 ROOT = Path(".hotline")
 
@@ -79,6 +80,10 @@ async def summary(dsn: str) -> dict[str, Any]:
             "campaigns": [r["report"] for r in await q(
                 """SELECT DISTINCT ON (campaign_id) report FROM campaign_evaluations
                    ORDER BY campaign_id, at DESC""")],
+            "examples": [dict(r) for r in await q(
+                """SELECT DISTINCT ON (outcome) ticket_id, outcome, lead_unit, decision->>'triage_reason' AS triage_reason,
+                          decision->>'explanation' AS explanation
+                   FROM routing_decisions ORDER BY outcome, ticket_id""")],
             "work_order_ids": sorted(r["work_order_id"] for r in await q("SELECT work_order_id FROM work_orders")),
             "escalation_ids": sorted(r["escalation_id"] for r in await q("SELECT escalation_id FROM escalations")),
         }
@@ -112,6 +117,9 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console) -> int:
             asyncio.run(feed(running, sample, until, progress))
         result = asyncio.run(summary(running.dsn))
         _show(console, result, running)
+        history, scores = asyncio.run(from_database(running.dsn, until, running.settings.scorecard_window_days))
+        report = render(history, rules.campaigns, scores, ROOT / "report", f"demo database, as of {until.isoformat()}")
+        console.print(f"Campaign burn-up charts and unit scorecards: {report} (and the PNGs beside it)")
         offline = replay(events_path, updates_path, router, rules, until=until)
         same_orders = sorted(w.work_order_id for w in offline.pipeline.work_orders) == result["work_order_ids"]
         same_escalations = sorted(e.escalation_id for e in offline.pipeline.escalations) == result["escalation_ids"]
@@ -133,6 +141,9 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console) -> int:
 
 def _show(console: Console, s: dict[str, Any], running: Running) -> None:
     console.print(_table("Pipeline", [s["intake"]], list(s["intake"])))
+    for d in s["examples"]:
+        console.print(f"[bold]{d['ticket_id']}[/bold] {d['outcome']} → {d['lead_unit'] or d['triage_reason'] or ''}: "
+                      f"{d['explanation']}")
     console.print(_table("Work orders per unit (top 15)", s["units"], ["jurisdiction", "lead_unit", "work_orders"]))
     console.print(_table("Tickets by status", s["status"], ["status", "n"]))
     console.print(_table("Escalations", s["escalations"], ["kind", "level", "n"]))
