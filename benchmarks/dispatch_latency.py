@@ -7,7 +7,8 @@
 The embedded stack and the three workers are started by ``services.demo.stack.start`` with the SLA clock on the
 wall clock. Sample events (``services.demo.sample.generate``; broken lines dropped) get fresh event ids and
 ``occurred_at`` = the moment of publishing; they are published to hotline.events.raw keyed by jurisdiction at
-a steady rate (each send scheduled at t0 + i/rate). A consumer assigned to every ``hotline.unit.<code>`` topic
+a steady rate (each send scheduled at t0 + i/rate); each gets a distinct address so that the cycled templates are not merged
+as repeat reports. A consumer assigned to every ``hotline.unit.<code>`` topic
 (positioned at their end before publishing) records when the first copy of each work order arrives, matched
 by ticket_id. Events that become triage items, redirects or repeat reports have no work order and are not
 counted. Before the timed phases a probe times one plain aiokafka hop on the same broker at several consumer
@@ -99,7 +100,7 @@ def templates(router: Router, n: int, seed: int) -> list[dict]:
 
 
 async def phase(running, router: Router, events: list[dict], rate: float, seconds: float, drain: float,  # type: ignore[no-untyped-def]
-                tag: str) -> None:
+                tag: str, tag_no: int) -> None:
     from services.platform.topics import names, unit_topic
 
     bootstrap = running.settings.kafka_bootstrap
@@ -152,6 +153,8 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
             e = dict(events[i % len(events)])
             tid = f"{tag}{i:06d}"
             e["event_id"] = tid
+            # a distinct address per event: repeated templates would otherwise be merged as repeat reports (并单)
+            e["address"] = f"{e['address']}{tag_no}{i:06d}室"
             at = datetime.now(CHINA_TZ)
             e["occurred_at"] = at.isoformat()
             published[tid] = time.time()
@@ -248,10 +251,10 @@ def main() -> None:
                 lat = asyncio.run(hop_probe(running.settings.kafka_bootstrap, wait_ms))
                 print(f"  consumer fetch_max_wait_ms={wait_ms:>4}: n={len(lat)} p50 {pct(lat, 50):.0f} ms, "
                       f"p99 {pct(lat, 99):.0f} ms, max {lat[-1]:.0f} ms")
-        asyncio.run(phase(running, router, events, 5.0, 4.0, 15.0, "W"))  # warm-up: connections, caches, JIT-free
+        asyncio.run(phase(running, router, events, 5.0, 4.0, 15.0, "W", 9))  # warm-up: connections, caches, JIT-free
         print("(the 5 events/s phase above is a warm-up)")
         for k, rate in enumerate(rates):
-            asyncio.run(phase(running, router, events, rate, args.seconds, args.drain, f"L{k}R"))
+            asyncio.run(phase(running, router, events, rate, args.seconds, args.drain, f"L{k}R", k + 1))
     finally:
         running.stop()
     footer()

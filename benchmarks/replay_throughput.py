@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/replay_throughput.py --events 10000 --profile 30   # plus cProfile top 30
 
 The sample is generated in a child process (so the peak RSS printed is the replay's alone, plus imports) and
-cached under --data-dir by (events, seed). The timed part is ``run(...)``: reading and merging both files,
+cached under --data-dir by (events, seed, digest of the generator, templates and rulebooks). The timed part is ``run(...)``: reading and merging both files,
 intake, routing, SLA lifecycle, escalation sweeps and campaign evaluations; writing the output files is timed
 separately (``runner.write``).
 """
@@ -38,6 +38,20 @@ def _generate(n_events: int, seed: int, directory: str) -> tuple[int, int, float
     return len(sample.events), len(sample.updates), t.seconds
 
 
+def _inputs_digest() -> str:
+    """What the generated sample depends on (generator, templates, rulebooks): a changed rulebook routes
+    differently, and cached unit updates would no longer fit the work orders."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    files = sorted([*(root / "services" / "demo").glob("sample.py"), *(root / "services" / "demo").glob("*.yaml"),
+                    *(root / "services" / "router" / "rulebooks").glob("*.yaml")])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
@@ -54,7 +68,7 @@ def main() -> None:
         args.events = 2_000
     header("replay throughput (services.replay.runner.run)", args)
 
-    directory = args.data_dir / f"replay-{args.events}-{args.seed}"
+    directory = args.data_dir / f"replay-{args.events}-{args.seed}-{_inputs_digest()}"
     events, updates = directory / "events.jsonl", directory / "updates.jsonl"
     if args.regenerate or not (events.exists() and updates.exists()):
         ctx = multiprocessing.get_context("spawn")

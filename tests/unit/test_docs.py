@@ -36,3 +36,14 @@ def test_readme_opens_with_the_two_commands() -> None:
     block = lines[lines.index("```bash") + 1: lines.index("```bash") + 3]
     assert block[0].startswith("bash scripts/demo.sh") and block[1].startswith("bash scripts/test.sh")
     assert "scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_routing_doc_lists_every_standard_unit_rule() -> None:
+    from services.domain.routing import Router
+
+    doc = (REPO / "docs" / "routing.md").read_text(encoding="utf-8")
+    router = Router.load()
+    for jurisdiction in ("qingpu", "chongming", "changning", "zhalantun"):
+        for rule in router.rulebook(jurisdiction).rules:
+            if rule.standard_unit:
+                assert f"`{rule.id}` → {rule.lead}" in doc, rule.id
