@@ -147,6 +147,9 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, wall: float) -> list[str]
     lines = []
     for name, value in after.seconds.items():
         used = value - before.seconds.get(name, 0.0)
+        if used < 0:  # a child (a PostgreSQL backend) exited between the snapshots and took its CPU time along
+            lines.append(f"  {name:<20}      n/a  (a child process exited during the window)")
+            continue
         lines.append(f"  {name:<20} {used:8.1f} CPU-s  ({used / wall * 100:5.1f} % of one core over {wall:.1f} s)")
     return lines
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -257,6 +258,8 @@ def main() -> None:
             asyncio.run(phase(running, router, events, rate, args.seconds, args.drain, f"L{k}R", k + 1))
     finally:
         running.stop()
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
     footer()
 
 

@@ -281,6 +281,23 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
     enrolled = await conn.fetch("SELECT unnest(campaigns) AS c, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 1")
     await conn.close()
     print("  enrolled: " + ", ".join(f"{r['c']} {r['n']:,}" for r in enrolled))
+    # the SLA worker's scorecard refresh (every HOTLINE_SCORECARD_SECONDS, 60 s by default): the same two store
+    # calls and the domain computation its timer runs
+    from services.domain import scorecards
+
+    conn = await asyncpg.connect(dsn)
+    await db._init(conn)
+    t = Timer()
+    tickets = await store.scorecard_tickets(conn, now - timedelta(days=90))
+    loaded = t.seconds
+    await store.triage_backlog(conn)
+    cards = scorecards.compute(tickets, now)
+    print(f"SLA worker scorecard refresh: store.scorecard_tickets loaded and validated {len(tickets):,} states in "
+          f"{loaded:.1f} s, scorecards.compute over them {t.seconds - loaded:.1f} s ({len(cards)} unit scorecards); "
+          f"total {t.seconds:.1f} s, run by default every 60 s on the worker's event loop")
+    del tickets
+    await conn.close()
+
     sweep, rt = sweep_for(rules)
     t = Timer()
     emitted = await sweep(now)

@@ -28,6 +28,7 @@ import asyncio
 import itertools
 import json
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (Timer, cpu_delta, cpu_snapshot, diff_hist, footer, header, histogram,  # noqa: E402
                      histogram_quantile, parse_metrics)
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from services.demo.sample import generate  # noqa: E402
 from services.domain.routing import Router  # noqa: E402
@@ -112,7 +113,16 @@ async def passthrough(bootstrap: str, partitions: int, lines: list[bytes], n: in
             for task in tasks:
                 if task.done():
                     task.result()
-        return t.seconds, published
+        secs = t.seconds
+        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await probe.start()
+        try:
+            ends = await probe.end_offsets([TopicPartition(topics[3], p) for p in range(partitions)])
+        finally:
+            await probe.stop()
+        print(f"  (records acknowledged on {topics[3]}: {acked[2][0]:,}; the broker's ListOffsets 'latest' sums to "
+              f"{sum(ends.values()):,})")
+        return secs, published
     finally:
         for task in tasks:
             task.cancel()
@@ -320,6 +330,8 @@ def main() -> None:
                     print(f"      {k / max(n, 1):5.2f}  {word}")
     finally:
         running.stop()
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
     footer()
 
 

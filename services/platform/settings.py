@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     scorecard_window_days: int = Field(
         90, ge=1, description="scorecards cover tickets opened this many days back (plus every open ticket)")
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
+    fetch_wait_ms: int = Field(
+        50, ge=1, description="longest a worker's fetch waits at the broker for new data (Faust's fixed default is 1500)")
     batch_max: int = Field(200, ge=1, description="most messages a worker processes in one database transaction")
     batch_wait_seconds: float = Field(
         0.02, gt=0, description="how long a worker waits to fill a batch (adds at most this much latency per hop)")

@@ -32,7 +32,26 @@ Handler = Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]
 MessageHandler = Callable[[asyncpg.Connection, bytes, Any], Awaitable[list[Outgoing]]]
 
 
+def _limit_fetch_wait(ms: int) -> None:
+    """Faust builds its worker consumer with ``fetch_max_wait_ms=1500``. A broker that holds a fetch until that
+    long when no data is there (Tansu does) then adds up to 1.5 s per hop. Set our own wait on the consumer Faust
+    creates, before it starts; this process runs one Faust app, so patching the class here is contained."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = getattr(AIOKafkaConsumerThread, "_hotline_original_create", None) or \
+        AIOKafkaConsumerThread._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = ms
+        return consumer
+
+    AIOKafkaConsumerThread._hotline_original_create = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
 def make_app(service: str, settings: Settings, port: int) -> faust.App:
+    _limit_fetch_wait(settings.fetch_wait_ms)
     return faust.App(
         f"hotline-{service}",
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
