@@ -58,7 +58,3 @@ def mask_bytes(raw: bytes, limit: int) -> tuple[str, str]:
     except (ValueError, RecursionError):
         return mask_text(text), "utf-8"
 
-
-def without_caller(payload: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an event payload with the caller removed (for storage and logs)."""
-    return {k: v for k, v in payload.items() if k != "caller"}

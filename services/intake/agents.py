@@ -8,7 +8,6 @@ import asyncpg
 import faust
 
 from services.domain.intake import accept_event
-from services.domain.privacy import without_caller
 from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
 from services.domain.validation import Rejection
 from services.platform.codec import RECEIVED_HEADER, Outgoing
@@ -42,7 +41,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             """INSERT INTO intake_events (event_id, ticket_id, jurisdiction, source, occurred_at, address_key, content,
                merged, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
             parsed.event_id, ticket_id, parsed.jurisdiction.value, parsed.source.value, parsed.occurred_at, key,
-            parsed.content, found is not None, without_caller(parsed.model_dump(mode="json")))
+            parsed.content, found is not None, parsed.model_dump_json(exclude={"caller"}))
         if not fresh:
             rt.metrics.duplicates.labels("intake").inc()
             return []

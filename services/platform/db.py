@@ -20,8 +20,13 @@ RETRYABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowE
              ConnectionError, asyncio.TimeoutError)
 
 
+def _encode_json(value: Any) -> str:
+    """jsonb parameters: text that is already JSON (``model_dump_json()``, serialised in Rust) goes as it is."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 async def _init(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_pool(dsn: str, size: int = 4) -> asyncpg.Pool:

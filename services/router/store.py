@@ -9,8 +9,8 @@ from services.domain.dispatch import RouterOutput, RouterTicket
 
 
 async def load_ticket(conn: asyncpg.Connection, ticket_id: str) -> RouterTicket | None:
-    state = await conn.fetchval("SELECT state FROM router_tickets WHERE ticket_id = $1 FOR UPDATE", ticket_id)
-    return RouterTicket.model_validate(state) if state is not None else None
+    state = await conn.fetchval("SELECT state::text FROM router_tickets WHERE ticket_id = $1 FOR UPDATE", ticket_id)
+    return RouterTicket.model_validate_json(state) if state is not None else None
 
 
 async def save(conn: asyncpg.Connection, out: RouterOutput) -> None:
@@ -18,7 +18,7 @@ async def save(conn: asyncpg.Connection, out: RouterOutput) -> None:
     await conn.execute(
         """INSERT INTO router_tickets (ticket_id, jurisdiction, state) VALUES ($1, $2, $3)
            ON CONFLICT (ticket_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()""",
-        ticket.event.event_id, ticket.event.jurisdiction.value, ticket.model_dump(mode="json"))
+        ticket.event.event_id, ticket.event.jurisdiction.value, ticket.model_dump_json())
     if out.decision is not None:
         d = out.decision
         at = out.work_order.dispatched_at if out.work_order else (
@@ -27,14 +27,14 @@ async def save(conn: asyncpg.Connection, out: RouterOutput) -> None:
             """INSERT INTO routing_decisions (ticket_id, seq, outcome, lead_unit, category, decision, decided_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
             ticket.event.event_id, len(ticket.returns) + 1, d.outcome.value, d.lead_unit, d.category,
-            d.model_dump(mode="json"), at)
+            d.model_dump_json(), at)
     if out.work_order is not None:
         w = out.work_order
         await conn.execute(
             """INSERT INTO work_orders (work_order_id, ticket_id, dispatch_seq, jurisdiction, lead_unit, category,
                dispatched_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
             w.work_order_id, w.ticket_id, w.dispatch_seq, w.jurisdiction.value, w.lead_unit, w.category,
-            w.dispatched_at, w.model_dump(mode="json"))
+            w.dispatched_at, w.model_dump_json())
     for e in out.escalations:
         await insert_escalation(conn, e)
 
@@ -45,4 +45,4 @@ async def insert_escalation(conn: asyncpg.Connection, e: Escalation) -> bool:
         """INSERT INTO escalations (escalation_id, kind, jurisdiction, ticket_id, campaign_id, unit, level, threshold,
            at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING true""",
         e.escalation_id, e.kind.value, e.jurisdiction.value if e.jurisdiction else None, e.ticket_id, e.campaign_id,
-        e.unit, e.level, e.threshold, e.at, e.model_dump(mode="json")))
+        e.unit, e.level, e.threshold, e.at, e.model_dump_json()))

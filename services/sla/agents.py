@@ -50,19 +50,20 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                                   subject=e.ticket_id or e.campaign_id, time=e.at))
         return out
 
-    async def save(conn: asyncpg.Connection, state: TicketState) -> None:
+    async def save(conn: asyncpg.Connection, state: TicketState, before: TicketState | None) -> None:
         await store.save_ticket(conn, state, sla.next_check(state, rules))
-        await store.save_transitions(conn, state.ticket_id, state.transitions)
+        await store.save_transitions(conn, state.ticket_id, state.transitions, before.transitions if before else None)
 
     async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         report = decode(RepeatReport, raw)
         if isinstance(report, Rejection):
             return await rt.reject(conn, report, raw, m)
-        result = sla.on_repeat(await store.load_ticket(conn, report.ticket_id), report, rules)
+        before = await store.load_ticket(conn, report.ticket_id)
+        result = sla.on_repeat(before, report, rules)
         if result is None:
             return await rt.reject(conn, unknown_ticket(report.ticket_id), raw, m)
         if not isinstance(result, Duplicate):
-            await save(conn, result)
+            await save(conn, result, before)
         return []
 
     async def on_work_order(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
@@ -71,18 +72,20 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         order = decode(WorkOrder, raw)
         if isinstance(order, Rejection):
             return await rt.reject(conn, order, raw, m)
-        result = sla.on_work_order(await store.load_ticket(conn, order.ticket_id), order, rules)
+        before = await store.load_ticket(conn, order.ticket_id)
+        result = sla.on_work_order(before, order, rules)
         if not isinstance(result, Duplicate):
-            await save(conn, result)
+            await save(conn, result, before)
         return []
 
     async def on_triage(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         item = decode(TriageItem, raw)
         if isinstance(item, Rejection):
             return await rt.reject(conn, item, raw, m)
-        result = sla.on_triage(await store.load_ticket(conn, item.ticket_id), item)
+        before = await store.load_ticket(conn, item.ticket_id)
+        result = sla.on_triage(before, item)
         if not isinstance(result, Duplicate):
-            await save(conn, result)
+            await save(conn, result, before)
         return []
 
     async def on_update(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
@@ -90,7 +93,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         if isinstance(update, Rejection):
             rt.metrics.updates.labels("unknown", "rejected").inc()
             return await rt.reject(conn, update, raw, m)
-        result = sla.on_update(await store.load_ticket(conn, update.ticket_id), update, rules)
+        before = await store.load_ticket(conn, update.ticket_id)
+        result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
             rt.metrics.updates.labels(update.action.value, "rejected").inc()
             return await rt.reject(conn, result, raw, m)
@@ -98,7 +102,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             rt.metrics.duplicates.labels("sla").inc()
             return []
         rt.metrics.updates.labels(update.action.value, "applied").inc()
-        await save(conn, result.state)
+        await save(conn, result.state, before)
         if isinstance(result, Applied) and result.redispatch:
             return [rt.out(update, "returns", update.ticket_id, ce_id=update.event_id, subject=update.ticket_id,
                            time=update.occurred_at)]

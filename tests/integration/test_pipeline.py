@@ -160,3 +160,9 @@ def test_streaming_ticket_states_and_merges_equal_replay(world) -> None:  # type
                             key=lambda r: r["event_id"])
     assert merged and offline.summary["merged"] == len(merged)
     assert any(s["repeats"] > 0 for s in streamed.values())
+    audit = {}
+    for r in _db(running, "SELECT ticket_id, update_id, seq, from_status, to_status FROM transitions"):
+        audit.setdefault(r["ticket_id"], set()).add((r["update_id"], r["seq"], r["from_status"], r["to_status"]))
+    for ticket_id, state in expected.items():  # the audit trail holds every transition, numbered as the state
+        assert audit.get(ticket_id, set()) == {(t["update_id"], t["seq"], t["from_status"], t["to_status"])
+                                               for t in state["transitions"]}, ticket_id
