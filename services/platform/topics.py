@@ -43,7 +43,8 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     n = names(settings.topic_prefix)
     p = settings.partitions
     return [
-        TopicSpec(n["raw"], p, "jurisdiction (repeat merge judges a place's reports in arrival order)", "IntakeEvent JSON from hotline systems (untrusted)",
+        TopicSpec(n["raw"], p, "jurisdiction (repeat merge judges a place's reports in arrival order)",
+                  "IntakeEvent JSON from hotline systems (untrusted)",
                   "hotline systems, HTTP entry", "intake"),
         TopicSpec(n["accepted"], p, "ticket_id", "IntakeEvent, validated and normalised", "intake", "router"),
         TopicSpec(n["workorders"], p, "ticket_id", "WorkOrder, every dispatch and re-dispatch", "router", "sla, audit"),
