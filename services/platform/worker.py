@@ -176,7 +176,8 @@ class Runtime:
             rows = await db.with_retry(lambda: db.run_once(pool, self.service, key, handler), f"process {key}")
         except Exception as exc:  # a bug or a poison message: record it, keep the worker running
             log.exception("processing_failed", input=key, error=type(exc).__name__)
-            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key + ":failed", self._failed(event, exc)),
+            failed = self._failed(event, exc)
+            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key + ":failed", failed),
                                        f"dead-letter {key}")
         if rows:
             await self.publish(rows)

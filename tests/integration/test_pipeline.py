@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import asyncpg
 import pytest
