@@ -1,9 +1,10 @@
 """What every Faust worker shares: the app, the database pool, effectively-once processing, the outbox relay,
 dead-lettering of anything unexpected, and ``/metrics``.
 
-An agent stays thin: it hands each Kafka event to ``Runtime.process`` with a function that loads state,
-calls the domain and returns the messages to publish. ``process`` runs that function once per input (keyed
-by topic/partition/offset) in a database transaction together with the outbox rows, then publishes them.
+An agent stays thin: ``Runtime.consume`` hands it batches of Kafka events, and for each input it loads state,
+calls the domain and returns the messages to publish. A batch runs in one database transaction that records
+each input's key (topic/partition/offset) and the outbox rows; the rows are published after commit, and only
+then is the batch acknowledged to Kafka. An input that raises is redone alone and ends as a dead letter.
 """
 
 from __future__ import annotations
