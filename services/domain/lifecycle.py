@@ -74,7 +74,7 @@ def new_cycle(state: TicketState, kind: str, unit: str, start: datetime, policy:
                  due=[DueSegment(effective_from=start, due=limit.after(start, calendar))])
 
 
-def open_ticket(order: WorkOrder | None, decision: RoutingDecision, *, source: str, urgency: str, campaigns: list[str],
+def open_ticket(decision: RoutingDecision, *, source: str, urgency: str, campaigns: list[str],
                 opened_at: datetime) -> TicketState:
     """A fresh state for a ticket the router has decided on (dispatch, triage or redirect)."""
     status = {"dispatch": Status.dispatched, "triage": Status.triage, "redirect": Status.redirected}[decision.outcome]
@@ -94,7 +94,7 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
         transition = _transition(state, f"triage:{decision.event_id}:{state.returns}", "triage", Status.triage, None,
                                  at, reason=decision.triage_reason)
         return _with(state, transition, unit=None)
-    fresh = open_ticket(None, decision, source=source, urgency=urgency, campaigns=campaigns, opened_at=opened_at)
+    fresh = open_ticket(decision, source=source, urgency=urgency, campaigns=campaigns, opened_at=opened_at)
     transition = _transition(fresh, f"decision:{decision.event_id}", str(decision.outcome), fresh.status, None, opened_at,
                              reason=decision.triage_reason or decision.redirect_to)
     return _with(fresh, transition)
@@ -106,7 +106,7 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
     if state is not None and order.dispatch_seq <= state.dispatch_seq:
         return Duplicate(state)
     if state is None:
-        state = open_ticket(order, order.decision, source=str(order.source), urgency=str(order.urgency),
+        state = open_ticket(order.decision, source=str(order.source), urgency=str(order.urgency),
                             campaigns=order.campaigns, opened_at=order.opened_at)
     state = state.model_copy(update={"dispatch_seq": order.dispatch_seq, "category": order.category,
                                      "policy": policy.name})

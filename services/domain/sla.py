@@ -35,7 +35,10 @@ class SlaRules:
                    RepeatPolicy.load())
 
     def policy_for(self, state: TicketState) -> Policy:
-        key = (state.jurisdiction, state.source, state.category or "", state.urgency)
+        return self.policy_by(state.jurisdiction, state.source, state.category or "", state.urgency)
+
+    def policy_by(self, jurisdiction: str, source: str, category: str, urgency: str) -> Policy:
+        key = (jurisdiction, source, category, urgency)
         policy = self._policy_cache.get(key)
         if policy is None:
             policy = self.policies.for_ticket(jurisdiction=key[0], source=key[1], category=key[2], urgency=key[3])
@@ -44,10 +47,8 @@ class SlaRules:
 
 
 def on_work_order(state: TicketState | None, order: WorkOrder, rules: SlaRules) -> TicketState | lifecycle.Duplicate:
-    facts = TicketState(ticket_id=order.ticket_id, jurisdiction=str(order.jurisdiction), source=str(order.source),
-                        category=order.category, urgency=str(order.urgency), opened_at=order.opened_at,
-                        status="dispatched")
-    return lifecycle.apply_work_order(state, order, rules.policy_for(facts), rules.calendar)
+    policy = rules.policy_by(order.jurisdiction.value, order.source.value, order.category, order.urgency.value)
+    return lifecycle.apply_work_order(state, order, policy, rules.calendar)
 
 
 def on_triage(state: TicketState | None, item: TriageItem) -> TicketState | lifecycle.Duplicate:
