@@ -74,11 +74,12 @@ class Feeder:
             "SELECT count(*) FROM processed_inputs WHERE input_key LIKE $1 AND input_key NOT LIKE '%:failed'",
             f"{CONSUMER[name]}:{self.topics[name]}:%"))
 
-    async def lag(self) -> int:
-        """Messages not yet processed, counted without trusting the broker's end offsets (Tansu's can trail
-        what it has acknowledged): for topics this feeder writes, what it sent plus what was processed before it
-        started; for topics the workers write, the rows of their outbox; at least the end offsets either way."""
-        total = 0
+    async def backlog(self) -> tuple[int, int]:
+        """(messages not yet processed, messages processed) over every consumed topic, counted without trusting
+        the broker's end offsets (Tansu's can trail what it has acknowledged): for topics this feeder writes, what
+        it sent plus what was processed before it started; for topics the workers write, the rows of their
+        outbox; at least the end offsets either way."""
+        pending = done = 0
         for name in CONSUMER:
             topic = self.topics[name]
             if name in FEEDER_TOPICS:
@@ -88,8 +89,14 @@ class Feeder:
             partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or set()]
             if partitions:
                 expected = max(expected, sum((await self.consumer.end_offsets(partitions)).values()))
-            total += max(expected - await self._processed(name), 0)
-        return total
+            processed = await self._processed(name)
+            pending += max(expected - processed, 0)
+            done += processed
+        return pending, done
+
+    async def lag(self) -> int:
+        """Messages not yet processed (see ``backlog``)."""
+        return (await self.backlog())[0]
 
     async def _fetchval(self, sql: str, *args: object) -> object:
         """A query on the feeder's connection, reconnecting once if the database closed it."""
@@ -112,15 +119,32 @@ class Feeder:
         return int(await self._fetchval(  # type: ignore[arg-type]
             "SELECT count(*) FROM tickets, sla_clock WHERE tickets.next_check <= sla_clock.now"))
 
-    async def wait_quiescent(self, timeout: float = 300.0, poll: float = 0.5) -> None:
+    async def wait_quiescent(self, timeout: float = 300.0, poll: float = 0.5, stall: float | None = None) -> None:
+        """Wait until the pipeline is caught up (nothing pending three polls in a row).
+
+        Without ``stall`` it fails after ``timeout`` seconds. With ``stall`` it waits as long as the pipeline keeps
+        moving and fails only when nothing was processed (and the SLA sweep did not advance) for ``stall`` seconds:
+        a big backlog on a slow machine is not a hang, and a hang is still reported within ``stall``.
+        """
         await self.consumer.topics()  # refresh metadata so partitions_for_topic knows every topic
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = last_progress = loop.time()
         calm = 0
-        while loop.time() < deadline:
-            busy = await self.lag() + await self.pending_outbox() + await self.sla_behind()
+        seen: tuple[int, int] | None = None
+        while True:
+            pending, done = await self.backlog()
+            behind = await self.sla_behind()
+            busy = pending + await self.pending_outbox() + behind
             calm = calm + 1 if busy == 0 else 0
             if calm >= 3:
                 return
+            now = loop.time()
+            if seen is None or done > seen[0] or behind < seen[1]:
+                last_progress = now
+            seen = (done, behind)
+            if stall is None and now - started > timeout:
+                raise TimeoutError(f"the pipeline did not catch up within {timeout:.0f}s ({busy} pending)")
+            if stall is not None and now - last_progress > stall:
+                raise TimeoutError(f"the pipeline made no progress for {stall:.0f}s ({busy} pending, "
+                                   f"{done} processed, {now - started:.0f}s in all)")
             await asyncio.sleep(poll)
-        raise TimeoutError(f"the pipeline did not catch up within {timeout:.0f}s")
