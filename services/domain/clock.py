@@ -18,6 +18,7 @@ import yaml
 
 CHINA_TZ = ZoneInfo("Asia/Shanghai")
 DAY = timedelta(days=1)
+_REACHED_MAX = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class WorkCalendar:
     overrides: dict[int, YearOverride] = field(default_factory=dict)
     fallback_years: set[int] = field(default_factory=set)
     _cache: dict[date, bool] = field(default_factory=dict, repr=False)
+    # add_working_days by (start instant, days): the same deadlines are asked for again and again
+    # (every re-planning of a ticket); bounded, cleared when full.
+    _reached: dict[tuple[datetime, float], datetime] = field(default_factory=dict, repr=False, compare=False)
 
     def is_workday(self, day: date) -> bool:
         cached = self._cache.get(day)
@@ -91,7 +95,18 @@ class WorkCalendar:
             return day.weekday() < 5
 
     def add_working_days(self, start: datetime, days: float) -> datetime:
-        """The instant when ``days`` × 24 h of working-day time have elapsed after ``start``."""
+        """The instant when ``days`` × 24 h of working-day time have elapsed after ``start``, in the time zone
+        of ``start``."""
+        key = (start, days)  # equal instants hash alike whatever their UTC offset; the answer is an instant
+        reached = self._reached.get(key)
+        if reached is None:
+            if len(self._reached) >= _REACHED_MAX:
+                self._reached.clear()
+            reached = self._reached[key] = self._reach(start, days)
+        return reached.astimezone(start.tzinfo)
+
+    def _reach(self, start: datetime, days: float) -> datetime:
+        """``add_working_days`` before the conversion back to the time zone of ``start`` (in China time)."""
         local = start.astimezone(CHINA_TZ)
         remaining = timedelta(days=days)
         day = local.date()
@@ -101,7 +116,7 @@ class WorkCalendar:
                 end_of_day = datetime.combine(day + DAY, time(0), CHINA_TZ)
                 available = end_of_day - cursor
                 if remaining <= available:
-                    return (cursor + remaining).astimezone(start.tzinfo)
+                    return cursor + remaining
                 remaining -= available
             day += DAY
             cursor = datetime.combine(day, time(0), CHINA_TZ)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
@@ -23,6 +24,14 @@ LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district",
 
 def escalation_id(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=1 << 17, typed=True)
+def _ticket_escalation_id(kind: str, ticket_id: str, cycle: int, level: int, threshold: float | None) -> str:
+    """``escalation_id`` of one planned ticket escalation. A ticket is re-planned after every change and
+    every sweep, and each plan is compared with the ids already emitted, so the same ids are asked for
+    many times; the hash depends only on these arguments."""
+    return escalation_id(kind, ticket_id, cycle, level, threshold)
 
 
 def _first_crossing(cycle: Cycle, instant_for_due) -> datetime | None:  # type: ignore[no-untyped-def]
@@ -56,8 +65,8 @@ class Planned:
 
 def _plan(state: TicketState, cycle: Cycle, kind: EscalationKind, level: int, at: datetime, deadline: datetime,
           threshold: float | None = None) -> Planned:
-    return Planned(at, escalation_id(kind.value, state.ticket_id, cycle.index, level, threshold), kind, level,
-                   threshold, cycle, deadline)
+    return Planned(at, _ticket_escalation_id(kind.value, state.ticket_id, cycle.index, level, threshold), kind,
+                   level, threshold, cycle, deadline)
 
 
 def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:

@@ -22,6 +22,13 @@ class Limit:
 
     amount: float
     unit: str  # "working_days" | "days" | "hours"
+    # the fixed duration of a calendar-day or hour limit, built once (None for working days)
+    _span: timedelta | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.unit != "working_days":
+            span = timedelta(days=self.amount) if self.unit == "days" else timedelta(hours=self.amount)
+            object.__setattr__(self, "_span", span)
 
     @classmethod
     def parse(cls, spec: dict[str, Any]) -> Limit:
@@ -35,11 +42,9 @@ class Limit:
         return cls(float(amount), unit)
 
     def after(self, start: datetime, calendar: WorkCalendar) -> datetime:
-        if self.unit == "working_days":
+        if self._span is None:
             return calendar.add_working_days(start, self.amount)
-        if self.unit == "days":
-            return start + timedelta(days=self.amount)
-        return start + timedelta(hours=self.amount)
+        return start + self._span
 
     def describe(self) -> str:
         names = {"working_days": "working days", "days": "days", "hours": "hours"}

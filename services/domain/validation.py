@@ -17,6 +17,8 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_DEPTH = 6
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _SPACES = re.compile(r"[ \t\r\n\u3000]+")
+# JSON escapes that decode to a character _CONTROL finds: \b, \f and \uXXXX (\t, \n, \r decode to allowed ones)
+_CONTROL_ESCAPE = re.compile(r"\\[bfu]")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -65,6 +67,18 @@ def _depth(text: str) -> int:
     return deepest
 
 
+def _too_deep(text: str) -> bool:
+    """Nested deeper than MAX_DEPTH? The depth cannot exceed the number of opening brackets, so the exact
+    scan runs only for documents with more of them than the limit."""
+    return text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH
+
+
+def _may_hold_control(text: str) -> bool:
+    """Can the document, once parsed, hold a string with a control or invisible character? Only if the text
+    holds one, or an escape that decodes to one; otherwise the walk over the parsed value is skipped."""
+    return _CONTROL.search(text) is not None or ("\\" in text and _CONTROL_ESCAPE.search(text) is not None)
+
+
 def _control_field(value: Any, path: str = "") -> str | None:
     if isinstance(value, str):
         return path or "(value)" if _CONTROL.search(value) else None
@@ -100,7 +114,7 @@ def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection("invalid_utf8", None, f"not valid UTF-8 at byte {exc.start}")
-    if _depth(text) > MAX_DEPTH:
+    if _too_deep(text):
         return Rejection("too_deep", None, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         data = json.loads(text)
@@ -108,7 +122,7 @@ def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
         return Rejection("invalid_json", None, f"not valid JSON: {exc}")
     if not isinstance(data, dict):
         return Rejection("not_an_object", None, f"expected a JSON object, got {type(data).__name__}")
-    bad = _control_field(data)
+    bad = _control_field(data) if _may_hold_control(text) else None
     if bad:
         return Rejection("control_characters", bad, f"{bad}: contains control or invisible formatting characters")
     return data

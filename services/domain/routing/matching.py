@@ -7,9 +7,11 @@ before scoring, so "智能电梯" hides "电梯" and "消防通道" / "火灾隐
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import ahocorasick
 
@@ -37,17 +39,19 @@ class Hit:
     entries: tuple[Entry, ...]
 
 
+_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]")
+_TO_HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: ord(" ")}
+
+
+@lru_cache(maxsize=256)
 def normalise(text: str) -> str:
-    """Full-width ASCII to half-width and lower case, so 'ＡＢ' and 'ab' match the same phrase."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xFF01 <= code <= 0xFF5E:
-            ch = chr(code - 0xFEE0)
-        elif code == 0x3000:
-            ch = " "
-        out.append(ch)
-    return "".join(out).lower()
+    """Full-width ASCII to half-width and lower case, so 'ＡＢ' and 'ab' match the same phrase.
+
+    Cached: routing one report normalises its content and address several times (phrases, territory,
+    emergency hedges)."""
+    if _FULL_WIDTH.search(text):
+        text = text.translate(_TO_HALF_WIDTH)
+    return text.lower()
 
 
 class PhraseIndex:

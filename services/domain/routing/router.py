@@ -12,7 +12,7 @@ from schemas.routing import Candidate, RoutingDecision
 from services.domain.routing.decisions import DecisionBuilder
 from services.domain.routing.matching import Entry, Kind, PhraseIndex, drop_dominated, length_weight
 from services.domain.routing.rulebook import TERRITORY_LEAD, Library, Rule, Rulebook, Term, load_library
-from services.domain.routing.scoring import Scored, confidence, score_rules
+from services.domain.routing.scoring import RuleIndex, Scored, confidence, score_rules
 from services.domain.routing.screening import Screener
 from services.domain.routing.territory import TerritoryIndex
 
@@ -23,6 +23,7 @@ class _Compiled:
 
     book: Rulebook
     rules: list[Rule]
+    rule_index: RuleIndex
     allowed: dict[str, frozenset[Source]]
     index: PhraseIndex
     territories: TerritoryIndex
@@ -93,6 +94,7 @@ class Router:
         return _Compiled(
             book=book,
             rules=list(book.rules),
+            rule_index=RuleIndex.build(list(book.rules)),
             allowed=allowed,
             index=PhraseIndex(phrases),
             territories=TerritoryIndex(book.territories, book.road_suffixes or common.road_suffixes),
@@ -115,7 +117,7 @@ class Router:
             return out.redirect(emergency)
 
         scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring,
-                             veto_hits=all_hits)
+                             veto_hits=all_hits, index=comp.rule_index)
         territory_name = territory.name if territory else None
         candidates = [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
 
