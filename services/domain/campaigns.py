@@ -4,16 +4,22 @@ A ticket enrols through its event's ``campaigns`` list. Rate = tickets resolved 
 tickets enrolled (for ``measure: dispatched``, tickets dispatched ÷ enrolled). Campaigns are evaluated on
 a schedule (daily at midnight, China Standard Time, by default), never per event, and each evaluation
 looks only at facts timestamped up to its instant, so replay and streaming agree.
+
+An evaluation does not walk the tickets: it asks a ``CohortCounts`` three counting questions. Each ticket's
+``CohortFacts`` (opening time and done periods) are computed when it is stored; the replay keeps them in a
+``CohortIndex`` (sorted lists), the SLA worker in PostgreSQL (count queries). ``TicketCounts`` answers the same
+questions by walking ticket states: the reference the others are tested against.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas import Citation, Escalation, EscalationKind
 from services.domain.clock import CHINA_TZ
 from services.domain.deadlines import escalation_id
-from services.domain.tickets import TicketState
+from services.domain.tickets import Span, TicketState
 
 CampaignStatus = Literal["on_track", "at_risk", "met", "missed"]
 
@@ -132,26 +138,202 @@ def _done(campaign: Campaign, ticket: TicketState, at: datetime) -> bool:
     return ticket.resolved_as_of(at)
 
 
-def evaluate(campaign: Campaign, tickets: Iterable[TicketState], at: datetime) -> CampaignReport:
-    cohort = [t for t in tickets if t.opened_at <= at and enrolled(campaign, t)]
-    done_now = sum(_done(campaign, t, at) for t in cohort)
+# --- what an evaluation needs to know of the cohort ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CohortFacts:
+    """All a campaign needs of one enrolled ticket: when it opened, and the periods in which it counts as done
+    (``_done(campaign, ticket, m)`` holds exactly when ``start <= m < end`` for one of ``spans``)."""
+
+    opened_at: datetime
+    spans: tuple[Span, ...]
+
+
+def cohort_facts(campaign: Campaign, ticket: TicketState) -> CohortFacts | None:
+    """The ticket's facts for this campaign, None when it is not enrolled. Computed when a ticket is stored, so
+    that an evaluation only counts (see ``CohortIndex`` and the SLA store's campaign tables)."""
+    if not enrolled(campaign, ticket):
+        return None
+    if campaign.measure == "dispatched":
+        first = ticket.first_dispatched_at
+        spans: tuple[Span, ...] = ((first, None),) if first is not None else ()
+    else:
+        spans = tuple(ticket.resolved_spans())
+    return CohortFacts(ticket.opened_at, spans)
+
+
+class CohortCounts(Protocol):
+    """The three questions ``evaluate`` asks about a campaign's enrolled tickets."""
+
+    def enrolled(self, at: datetime) -> int:
+        """Enrolled tickets opened by ``at``."""
+        ...
+
+    def first_opened(self, at: datetime) -> datetime | None:
+        """The earliest opening among them (None when there is none)."""
+        ...
+
+    def done(self, at: datetime, cohort_at: datetime) -> int:
+        """Enrolled tickets opened by ``cohort_at`` that count as done at ``at`` (``at <= cohort_at``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TicketCounts:
+    """The reference answers: a walk over ticket states (what ``evaluate`` did before it took counts)."""
+
+    campaign: Campaign
+    tickets: Sequence[TicketState]
+
+    def _cohort(self, at: datetime) -> list[TicketState]:
+        return [t for t in self.tickets if t.opened_at <= at and enrolled(self.campaign, t)]
+
+    def enrolled(self, at: datetime) -> int:
+        return len(self._cohort(at))
+
+    def first_opened(self, at: datetime) -> datetime | None:
+        return min((t.opened_at for t in self._cohort(at)), default=None)
+
+    def done(self, at: datetime, cohort_at: datetime) -> int:
+        return sum(_done(self.campaign, t, at) for t in self._cohort(cohort_at))
+
+
+@dataclass
+class CohortIndex:
+    """Incremental answers for one campaign: sorted lists of openings and of the starts and ends of done periods,
+    kept with ``bisect`` as tickets are stored, so each question costs O(log n).
+
+    A done period is split at the ticket's opening: the part from the opening on is counted with the sorted
+    lists (a ticket done at ``at`` with ``at <= cohort_at`` is then also opened by ``cohort_at``); a part before
+    the opening (the pipelines never make one: a ticket is dispatched and handled after it opened) is kept in a
+    plain list and checked one by one."""
+
+    _facts: dict[str, CohortFacts] = field(default_factory=dict)
+    _opened: list[datetime] = field(default_factory=list)
+    _from: list[datetime] = field(default_factory=list)
+    _until: list[datetime] = field(default_factory=list)
+    _early: list[tuple[datetime, datetime, datetime]] = field(default_factory=list)  # (opened, from, until)
+
+    @classmethod
+    def of(cls, campaign: Campaign, tickets: Iterable[TicketState]) -> CohortIndex:
+        index = cls()
+        for ticket in tickets:
+            index.replace(ticket.ticket_id, cohort_facts(campaign, ticket))
+        return index
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def replace(self, ticket_id: str, facts: CohortFacts | None) -> None:
+        """Store a ticket's current facts (None: not enrolled), replacing what was stored for it."""
+        old = self._facts.get(ticket_id)
+        if old == facts:
+            return
+        if old is not None:
+            self._apply(old, _remove)
+            del self._facts[ticket_id]
+        if facts is not None:
+            self._apply(facts, insort)
+            self._facts[ticket_id] = facts
+
+    def _apply(self, facts: CohortFacts, op: Callable[[list[Any], Any], None]) -> None:
+        opened = facts.opened_at
+        op(self._opened, opened)
+        for start, end in facts.spans:
+            if start < opened:
+                op(self._early, (opened, start, opened if end is None else min(end, opened)))
+                start = opened
+            if end is None or start < end:
+                op(self._from, start)
+                if end is not None:
+                    op(self._until, end)
+
+    def enrolled(self, at: datetime) -> int:
+        return bisect_right(self._opened, at)
+
+    def first_opened(self, at: datetime) -> datetime | None:
+        return self._opened[0] if self._opened and self._opened[0] <= at else None
+
+    def done(self, at: datetime, cohort_at: datetime) -> int:
+        if at > cohort_at:
+            raise ValueError("done() counts the cohort of a later instant, not of an earlier one")
+        n = bisect_right(self._from, at) - bisect_right(self._until, at)
+        return n + sum(1 for opened, start, end in self._early if opened <= cohort_at and start <= at < end)
+
+
+def _remove(values: list[Any], value: Any) -> None:
+    i = bisect_left(values, value)
+    if i == len(values) or values[i] != value:
+        raise KeyError(value)
+    del values[i]
+
+
+@dataclass(frozen=True)
+class CohortQuestions:
+    """What ``evaluate`` will ask at the given instants: ``enrolled`` and ``first_opened`` at each instant in
+    ``cohort_at``, ``done(at, cohort_at)`` for each pair in ``done``. A store answers them in one query."""
+
+    cohort_at: tuple[datetime, ...]
+    done: tuple[tuple[datetime, datetime], ...]
+
+
+def questions(campaign: Campaign, instants: Sequence[datetime]) -> CohortQuestions:
+    done: list[tuple[datetime, datetime]] = []
+    for at in instants:
+        done.append((at, at))
+        window = velocity_window(campaign, at)
+        if window > 0:
+            done.append((at - timedelta(days=window), at))
+    return CohortQuestions(tuple(instants), tuple(done))
+
+
+@dataclass(frozen=True)
+class CohortAnswers:
+    """Answers prepared for a ``CohortQuestions`` (by the SLA store's count queries)."""
+
+    enrolled_at: Mapping[datetime, int]
+    first_opened_at: Mapping[datetime, datetime | None]
+    done_at: Mapping[tuple[datetime, datetime], int]
+
+    def enrolled(self, at: datetime) -> int:
+        return self.enrolled_at[at]
+
+    def first_opened(self, at: datetime) -> datetime | None:
+        return self.first_opened_at[at]
+
+    def done(self, at: datetime, cohort_at: datetime) -> int:
+        return self.done_at[(at, cohort_at)]
+
+
+# --- evaluation --------------------------------------------------------------------------------------------------
+
+
+def velocity_window(campaign: Campaign, at: datetime) -> float:
+    """Days back over which the recent pace is measured (shorter in the campaign's first days)."""
     elapsed_days = max((at - campaign.start) / timedelta(days=1), 0.0)
-    window = min(float(campaign.velocity_window_days), elapsed_days)
+    return min(float(campaign.velocity_window_days), elapsed_days)
+
+
+def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> CampaignReport:
+    """The campaign as of ``at``: the cohort is every enrolled ticket opened by ``at``; the pace compares how many
+    of that cohort were done at ``at`` and one velocity window earlier."""
+    n = counts.enrolled(at)
+    done_now = counts.done(at, at)
+    window = velocity_window(campaign, at)
     if window > 0:
-        done_before = sum(_done(campaign, t, at - timedelta(days=window)) for t in cohort)
+        done_before = counts.done(at - timedelta(days=window), at)
         velocity = (done_now - done_before) / window
     else:
         velocity = 0.0
     days_left = max((campaign.deadline - at) / timedelta(days=1), 0.0)
-    n = len(cohort)
     rate = done_now / n if n else 0.0
     projected = min(n, done_now + velocity * days_left) / n if n else 0.0
     shortfall = max(math.ceil(campaign.target * n - 1e-9) - done_now, 0)
     needed = shortfall / days_left if days_left > 0 else float(shortfall)
     if at >= campaign.deadline:
         status: CampaignStatus = "met" if n and rate >= campaign.target else "missed"
-    elif (n < campaign.min_enrolled or projected >= campaign.target
-          or at - min(t.opened_at for t in cohort) < timedelta(days=campaign.warmup_days)):
+    elif n < campaign.min_enrolled or projected >= campaign.target or _warming_up(campaign, counts, at):
         status = "on_track"
     else:
         status = "at_risk"
@@ -160,12 +342,19 @@ def evaluate(campaign: Campaign, tickets: Iterable[TicketState], at: datetime) -
                           projected_rate=round(projected, 6), needed_per_day=round(needed, 3), status=status)
 
 
-def advance(campaign: Campaign, state: CampaignState, tickets: list[TicketState],
+def _warming_up(campaign: Campaign, counts: CohortCounts, at: datetime) -> bool:
+    """Within ``warmup_days`` of the first enrolment (an empty cohort has not started either)."""
+    first = counts.first_opened(at)
+    return first is None or at - first < timedelta(days=campaign.warmup_days)
+
+
+def advance(campaign: Campaign, state: CampaignState, counts: CohortCounts,
             now: datetime) -> tuple[CampaignState, list[Escalation]]:
-    """Run every scheduled evaluation up to ``now``; escalate on entering at-risk and on a miss."""
+    """Run every scheduled evaluation up to ``now``; escalate on entering at-risk and on a miss. ``counts`` must
+    answer the ``questions`` of those instants (``evaluation_times(campaign, state.last_evaluated_at, now)``)."""
     escalations: list[Escalation] = []
     for instant in evaluation_times(campaign, state.last_evaluated_at, now):
-        report = evaluate(campaign, tickets, instant)
+        report = evaluate(campaign, counts, instant)
         kind = None
         streak = state.on_track_streak + 1 if report.status == "on_track" else 0
         alarmed = state.alarmed and streak < campaign.rearm_days

@@ -8,15 +8,21 @@
 | on_time | 按时办结率 | resolved by the deadline in force / resolved |
 | return | 回退率 | returns (退单) / dispatches |
 | rehandle | 重办率 | reopened after an unsatisfied callback / resolved |
+
+``compute`` walks ticket states: the reference, and what the replay uses. The SLA worker instead stores each
+ticket's ``unit_facts`` when it saves the ticket (one row per cycle, return, callback and open ticket, plus the
+periods in which a cycle's resolution is judged or an open ticket is overdue) and counts them in SQL at any
+``now`` by comparisons only; ``tally`` is that count in Python, and equals ``compute`` (tested).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Literal
 
-from services.domain.tickets import OPEN_FOR_UNIT, Status, TicketState
+from services.domain.tickets import OPEN_FOR_UNIT, Cycle, Span, Status, TicketState
 
 RATIOS = ("response", "resolution", "satisfaction", "on_time", "return", "rehandle")
 
@@ -105,3 +111,151 @@ def _holder(ticket: TicketState, moment: datetime) -> str | None:
         if cycle.start <= moment:
             holder = cycle.unit
     return holder
+
+
+# --- facts stored per ticket, counted at any instant -------------------------------------------------------------
+
+FactKind = Literal["cycle", "return", "callback", "open", "resolve_judged", "overdue"]
+_MICROSECOND = timedelta(microseconds=1)  # the resolution of datetime and of PostgreSQL's timestamptz
+
+
+@dataclass(frozen=True)
+class UnitFact:
+    """One row of a ticket's scorecard facts for (jurisdiction, unit). It counts at ``now`` when ``at <= now``
+    (``at`` None: at any time) and, for the periods ``resolve_judged`` and ``overdue``, ``now < until`` (None:
+    for good). A cycle row's ``*_from`` fields count once they are ``<= now``."""
+
+    kind: FactKind
+    jurisdiction: str
+    unit: str
+    at: datetime | None
+    until: datetime | None = None
+    dispatch: bool = False
+    ack_judged_from: datetime | None = None
+    ack_in_time_from: datetime | None = None
+    resolved_from: datetime | None = None
+    on_time_from: datetime | None = None
+    satisfied: bool = False
+    reopened: bool = False
+
+
+def unit_facts(ticket: TicketState) -> list[UnitFact]:
+    """Everything ``compute`` needs of this ticket, in a form that depends on ``now`` only by comparisons."""
+    j = ticket.jurisdiction
+    facts: list[UnitFact] = []
+    for cycle in ticket.cycles:
+        facts.append(_cycle_fact(j, cycle))
+        facts.extend(UnitFact("resolve_judged", j, cycle.unit, start, end) for start, end in _resolve_judged(cycle))
+    for t in ticket.transitions:
+        if t.unit is None:
+            continue
+        if t.action == "return":
+            facts.append(UnitFact("return", j, t.unit, t.at))
+        elif t.action == "callback":
+            holder = _holder(ticket, t.at)
+            if holder is not None:
+                facts.append(UnitFact("callback", j, holder, t.at, satisfied=t.to_status is Status.closed,
+                                      reopened=t.to_status is Status.reopened))
+    if ticket.status in OPEN_FOR_UNIT and ticket.unit and ticket.cycle is not None:
+        facts.append(UnitFact("open", j, ticket.unit, None))
+        facts.extend(UnitFact("overdue", j, ticket.unit, start, end) for start, end in _overdue(ticket.cycle))
+    return facts
+
+
+def _cycle_fact(jurisdiction: str, cycle: Cycle) -> UnitFact:
+    """The cycle counts from its start. Acknowledgement: judged once acknowledged (or resolved) or once the
+    deadline passed unless the cycle ended early before it; in time when that first answer met the deadline."""
+    ack_judged_from = ack_in_time_from = None
+    if cycle.ack_due is not None:
+        first = min((m for m in (cycle.acked_at, cycle.resolved_at) if m is not None), default=None)
+        void = _ended_early(cycle) and cycle.ended_at is not None and cycle.ended_at <= cycle.ack_due
+        ack_judged_from = min((m for m in (first, None if void else cycle.ack_due) if m is not None), default=None)
+        ack_in_time_from = first if first is not None and first <= cycle.ack_due else None
+    resolved = cycle.resolved_at
+    on_time = resolved if resolved is not None and resolved <= cycle.resolve_due_at(resolved) else None
+    return UnitFact("cycle", jurisdiction, cycle.unit, cycle.start, dispatch=cycle.kind == "dispatch",
+                    ack_judged_from=ack_judged_from, ack_in_time_from=ack_in_time_from, resolved_from=resolved,
+                    on_time_from=on_time)
+
+
+def _ended_early(cycle: Cycle) -> bool:
+    return cycle.ended_at is not None and cycle.resolved_at is None  # returned or superseded
+
+
+def _due_pieces(cycle: Cycle) -> list[tuple[datetime | None, datetime | None, datetime]]:
+    """``resolve_due_at`` as a step function: (from, until, due) pieces (from None: since ever)."""
+    bounds = sorted({s.effective_from for s in cycle.due})
+    pieces: list[tuple[datetime | None, datetime | None, datetime]] = [
+        (None, bounds[0] if bounds else None, cycle.due[0].due)]
+    for i, bound in enumerate(bounds):
+        pieces.append((bound, bounds[i + 1] if i + 1 < len(bounds) else None, cycle.resolve_due_at(bound)))
+    return pieces
+
+
+def _resolve_judged(cycle: Cycle) -> list[Span]:
+    """When the cycle counts in the resolution ratio's denominator: once resolved, or while the deadline in
+    force has passed (unless the cycle ended early before that deadline); never before the cycle started."""
+    spans: list[Span] = [(cycle.resolved_at, None)] if cycle.resolved_at is not None else []
+    for start, end, due in _due_pieces(cycle):
+        if _ended_early(cycle) and cycle.ended_at is not None and cycle.ended_at <= due:
+            continue
+        spans.append((due if start is None else max(start, due), end))
+    return _clip(_union(spans), cycle.start)
+
+
+def _overdue(cycle: Cycle) -> list[Span]:
+    """When the deadline in force lies before ``now`` (strictly: from one microsecond after it)."""
+    spans: list[Span] = []
+    for start, end, due in _due_pieces(cycle):
+        late = due + _MICROSECOND
+        spans.append((late if start is None else max(start, late), end))
+    return _union(spans)
+
+
+def _union(spans: list[Span]) -> list[Span]:
+    """Disjoint, sorted intervals covering the same instants (empty ones dropped, touching ones joined)."""
+    out: list[Span] = []
+    for start, end in sorted((s for s in spans if s[1] is None or s[0] < s[1]), key=lambda s: s[0]):
+        if out and (out[-1][1] is None or start <= out[-1][1]):
+            last_start, last_end = out[-1]
+            out[-1] = (last_start, None if last_end is None or end is None else max(last_end, end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _clip(spans: list[Span], lower: datetime) -> list[Span]:
+    return [(max(start, lower), end) for start, end in spans if end is None or end > lower]
+
+
+def tally(facts: Iterable[UnitFact], now: datetime) -> list[UnitScore]:
+    """The scorecards at ``now`` from stored facts: what the SLA store's SQL computes, in Python."""
+    scores: dict[tuple[str, str], UnitScore] = {}
+    for f in facts:
+        if f.at is not None and f.at > now:
+            continue
+        s = scores.setdefault((f.jurisdiction, f.unit), UnitScore(f.jurisdiction, f.unit))
+        running = f.until is None or now < f.until
+        if f.kind == "cycle":
+            s.dispatches += f.dispatch
+            s.ack_judged += _by(f.ack_judged_from, now)
+            s.ack_in_time += _by(f.ack_in_time_from, now)
+            s.resolved += _by(f.resolved_from, now)
+            s.resolved_on_time += _by(f.on_time_from, now)
+        elif f.kind == "resolve_judged":
+            s.resolve_judged += running
+        elif f.kind == "return":
+            s.returns += 1
+        elif f.kind == "callback":
+            s.callbacks += 1
+            s.satisfied += f.satisfied
+            s.reopened += f.reopened
+        elif f.kind == "open":
+            s.open += 1
+        elif f.kind == "overdue":
+            s.overdue += running
+    return sorted(scores.values(), key=lambda s: (s.jurisdiction, s.unit))
+
+
+def _by(moment: datetime | None, now: datetime) -> bool:
+    return moment is not None and moment <= now

@@ -110,3 +110,43 @@ class TicketState(State):
             elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
                 resolved = False
         return resolved
+
+    def resolved_spans(self) -> list[Span]:
+        """The periods in which ``resolved_as_of`` holds, as half-open intervals ``[start, end)`` (end None: for
+        good). ``resolved_as_of(m)`` is True exactly when ``start <= m < end`` for one of them.
+
+        ``resolved_as_of`` reads the transitions up to the first one after ``m``; so transition i counts from the
+        latest time among transitions 0..i on (the running maximum), which is its own time when the history is in
+        time order, as the lifecycle keeps it."""
+        steps: list[tuple[datetime, bool]] = []  # (from, value) with strictly increasing times
+        resolved = False
+        latest: datetime | None = None
+        for transition in self.transitions:
+            latest = transition.at if latest is None or transition.at > latest else latest
+            if transition.to_status in (Status.resolved, Status.closed):
+                resolved = True
+            elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
+                resolved = False
+            if steps and steps[-1][0] == latest:
+                steps[-1] = (latest, resolved)
+            else:
+                steps.append((latest, resolved))
+        return spans_of(steps)
+
+
+Span = tuple[datetime, datetime | None]
+
+
+def spans_of(steps: list[tuple[datetime, bool]]) -> list[Span]:
+    """A step function (False before the first step; each step holds from its time on) as its True intervals."""
+    spans: list[Span] = []
+    start: datetime | None = None
+    for at, value in steps:
+        if value and start is None:
+            start = at
+        elif not value and start is not None:
+            spans.append((start, at))
+            start = None
+    if start is not None:
+        spans.append((start, None))
+    return spans

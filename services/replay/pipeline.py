@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from schemas import DeadLetter, Escalation, RepeatReport, TriageItem, WorkOrder
 from services.domain import dispatch, intake, sla
-from services.domain.campaigns import Campaign, CampaignReport, CampaignState, advance as advance_campaign, evaluate, next_evaluation
+from services.domain.campaigns import (Campaign, CampaignReport, CampaignState, CohortIndex, advance as advance_campaign,
+                                       cohort_facts, evaluate, next_evaluation)
 from services.domain.deadletters import dead_letter
 from services.domain.dispatch import RouterTicket, Routes
 from services.domain.lifecycle import Applied, Duplicate
@@ -41,7 +42,7 @@ class Pipeline:
     counts: Counter[str] = field(default_factory=Counter)
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
-    _members: dict[str, set[str]] = field(default_factory=dict)
+    _cohorts: dict[str, CohortIndex] = field(default_factory=dict)  # per campaign: its enrolled tickets' facts
     _campaign_due: dict[str, datetime | None] = field(default_factory=dict)
     _open_reports: dict[tuple[str, str], list[OpenReport]] = field(default_factory=dict)
     repeats: list[RepeatReport] = field(default_factory=list)
@@ -112,7 +113,7 @@ class Pipeline:
             state = self.campaign_states.get(campaign.id) or CampaignState(campaign_id=campaign.id)
             upcoming = next_evaluation(campaign, state.last_evaluated_at)
             if upcoming is not None and upcoming <= horizon:
-                state, found = advance_campaign(campaign, state, self._enrolled(campaign), horizon)
+                state, found = advance_campaign(campaign, state, self.cohort(campaign), horizon)
                 self.campaign_states[campaign.id] = state
                 self.escalations.extend(found)
                 upcoming = next_evaluation(campaign, state.last_evaluated_at)
@@ -123,15 +124,14 @@ class Pipeline:
         reports = []
         for campaign in self.rules.campaigns.campaigns:
             moment = min(at, campaign.deadline)
-            reports.append(evaluate(campaign, self._enrolled(campaign), moment))
+            reports.append(evaluate(campaign, self.cohort(campaign), moment))
         return reports
 
     # --- internals ----------------------------------------------------------------------------------
 
-    def _enrolled(self, campaign: Campaign) -> list[TicketState]:
-        if campaign.selector:  # optional selector rules look at every ticket
-            return list(self.tickets.values())
-        return [self.tickets[t] for t in sorted(self._members.get(campaign.id, ()))]
+    def cohort(self, campaign: Campaign) -> CohortIndex:
+        """The campaign's enrolled tickets as counts (kept up to date by ``_store_ticket``)."""
+        return self._cohorts.setdefault(campaign.id, CohortIndex())
 
     def _repeat(self, report: RepeatReport) -> None:
         out = dispatch.on_repeat(self.routing[report.ticket_id], report)
@@ -158,8 +158,8 @@ class Pipeline:
 
     def _store_ticket(self, state: TicketState, upcoming: datetime | None | bool = True) -> None:
         self.tickets[state.ticket_id] = state
-        for campaign_id in state.campaigns:
-            self._members.setdefault(campaign_id, set()).add(state.ticket_id)
+        for campaign in self.rules.campaigns.campaigns:  # enrolment by id or by the optional selector rules
+            self.cohort(campaign).replace(state.ticket_id, cohort_facts(campaign, state))
         at = sla.next_check(state, self.rules) if upcoming is True else upcoming
         if at is None:
             self._next.pop(state.ticket_id, None)

@@ -9,14 +9,15 @@ in flight still count. With ``ticks`` the clock moves only when a ClockTick arri
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import faust
 
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
-from services.domain import scorecards, sla
-from services.domain.campaigns import CampaignReport, advance as advance_campaign, next_evaluation
+from services.domain import sla
+from services.domain.campaigns import Campaign, CampaignReport, advance as advance_campaign, evaluation_times, questions
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
 from services.domain.tickets import TicketState
@@ -31,6 +32,8 @@ from services.router.store import insert_escalation
 from services.sla import store
 
 log = get_logger(__name__)
+CAMPAIGN_CHUNK = 31  # scheduled campaign evaluations per transaction when catching up (a month of daily ones)
+BACKFILL_BUDGET_SECONDS = 2.0  # longest a call of ensure_facts spends computing old tickets' facts
 
 
 def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -> faust.App:
@@ -53,6 +56,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     async def save(conn: asyncpg.Connection, state: TicketState, before: TicketState | None) -> None:
         await store.save_ticket(conn, state, sla.next_check(state, rules))
         await store.save_transitions(conn, state.ticket_id, state.transitions, before.transitions if before else None)
+        await store.save_facts(conn, state, before, rules.campaigns)
 
     async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         report = decode(RepeatReport, raw)
@@ -126,11 +130,14 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                     await rt.publish(rows)
             if not progressed:
                 break
-        for campaign in rules.campaigns.campaigns:
-            rows = await _evaluate_campaign(pool, campaign, now)
-            if rows:
-                emitted += len(rows)
-                await rt.publish(rows)
+        if await ensure_facts():  # campaigns count stored facts: not before every ticket has them
+            for campaign in rules.campaigns.campaigns:
+                more = True
+                while more:
+                    rows, more = await _evaluate_campaign(pool, campaign, now)
+                    if rows:
+                        emitted += len(rows)
+                        await rt.publish(rows)
         rt.metrics.sla_clock.set(now.timestamp())
         for year in sorted(rules.calendar.fallback_years):
             if not rt.metrics.calendar_fallback.labels(str(year))._value.get():
@@ -140,31 +147,58 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
 
     async def _sweep_ticket(pool: asyncpg.Pool, ticket_id: str, now: datetime) -> list | None:
         async with pool.acquire() as conn, conn.transaction():
-            state = await store.load_ticket(conn, ticket_id, skip_locked=True)
-            if state is None:
+            before = await store.load_ticket(conn, ticket_id, skip_locked=True)
+            if before is None:
                 return None
-            state, found, upcoming = sla.sweep(state, now, rules)
+            state, found, upcoming = sla.sweep(before, now, rules)
             await store.save_ticket(conn, state, upcoming)
+            await store.save_facts(conn, state, before, rules.campaigns)  # writes nothing unless facts changed
             return await write_outbox(conn, "sla", await escalate(conn, found))
 
-    async def _evaluate_campaign(pool: asyncpg.Pool, campaign, now: datetime) -> list:  # type: ignore[no-untyped-def]
+    async def _evaluate_campaign(pool: asyncpg.Pool, campaign: Campaign,
+                                 now: datetime) -> tuple[list[tuple[int, Outgoing]], bool]:
+        """The campaign's scheduled evaluations due by ``now``, at most CAMPAIGN_CHUNK of them (True: more are
+        due), over counts of the stored facts (two queries for the whole chunk)."""
         async with pool.acquire() as conn, conn.transaction():
             state = await store.load_campaign(conn, campaign.id)
             if state is None:
-                return []
-            upcoming = next_evaluation(campaign, state.last_evaluated_at)
-            if upcoming is None or upcoming > now:
+                return [], False
+            instants = evaluation_times(campaign, state.last_evaluated_at, now)
+            if not instants:
                 if campaign.id not in shown and state.history:  # after a restart: show the stored evaluation
                     show_campaign(state.history[-1])
-                return []
-            tickets = await store.campaign_tickets(conn, campaign.id, everything=bool(campaign.selector))
+                return [], False
+            chunk = instants[:CAMPAIGN_CHUNK]
+            counts = await store.campaign_counts(conn, campaign.id, questions(campaign, chunk))
             before = len(state.history)
-            state, found = advance_campaign(campaign, state, tickets, now)
+            state, found = advance_campaign(campaign, state, counts, chunk[-1])
             new_reports = state.history[before:]
             await store.save_campaign(conn, state, new_reports)
             if new_reports:
                 show_campaign(new_reports[-1])
-            return await write_outbox(conn, "sla", await escalate(conn, found))
+            return await write_outbox(conn, "sla", await escalate(conn, found)), len(instants) > len(chunk)
+
+    facts = {"ready": False}
+    facts_lock = asyncio.Lock()
+
+    async def ensure_facts() -> bool:
+        """True once every ticket's stored facts are current. After an upgrade (or a change of the campaign
+        definitions) this computes old tickets' facts a batch per transaction, for at most
+        BACKFILL_BUDGET_SECONDS per call; the next call goes on."""
+        if facts["ready"]:
+            return True
+        async with facts_lock:
+            pool = await rt.pool()
+            deadline = time.monotonic() + BACKFILL_BUDGET_SECONDS
+            while not facts["ready"] and time.monotonic() < deadline:
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        facts["ready"] = await store.backfill_facts(conn, rules.campaigns)
+                except asyncpg.exceptions.DeadlockDetectedError:
+                    break  # a handler held one of the tickets; the next call goes on from the same place
+            if not facts["ready"]:
+                log.info("facts_backfill_pending")
+        return facts["ready"]
 
     shown: set[str] = set()
 
@@ -239,13 +273,15 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         if now is None:
             return
         try:
-            async with (await rt.pool()).acquire() as conn:
-                tickets = await store.scorecard_tickets(conn, now - timedelta(days=settings.scorecard_window_days))
+            ready = await ensure_facts()  # until every ticket's facts are stored, the unit gauges wait
+            async with (await rt.pool()).acquire() as conn:  # one GROUP BY over the stored unit facts
+                since = now - timedelta(days=settings.scorecard_window_days)
+                scores = await store.unit_scores(conn, now, since) if ready else []
                 backlog = await store.triage_backlog(conn)
         except Exception as exc:  # gauges are refreshed again at the next tick
             log.warning("scorecards_skipped", error=type(exc).__name__)
             return
-        for s in scorecards.compute(tickets, now):
+        for s in scores:
             rt.metrics.open_work.labels(s.jurisdiction, s.unit).set(s.open)
             rt.metrics.overdue_work.labels(s.jurisdiction, s.unit).set(s.overdue)
             for name, gauge in rt.metrics.unit_ratios.items():

@@ -1,13 +1,20 @@
-"""PostgreSQL persistence of ticket lifecycles, escalations and campaign states."""
+"""PostgreSQL persistence of ticket lifecycles, escalations and campaign states, and of the per-ticket facts
+(``campaign_members``, ``campaign_spans``, ``unit_facts``) that campaign evaluations and scorecards count."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from services.domain.campaigns import CampaignReport, CampaignState
-from services.domain.tickets import TicketState, Transition
+from services.domain.campaigns import (CampaignBook, CampaignReport, CampaignState, CohortAnswers, CohortQuestions,
+                                       cohort_facts)
+from services.domain.scorecards import UnitFact, UnitScore, unit_facts
+from services.domain.tickets import OPEN_FOR_UNIT, TicketState, Transition
 
 
 async def load_ticket(conn: asyncpg.Connection, ticket_id: str, *, skip_locked: bool = False) -> TicketState | None:
@@ -102,3 +109,172 @@ async def scorecard_tickets(conn: asyncpg.Connection, since: datetime) -> list[T
 async def triage_backlog(conn: asyncpg.Connection) -> dict[str, int]:
     rows = await conn.fetch("SELECT jurisdiction, count(*) AS n FROM tickets WHERE status = 'triage' GROUP BY 1")
     return {r["jurisdiction"]: int(r["n"]) for r in rows}
+
+
+# --- per-ticket facts --------------------------------------------------------------------------------------------
+
+FACTS_VERSION = 1  # bump when cohort_facts or unit_facts change: every ticket's facts are then computed again
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """A ticket's rows in the fact tables, computed by the domain (``cohort_facts``, ``unit_facts``)."""
+
+    ticket_id: str
+    members: tuple[tuple[str, datetime], ...]  # (campaign_id, opened_at)
+    spans: tuple[tuple[str, datetime, datetime, datetime | None], ...]  # (campaign_id, opened_at, from, until)
+    opened_at: datetime
+    ticket_open: bool
+    units: tuple[UnitFact, ...]
+
+    def campaign_part(self) -> tuple[object, ...]:
+        return self.members, self.spans
+
+    def unit_part(self) -> tuple[object, ...]:
+        return self.opened_at, self.ticket_open, self.units
+
+
+def ticket_facts(state: TicketState, book: CampaignBook) -> TicketFacts:
+    members, spans = [], []
+    for campaign in book.campaigns:
+        facts = cohort_facts(campaign, state)
+        if facts is not None:
+            members.append((campaign.id, facts.opened_at))
+            spans.extend((campaign.id, facts.opened_at, start, end) for start, end in facts.spans)
+    return TicketFacts(state.ticket_id, tuple(members), tuple(spans), state.opened_at, state.status in OPEN_FOR_UNIT,
+                       tuple(unit_facts(state)))
+
+
+async def save_facts(conn: asyncpg.Connection, state: TicketState, before: TicketState | None,
+                     book: CampaignBook) -> None:
+    """Replace the ticket's fact rows, in the caller's transaction. Parts whose facts did not change since
+    ``before`` (the state the rows were written for) are left alone: most saves touch only the unit facts."""
+    new = ticket_facts(state, book)
+    old = ticket_facts(before, book) if before is not None else None
+    await write_facts(conn, [new], campaigns=old is None or old.campaign_part() != new.campaign_part(),
+                      units=old is None or old.unit_part() != new.unit_part())
+
+
+async def write_facts(conn: asyncpg.Connection, facts: Sequence[TicketFacts], *, campaigns: bool = True,
+                      units: bool = True) -> None:
+    """Delete the tickets' rows and insert their facts: one statement per part, idempotent."""
+    ids = [f.ticket_id for f in facts]
+    if campaigns and ids:
+        members, spans = campaign_rows(facts)
+        await conn.execute(
+            """WITH gone_members AS (DELETE FROM campaign_members WHERE ticket_id = ANY($1::text[])),
+                    gone_spans AS (DELETE FROM campaign_spans WHERE ticket_id = ANY($1::text[])),
+                    new_members AS (INSERT INTO campaign_members (ticket_id, campaign_id, opened_at)
+                                    SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[]))
+               INSERT INTO campaign_spans (ticket_id, campaign_id, opened_at, done_from, done_until)
+               SELECT * FROM unnest($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])""",
+            ids, *_columns(members, 3), *_columns(spans, 5))
+    if units and ids:
+        await conn.execute(
+            f"""WITH gone AS (DELETE FROM unit_facts WHERE ticket_id = ANY($1::text[]))
+                INSERT INTO unit_facts ({", ".join(UNIT_FACT_COLUMNS)})
+                SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::text[],
+                                     $8::timestamptz[], $9::timestamptz[], $10::boolean[], $11::timestamptz[],
+                                     $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::boolean[],
+                                     $16::boolean[])""",
+            ids, *_columns(unit_rows(facts), len(UNIT_FACT_COLUMNS)))
+
+
+UNIT_FACT_COLUMNS = ("ticket_id", "jurisdiction", "unit", "opened_at", "ticket_open", "kind", "counts_from",
+                     "counts_until", "dispatch", "ack_judged_from", "ack_in_time_from", "resolved_from", "on_time_from",
+                     "satisfied", "reopened")
+
+
+def campaign_rows(facts: Sequence[TicketFacts]) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Rows of ``campaign_members`` (ticket_id, campaign_id, opened_at) and ``campaign_spans`` (ticket_id,
+    campaign_id, opened_at, done_from, done_until)."""
+    return ([(f.ticket_id, *m) for f in facts for m in f.members], [(f.ticket_id, *s) for f in facts for s in f.spans])
+
+
+def unit_rows(facts: Sequence[TicketFacts]) -> list[tuple[object, ...]]:
+    """Rows of ``unit_facts`` in the order of UNIT_FACT_COLUMNS."""
+    return [(f.ticket_id, u.jurisdiction, u.unit, f.opened_at, f.ticket_open, u.kind, u.at, u.until, u.dispatch,
+             u.ack_judged_from, u.ack_in_time_from, u.resolved_from, u.on_time_from, u.satisfied, u.reopened)
+            for f in facts for u in f.units]
+
+
+def _columns(rows: list[tuple[object, ...]], width: int) -> list[list[object]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def facts_key(book: CampaignBook) -> str:
+    """What the stored facts depend on besides the ticket: their version and who enrols how in which campaign."""
+    spec = [FACTS_VERSION, [[c.id, c.measure, c.selector] for c in book.campaigns]]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+
+async def backfill_facts(conn: asyncpg.Connection, book: CampaignBook, limit: int = 250) -> bool:
+    """One step of computing the facts of tickets saved before they were stored (after the upgrade to migration
+    002, or after the campaign definitions changed): up to ``limit`` tickets in id order, each locked like a save
+    does. Returns True once every ticket is done. Tickets saved meanwhile write their own facts."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('facts_backfill'))")
+    key = facts_key(book)
+    row = await conn.fetchrow("SELECT facts_key, done_upto, complete FROM facts_backfill WHERE id = 1")
+    if row is not None and row["facts_key"] == key and row["complete"]:
+        return True
+    upto = row["done_upto"] if row is not None and row["facts_key"] == key else ""
+    rows = await conn.fetch(
+        "SELECT ticket_id, state::text AS state FROM tickets WHERE ticket_id > $1 ORDER BY ticket_id LIMIT $2 "
+        "FOR UPDATE", upto, limit)
+    await write_facts(conn, [ticket_facts(TicketState.model_validate_json(r["state"]), book) for r in rows])
+    complete = len(rows) < limit
+    await conn.execute(
+        """INSERT INTO facts_backfill (id, facts_key, done_upto, complete) VALUES (1, $1, $2, $3)
+           ON CONFLICT (id) DO UPDATE SET facts_key = EXCLUDED.facts_key, done_upto = EXCLUDED.done_upto,
+             complete = EXCLUDED.complete""", key, rows[-1]["ticket_id"] if rows else upto, complete)
+    return complete
+
+
+# --- counting ----------------------------------------------------------------------------------------------------
+
+
+async def campaign_counts(conn: asyncpg.Connection, campaign_id: str, questions: CohortQuestions) -> CohortAnswers:
+    """The answers to a campaign evaluation's questions from the campaign tables (two queries)."""
+    cohort = await conn.fetch(
+        """SELECT c.i,
+                  (SELECT count(*) FROM campaign_members m WHERE m.campaign_id = $1 AND m.opened_at <= c.at) AS n,
+                  (SELECT min(m.opened_at) FROM campaign_members m WHERE m.campaign_id = $1 AND m.opened_at <= c.at)
+                    AS first
+           FROM unnest($2::timestamptz[]) WITH ORDINALITY AS c(at, i)""", campaign_id, list(questions.cohort_at))
+    done = await conn.fetch(
+        """SELECT d.i,
+                  (SELECT count(*) FROM campaign_spans s
+                   WHERE s.campaign_id = $1 AND s.done_from <= d.at AND (s.done_until IS NULL OR s.done_until > d.at)
+                     AND s.opened_at <= d.cohort_at) AS n
+           FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS d(at, cohort_at, i)""",
+        campaign_id, [at for at, _ in questions.done], [cohort_at for _, cohort_at in questions.done])
+    by_cohort = {r["i"]: r for r in cohort}
+    at_cohort = list(enumerate(questions.cohort_at, 1))
+    return CohortAnswers({at: int(by_cohort[i]["n"]) for i, at in at_cohort},
+                         {at: by_cohort[i]["first"] for i, at in at_cohort},
+                         {pair: int(r["n"]) for pair, r in zip(questions.done, sorted(done, key=lambda r: r["i"]),
+                                                               strict=True)})
+
+
+async def unit_scores(conn: asyncpg.Connection, now: datetime, since: datetime) -> list[UnitScore]:
+    """``scorecards.compute`` at ``now`` over the tickets opened since ``since`` and every open ticket (what
+    ``scorecard_tickets`` loads), as one GROUP BY over the stored unit facts (``scorecards.tally`` in SQL)."""
+    rows = await conn.fetch(
+        """SELECT jurisdiction, unit,
+                  count(*) FILTER (WHERE kind = 'cycle' AND dispatch) AS dispatches,
+                  count(*) FILTER (WHERE ack_judged_from <= $1) AS ack_judged,
+                  count(*) FILTER (WHERE ack_in_time_from <= $1) AS ack_in_time,
+                  count(*) FILTER (WHERE kind = 'resolve_judged' AND (counts_until IS NULL OR counts_until > $1))
+                    AS resolve_judged,
+                  count(*) FILTER (WHERE resolved_from <= $1) AS resolved,
+                  count(*) FILTER (WHERE on_time_from <= $1) AS resolved_on_time,
+                  count(*) FILTER (WHERE kind = 'callback') AS callbacks,
+                  count(*) FILTER (WHERE kind = 'callback' AND satisfied) AS satisfied,
+                  count(*) FILTER (WHERE kind = 'return') AS returns,
+                  count(*) FILTER (WHERE kind = 'callback' AND reopened) AS reopened,
+                  count(*) FILTER (WHERE kind = 'open') AS open,
+                  count(*) FILTER (WHERE kind = 'overdue' AND (counts_until IS NULL OR counts_until > $1)) AS overdue
+           FROM unit_facts
+           WHERE (counts_from IS NULL OR counts_from <= $1) AND (opened_at >= $2 OR ticket_open)
+           GROUP BY jurisdiction, unit""", now, since)
+    return sorted((UnitScore(**dict(r)) for r in rows), key=lambda s: (s.jurisdiction, s.unit))

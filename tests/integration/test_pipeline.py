@@ -165,3 +165,20 @@ def test_streaming_ticket_states_and_merges_equal_replay(world) -> None:  # type
     for ticket_id, state in expected.items():  # the audit trail holds every transition, numbered as the state
         assert audit.get(ticket_id, set()) == {(t["update_id"], t["seq"], t["from_status"], t["to_status"])
                                                for t in state["transitions"]}, ticket_id
+
+
+def test_streaming_campaign_evaluations_equal_replay(world) -> None:  # type: ignore[no-untyped-def]
+    """The SLA worker's campaign evaluations (count queries over the stored facts) are the replay's (counts kept
+    in memory), report by report, and so are the campaign escalations among all escalations above."""
+    running, _, offline, _ = world
+    streamed: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    for r in _db(running, "SELECT campaign_id, report FROM campaign_evaluations ORDER BY campaign_id, at"):
+        streamed.setdefault(r["campaign_id"], []).append(r["report"])
+    expected = {cid: [json.loads(r.model_dump_json()) for r in s.history]
+                for cid, s in offline.pipeline.campaign_states.items()}
+    assert streamed == expected
+    assert sum(len(h) for h in expected.values()) > 100 and any(r["enrolled"] for h in expected.values() for r in h)
+    states = {r["campaign_id"]: r["state"] for r in _db(running, "SELECT campaign_id, state FROM campaign_state")}
+    for cid, state in offline.pipeline.campaign_states.items():
+        trimmed = json.loads(state.model_copy(update={"history": state.history[-1:]}).model_dump_json())
+        assert states[cid] == trimmed, cid

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.domain import sla
-from services.domain.campaigns import Campaign, CampaignState, advance, evaluate, evaluation_times, next_evaluation
+from services.domain.campaigns import (Campaign, CampaignState, CohortIndex, advance, evaluate as evaluate_counts,
+                                       evaluation_times, next_evaluation)
 from tests.conftest import cst
 from tests.factories import CITE, update, work_order
 
@@ -12,6 +13,11 @@ def _campaign(**kw) -> Campaign:  # type: ignore[no-untyped-def]
     base = dict(id="c1", name="test", jurisdiction="qingpu", target=0.7, start=cst("2025-06-01 00:00"),
                 deadline=cst("2025-07-01 00:00"), citation=CITE, warmup_days=3, min_enrolled=2)
     return Campaign(**{**base, **kw})
+
+
+def evaluate(campaign: Campaign, tickets, at):  # type: ignore[no-untyped-def]
+    """The evaluation over these tickets' stored facts (as the replay keeps them)."""
+    return evaluate_counts(campaign, CohortIndex.of(campaign, tickets), at)
 
 
 def _tickets(rules, n: int, resolved: int, opened: str = "2025-06-02 10:00", resolve_at: str = "2025-06-05 10:00"):  # type: ignore[no-untyped-def]
@@ -63,23 +69,23 @@ def test_schedule_is_daily_and_ends_at_the_deadline() -> None:
 def test_at_risk_once_per_episode_and_missed_once(rules) -> None:  # type: ignore[no-untyped-def]
     c = _campaign()
     tickets = _tickets(rules, 10, 2)
-    state, found = advance(c, CampaignState(campaign_id="c1"), tickets, cst("2025-06-03 12:00"))
+    state, found = advance(c, CampaignState(campaign_id="c1"), CohortIndex.of(c, tickets), cst("2025-06-03 12:00"))
     assert found == []  # warm-up: three days after the first enrolment
-    state, found = advance(c, state, tickets, cst("2025-06-20 00:00"))
+    state, found = advance(c, state, CohortIndex.of(c, tickets), cst("2025-06-20 00:00"))
     assert [e.kind.value for e in found] == ["campaign_at_risk"]
     assert found[0].details["needed_per_day"] > 0 and found[0].campaign_id == "c1"
-    state, found = advance(c, state, tickets, cst("2025-06-28 00:00"))
+    state, found = advance(c, state, CohortIndex.of(c, tickets), cst("2025-06-28 00:00"))
     assert found == []  # still the same episode
-    state, found = advance(c, state, tickets, cst("2025-08-01 00:00"))
+    state, found = advance(c, state, CohortIndex.of(c, tickets), cst("2025-08-01 00:00"))
     assert [e.kind.value for e in found] == ["campaign_missed"]
-    state, found = advance(c, state, tickets, cst("2025-09-01 00:00"))
+    state, found = advance(c, state, CohortIndex.of(c, tickets), cst("2025-09-01 00:00"))
     assert found == []
 
 
 def test_a_comfortable_campaign_never_cries_wolf(rules) -> None:  # type: ignore[no-untyped-def]
     c = _campaign()
     tickets = _tickets(rules, 10, 9, resolve_at="2025-06-03 10:00")
-    _, found = advance(c, CampaignState(campaign_id="c1"), tickets, cst("2025-07-02 00:00"))
+    _, found = advance(c, CampaignState(campaign_id="c1"), CohortIndex.of(c, tickets), cst("2025-07-02 00:00"))
     assert found == []
 
 
