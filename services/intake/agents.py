@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
-import asyncpg
 import faust
 
 from services.domain.intake import accept_event
 from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
 from services.domain.validation import Rejection
+from services.platform.batch import Batch
 from services.platform.codec import RECEIVED_HEADER, Outgoing
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
@@ -22,29 +23,56 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
     rt = Runtime("intake", app, settings, metrics or Metrics())
     raw_topic = app.topic(rt.topics["raw"], value_type=bytes, value_serializer="raw", key_serializer="raw")
 
-    async def handle(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def prefetch(batch: Batch, raws: list[bytes]) -> None:
+        """Validate the batch's inputs, then load in two queries which of their ids are known and the open
+        reports at their addresses (the repeat candidates); reports accepted earlier in the batch join these."""
+        parsed = {id(raw): accept_event(raw) for raw in raws}
+        events = [e for e in parsed.values() if not isinstance(e, Rejection)]
+        batch.scratch["parsed"] = parsed
+        known = await batch.conn.fetch("SELECT event_id FROM intake_events WHERE event_id = ANY($1::text[])",
+                                       [e.event_id for e in events])
+        batch.scratch["known"] = {r["event_id"] for r in known}
+        windows: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        for e in events:
+            where = (e.jurisdiction.value, policy.address_key(e.address))
+            lo, hi = windows.get(where, (e.occurred_at, e.occurred_at))
+            windows[where] = (min(lo, e.occurred_at), max(hi, e.occurred_at))
+        open_reports: dict[tuple[str, str], list[OpenReport]] = {where: [] for where in windows}
+        if windows:
+            rows = await batch.conn.fetch(
+                """SELECT i.jurisdiction, i.address_key, i.ticket_id, i.occurred_at, i.content FROM intake_events i
+                   JOIN unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS q(j, k, lo, hi)
+                     ON i.jurisdiction = q.j AND i.address_key = q.k AND i.occurred_at BETWEEN q.lo AND q.hi
+                   WHERE NOT i.merged""",
+                [j for j, _ in windows], [k for _, k in windows], [lo - policy.window for lo, _ in windows.values()],
+                [hi + policy.window for _, hi in windows.values()])
+            for r in rows:
+                open_reports[(r["jurisdiction"], r["address_key"])].append(
+                    OpenReport(r["ticket_id"], r["occurred_at"], r["content"]))
+        batch.scratch["open"] = open_reports
+
+    async def handle(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         rt.metrics.received_bytes.inc(len(raw))
-        parsed = accept_event(raw)
+        parsed = batch.scratch["parsed"].get(id(raw)) if "parsed" in batch.scratch else None
+        if parsed is None:  # not prefetched (an input redone on its own): look everything up for it alone
+            await prefetch(batch, [raw])
+            parsed = batch.scratch["parsed"][id(raw)]
         if isinstance(parsed, Rejection):
-            return await rt.reject(conn, parsed, raw, m)
-        if await conn.fetchval("SELECT true FROM intake_events WHERE event_id = $1", parsed.event_id):
+            return await rt.reject(batch, parsed, raw, m)
+        known: set[str] = batch.scratch["known"]
+        if parsed.event_id in known:
             rt.metrics.duplicates.labels("intake").inc()
             return []
+        known.add(parsed.event_id)
         key = policy.address_key(parsed.address)
-        rows = await conn.fetch(
-            """SELECT ticket_id, occurred_at, content FROM intake_events
-               WHERE jurisdiction = $1 AND address_key = $2 AND NOT merged AND occurred_at BETWEEN $3 AND $4""",
-            parsed.jurisdiction.value, key, parsed.occurred_at - policy.window, parsed.occurred_at + policy.window)
-        found = find_repeat(parsed, [OpenReport(r["ticket_id"], r["occurred_at"], r["content"]) for r in rows], policy)
+        candidates = batch.scratch["open"].setdefault((parsed.jurisdiction.value, key), [])
+        found = find_repeat(parsed, candidates, policy)
         ticket_id = found[0].ticket_id if found else parsed.event_id
-        fresh = await conn.fetchval(
+        batch.write(
             """INSERT INTO intake_events (event_id, ticket_id, jurisdiction, source, occurred_at, address_key, content,
-               merged, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
-            parsed.event_id, ticket_id, parsed.jurisdiction.value, parsed.source.value, parsed.occurred_at, key,
-            parsed.content, found is not None, parsed.model_dump_json(exclude={"caller"}))
-        if not fresh:
-            rt.metrics.duplicates.labels("intake").inc()
-            return []
+               merged, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+            (parsed.event_id, ticket_id, parsed.jurisdiction.value, parsed.source.value, parsed.occurred_at, key,
+             parsed.content, found is not None, parsed.model_dump_json(exclude={"caller"})))
         rt.metrics.received.labels(parsed.source.value, parsed.jurisdiction.value).inc()
         received = ((RECEIVED_HEADER, str(int((m.timestamp or time.time()) * 1000)).encode()),)
         if found is not None:
@@ -52,12 +80,13 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             report = repeat_report(parsed, ticket_id, found[1])
             return [rt.out(report, "accepted", ticket_id, ce_id=parsed.event_id, subject=ticket_id,
                            time=parsed.occurred_at, extra_headers=received)]
+        candidates.append(OpenReport(parsed.event_id, parsed.occurred_at, parsed.content))
         return [rt.out(parsed, "accepted", parsed.event_id, ce_id=parsed.event_id, subject=parsed.event_id,
                        time=parsed.occurred_at, extra_headers=received)]
 
     @app.agent(raw_topic, name="intake")
     async def intake(stream: faust.StreamT) -> None:
-        await rt.consume(stream, handle)
+        await rt.consume(stream, handle, prefetch=prefetch)
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
 import asyncpg
 
+from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing
 from services.platform.logging import get_logger
 
@@ -60,7 +61,7 @@ async def migrate(dsn: str) -> list[str]:
     return applied
 
 
-Work = Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]
+Work = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 
 
 async def run_once(pool: asyncpg.Pool, service: str, input_key: str, work: Work) -> list[tuple[int, Outgoing]] | None:
@@ -73,22 +74,33 @@ async def run_once(pool: asyncpg.Pool, service: str, input_key: str, work: Work)
             "INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", input_key)
         if not fresh:
             return None
-        out = await work(conn)
+        batch = Batch(conn)
+        out = await batch.flush(await work(batch))
         return await write_outbox(conn, service, out)
 
 
-async def run_batch(pool: asyncpg.Pool, service: str,
-                    items: list[tuple[str, Work]]) -> list[tuple[int, Outgoing]]:
-    """``run_once`` for a batch of inputs in one transaction (one commit instead of one per message). Inputs seen
-    before are skipped; if any handler raises, nothing of the batch is committed."""
+Prefetch = Callable[[Batch, list[int]], Awaitable[None]]
+
+
+async def run_batch(pool: asyncpg.Pool, service: str, items: list[tuple[str, Work]],
+                    prefetch: Prefetch | None = None) -> list[tuple[int, Outgoing]]:
+    """``run_once`` for a batch of inputs in one transaction and a few statements: the input keys are recorded
+    in one insert (inputs seen before are skipped), ``prefetch`` may load the state of the fresh inputs (their
+    positions in ``items``) in one query, the handlers run on a shared ``Batch``, and its writes and outbox rows
+    go out at the end. If any handler raises, nothing of the batch is committed."""
     async with pool.acquire() as conn, conn.transaction():
-        out: list[Outgoing] = []
-        for input_key, work in items:
-            fresh = await conn.fetchval(
-                "INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", input_key)
-            if fresh:
-                out.extend(await work(conn))
-        return await write_outbox(conn, service, out)
+        rows = await conn.fetch(
+            """INSERT INTO processed_inputs (input_key) SELECT unnest($1::text[])
+               ON CONFLICT DO NOTHING RETURNING input_key""", [key for key, _ in items])
+        fresh = {r["input_key"] for r in rows}
+        batch = Batch(conn)
+        positions = [i for i, (key, _) in enumerate(items) if key in fresh]
+        if prefetch is not None and positions:
+            await prefetch(batch, positions)
+        out: list[Outgoing | IfNew] = []
+        for i in positions:
+            out.extend(await items[i][1](batch))
+        return await write_outbox(conn, service, await batch.flush(out))
 
 
 async def write_outbox(conn: asyncpg.Connection, service: str, out: list[Outgoing]) -> list[tuple[int, Outgoing]]:

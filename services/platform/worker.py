@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from aiohttp import web as aioweb
 from services.domain.deadletters import dead_letter
 from services.domain.validation import Rejection
 from services.platform import db
+from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
@@ -29,8 +30,9 @@ from services.platform.settings import Settings
 from services.platform.topics import names
 
 log = get_logger(__name__)
-Handler = Callable[[asyncpg.Connection], Awaitable[list[Outgoing]]]
-MessageHandler = Callable[[asyncpg.Connection, bytes, Any], Awaitable[list[Outgoing]]]
+Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
+MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
+Prefetch = Callable[[Batch, list[bytes]], Awaitable[None]]
 
 
 def _limit_fetch_wait(ms: int) -> None:
@@ -134,23 +136,33 @@ class Runtime:
         return f"{service}:{message.topic}:{message.partition}:{message.offset}"
 
     async def consume(self, stream: faust.StreamT, handle: MessageHandler,
-                      after: Callable[[Any], Callable[[], None] | None] | None = None) -> None:
+                      after: Callable[[Any], Callable[[], None] | None] | None = None,
+                      prefetch: Prefetch | None = None) -> None:
         """The agent loop: batches of up to ``batch_max`` events (waiting at most ``batch_wait_seconds``), each
-        batch processed in one database transaction, then published, then acknowledged to Kafka."""
+        batch processed in one database transaction, then published, then acknowledged to Kafka. ``prefetch``
+        may load the state the batch's new inputs need in one query before the handlers run."""
         async for batch in stream.take_events(self.settings.batch_max, within=self.settings.batch_wait_seconds):
-            await self.process_batch(batch, handle, after)
+            await self.process_batch(batch, handle, after, prefetch)
 
     async def process_batch(self, batch: list[faust.EventT], handle: MessageHandler,
-                            after: Callable[[Any], Callable[[], None] | None] | None = None) -> None:
+                            after: Callable[[Any], Callable[[], None] | None] | None = None,
+                            prefetch: Prefetch | None = None) -> None:
         started = time.perf_counter()
         items = []
+        raws = []
         for event in batch:
             raw = event.value if isinstance(event.value, bytes) else b""
+            raws.append(raw)
             items.append((self.input_key(self.service, event.message),
-                          lambda conn, raw=raw, m=event.message: handle(conn, raw, m)))
+                          lambda b, raw=raw, m=event.message: handle(b, raw, m)))
+
+        async def load(b: Batch, positions: list[int]) -> None:
+            if prefetch is not None:
+                await prefetch(b, [raws[i] for i in positions])
+
         pool = await self.pool()
         try:
-            rows = await db.with_retry(lambda: db.run_batch(pool, self.service, items), "process batch")
+            rows = await db.with_retry(lambda: db.run_batch(pool, self.service, items, load), "process batch")
         except Exception as exc:  # one input of the batch is poison: redo one by one, dead-lettering only it
             log.warning("batch_failed_retrying_one_by_one", size=len(batch), error=type(exc).__name__)
             for event, (_, handler) in zip(batch, items, strict=True):
@@ -187,28 +199,28 @@ class Runtime:
         self.metrics.processing.labels(self.service).observe(time.perf_counter() - started)
 
     def _failed(self, event: faust.EventT, exc: Exception) -> Handler:
-        async def handler(conn: asyncpg.Connection) -> list[Outgoing]:
+        async def handler(batch: Batch) -> list[Outgoing]:
             m = event.message
             rejection = Rejection("internal_error", None, f"{type(exc).__name__} while processing: {exc}"[:500])
             raw = event.value if isinstance(event.value, bytes) else bytes(str(event.value), "utf-8")
-            return [await self.dead_letter(conn, self.service, rejection, raw, m.topic, m.partition, m.offset)]
+            return [await self.dead_letter(batch, self.service, rejection, raw, m.topic, m.partition, m.offset)]
         return handler
 
-    async def reject(self, conn: asyncpg.Connection, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
+    async def reject(self, batch: Batch, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
         """Dead-letter the input ``message`` (its topic, partition and offset) for this service's stage."""
-        return [await self.dead_letter(conn, self.service, rejection, raw, message.topic, message.partition,
+        return [await self.dead_letter(batch, self.service, rejection, raw, message.topic, message.partition,
                                        message.offset)]
 
-    async def dead_letter(self, conn: asyncpg.Connection, stage: str, rejection: Rejection, raw: bytes,
+    async def dead_letter(self, batch: Batch, stage: str, rejection: Rejection, raw: bytes,
                           topic: str | None, partition: int | None, offset: int | None) -> Outgoing:
         record = dead_letter(stage, rejection, raw, datetime.now(UTC), topic=topic, partition=partition, offset=offset)
-        await conn.execute(
+        batch.write(
             """INSERT INTO dead_letters (dead_letter_id, stage, reason, field, error, original, original_encoding,
                original_size, topic, partition, "offset", received_at)
                VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING""",
-            record.dead_letter_id, record.stage, record.reason, record.field, record.error, record.original,
-            record.original_encoding, record.original_size, record.topic, record.partition, record.offset,
-            record.received_at)
+            (record.dead_letter_id, record.stage, record.reason, record.field, record.error, record.original,
+             record.original_encoding, record.original_size, record.topic, record.partition, record.offset,
+             record.received_at))
         self.metrics.rejected.labels(stage, rejection.reason).inc()
         log.info("dead_letter", stage=stage, reason=rejection.reason, field=rejection.field, topic=topic,
                  partition=partition, offset=offset)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import asyncpg
 import faust
 
 from schemas import IntakeEvent, RepeatReport, UnitUpdate
 from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
 from services.domain.validation import Rejection, decode, unknown_ticket
+from services.platform.batch import Batch, IfNew
 from services.platform.codec import RECEIVED_HEADER, TYPES, Outgoing, header
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
@@ -23,8 +23,8 @@ from services.router import store
 log = get_logger(__name__)
 
 
-def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing]:
-    msgs: list[Outgoing] = []
+def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing | IfNew]:
+    msgs: list[Outgoing | IfNew] = []
     if out.decision is not None:
         rt.metrics.decisions.labels(out.ticket.event.jurisdiction.value, out.decision.outcome.value).inc()
     w = out.work_order
@@ -55,7 +55,8 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing]:
         msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=f"{t.ticket_id}:{len(out.ticket.returns)}",
                            subject=t.ticket_id, time=t.opened_at))
     for e in out.escalations:
-        msgs.append(rt.out(e, "escalations", e.ticket_id, ce_id=e.escalation_id, subject=e.ticket_id, time=e.at))
+        msgs.append(IfNew(e.escalation_id, rt.out(e, "escalations", e.ticket_id, ce_id=e.escalation_id,
+                                                  subject=e.ticket_id, time=e.at)))
     return msgs
 
 
@@ -65,44 +66,44 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     accepted = app.topic(rt.topics["accepted"], value_type=bytes, value_serializer="raw", key_serializer="raw")
     returns = app.topic(rt.topics["returns"], value_type=bytes, value_serializer="raw", key_serializer="raw")
 
-    async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_repeat(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         report = decode(RepeatReport, raw)
         if isinstance(report, Rejection):
-            return await rt.reject(conn, report, raw, m)
-        ticket = await store.load_ticket(conn, report.ticket_id)
+            return await rt.reject(batch, report, raw, m)
+        ticket = await store.load_ticket(batch, report.ticket_id)
         if ticket is None:
-            return await rt.reject(conn, unknown_ticket(report.ticket_id), raw, m)
+            return await rt.reject(batch, unknown_ticket(report.ticket_id), raw, m)
         out = dispatch.on_repeat(ticket, report)
         if out.duplicate:
             return []
-        await store.save(conn, out)
+        store.save(batch, out)
         return _messages(rt, router, out)
 
-    async def on_accepted(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_accepted(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         if header(m.headers, "ce_type") == TYPES[RepeatReport]:
-            return await on_repeat(conn, raw, m)
+            return await on_repeat(batch, raw, m)
         event = decode(IntakeEvent, raw)
         if isinstance(event, Rejection):
-            return await rt.reject(conn, event, raw, m)
-        out = dispatch.decide(await store.load_ticket(conn, event.event_id), event, router)
+            return await rt.reject(batch, event, raw, m)
+        out = dispatch.decide(await store.load_ticket(batch, event.event_id), event, router)
         if out.duplicate:
             rt.metrics.duplicates.labels("router").inc()
             return []
-        await store.save(conn, out)
+        store.save(batch, out)
         return _messages(rt, router, out)
 
-    async def on_return(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_return(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
-            return await rt.reject(conn, update, raw, m)
-        ticket = await store.load_ticket(conn, update.ticket_id)
+            return await rt.reject(batch, update, raw, m)
+        ticket = await store.load_ticket(batch, update.ticket_id)
         if ticket is None:
-            return await rt.reject(conn, unknown_ticket(update.ticket_id), raw, m)
+            return await rt.reject(batch, unknown_ticket(update.ticket_id), raw, m)
         out = dispatch.on_return(ticket, update, router, settings.max_returns)
         if out.duplicate:
             return []
         rt.metrics.returns.labels(ticket.event.jurisdiction.value, update.unit).inc()
-        await store.save(conn, out)
+        store.save(batch, out)
         return _messages(rt, router, out)
 
     def latency(m: faust.types.Message) -> Callable[[], None] | None:
@@ -113,11 +114,11 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
 
     @app.agent(accepted, name="route")
     async def route(stream: faust.StreamT) -> None:
-        await rt.consume(stream, on_accepted, after=latency)
+        await rt.consume(stream, on_accepted, after=latency, prefetch=store.prefetch)
 
     @app.agent(returns, name="redispatch")
     async def redispatch(stream: faust.StreamT) -> None:
-        await rt.consume(stream, on_return)
+        await rt.consume(stream, on_return, prefetch=store.prefetch)
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -1,42 +1,76 @@
-"""PostgreSQL persistence of the router's decisions (one transaction per input, idempotent writes)."""
+"""PostgreSQL persistence of the router's decisions, through the batch's identity map and queued writes
+(idempotent: upserts and inserts that ignore conflicts)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import asyncpg
 
 from schemas import Escalation
 from services.domain.dispatch import RouterOutput, RouterTicket
+from services.platform.batch import Batch, escalation_row
+
+KIND = "router_ticket"
+UPSERT_TICKET = """INSERT INTO router_tickets (ticket_id, jurisdiction, state) VALUES ($1, $2, $3)
+                   ON CONFLICT (ticket_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"""
+INSERT_DECISION = """INSERT INTO routing_decisions (ticket_id, seq, outcome, lead_unit, category, decision, decided_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"""
+INSERT_WORK_ORDER = """INSERT INTO work_orders (work_order_id, ticket_id, dispatch_seq, jurisdiction, lead_unit, category,
+                       dispatched_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"""
 
 
-async def load_ticket(conn: asyncpg.Connection, ticket_id: str) -> RouterTicket | None:
-    state = await conn.fetchval("SELECT state::text FROM router_tickets WHERE ticket_id = $1 FOR UPDATE", ticket_id)
-    return RouterTicket.model_validate_json(state) if state is not None else None
+def ticket_key(raw: bytes) -> str | None:
+    """The ticket an input on the router's topics is about (for prefetching), without validating it."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    key = value.get("ticket_id") or value.get("event_id")
+    return key if isinstance(key, str) else None
 
 
-async def save(conn: asyncpg.Connection, out: RouterOutput) -> None:
+async def _fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
+    rows = await conn.fetch(
+        "SELECT ticket_id, state::text AS state FROM router_tickets WHERE ticket_id = ANY($1::text[]) "
+        "ORDER BY ticket_id FOR UPDATE", ids)
+    return {r["ticket_id"]: RouterTicket.model_validate_json(r["state"]) for r in rows}
+
+
+async def prefetch(batch: Batch, raws: list[bytes]) -> None:
+    await batch.prefetch(KIND, [k for k in map(ticket_key, raws) if k is not None], _fetch)
+
+
+async def load_ticket(batch: Batch, ticket_id: str) -> RouterTicket | None:
+    if not batch.known(KIND, ticket_id):
+        await batch.prefetch(KIND, [ticket_id], _fetch)
+    return batch.get(KIND, ticket_id)  # type: ignore[no-any-return]
+
+
+def _flush(batch: Batch, tickets: dict[str, tuple[Any, Any]]) -> None:
+    for ticket_id, (_, ticket) in tickets.items():
+        batch.write(UPSERT_TICKET, (ticket_id, ticket.event.jurisdiction.value, ticket.model_dump_json()),
+                    key=ticket_id)
+
+
+def save(batch: Batch, out: RouterOutput) -> None:
     ticket = out.ticket
-    await conn.execute(
-        """INSERT INTO router_tickets (ticket_id, jurisdiction, state) VALUES ($1, $2, $3)
-           ON CONFLICT (ticket_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()""",
-        ticket.event.event_id, ticket.event.jurisdiction.value, ticket.model_dump_json())
+    batch.put(KIND, ticket.event.event_id, ticket, _flush)
     if out.decision is not None:
         d = out.decision
         at = out.work_order.dispatched_at if out.work_order else (
             out.escalations[0].at if out.escalations else ticket.event.occurred_at)
-        await conn.execute(
-            """INSERT INTO routing_decisions (ticket_id, seq, outcome, lead_unit, category, decision, decided_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-            ticket.event.event_id, len(ticket.returns) + 1, d.outcome.value, d.lead_unit, d.category,
-            d.model_dump_json(), at)
+        batch.write(INSERT_DECISION, (ticket.event.event_id, len(ticket.returns) + 1, d.outcome.value, d.lead_unit,
+                                      d.category, d.model_dump_json(), at))
     if out.work_order is not None:
         w = out.work_order
-        await conn.execute(
-            """INSERT INTO work_orders (work_order_id, ticket_id, dispatch_seq, jurisdiction, lead_unit, category,
-               dispatched_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
-            w.work_order_id, w.ticket_id, w.dispatch_seq, w.jurisdiction.value, w.lead_unit, w.category,
-            w.dispatched_at, w.model_dump_json())
+        batch.write(INSERT_WORK_ORDER, (w.work_order_id, w.ticket_id, w.dispatch_seq, w.jurisdiction.value,
+                                        w.lead_unit, w.category, w.dispatched_at, w.model_dump_json()))
     for e in out.escalations:
-        await insert_escalation(conn, e)
+        batch.escalation(escalation_row(e))
 
 
 async def insert_escalation(conn: asyncpg.Connection, e: Escalation) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from services.platform import db
+from services.platform.batch import Batch
 from services.platform.codec import Outgoing
 from services.platform.embedded import EmbeddedStack
 
@@ -26,7 +26,7 @@ def test_migrate_once_run_once_and_prune(tmp_path: Path) -> None:
             pool = await db.create_pool(dsn)
             calls = 0
 
-            async def work(conn: asyncpg.Connection) -> list[Outgoing]:
+            async def work(conn: Batch) -> list[Outgoing]:
                 nonlocal calls
                 calls += 1
                 return [Outgoing("t", "k", b"{}", (("ce_id", b"1"),))]

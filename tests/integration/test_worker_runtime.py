@@ -7,10 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
 import pytest
 
 from services.platform import db
+from services.platform.batch import Batch
 from services.platform.codec import Outgoing
 from services.platform.embedded import EmbeddedStack, free_port
 from services.platform.metrics import Metrics
@@ -42,7 +42,7 @@ def test_poison_input_is_dead_lettered_and_the_batch_survives(tmp_path: Path) ->
 
             rt.publish = publish  # type: ignore[method-assign]
 
-            async def handle(conn: asyncpg.Connection, raw: bytes, m: Any) -> list[Outgoing]:
+            async def handle(conn: Batch, raw: bytes, m: Any) -> list[Outgoing]:
                 if raw == b"poison":
                     raise ValueError("cannot digest this")
                 await conn.execute("INSERT INTO sla_clock (id, now) VALUES (1, now()) ON CONFLICT DO NOTHING")
