@@ -132,6 +132,21 @@ class Batch:
         return messages
 
 
+def json_key(raw: bytes, *fields: str) -> str | None:
+    """The first of ``fields`` present as a string in a JSON object message (to prefetch state), unvalidated."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    for name in fields:
+        key = value.get(name)
+        if isinstance(key, str) and key:
+            return key
+    return None
+
+
 def escalation_row(e: Any) -> tuple[Any, ...]:
     """The ESCALATION_INSERT columns of an ``schemas.Escalation``."""
     return (e.escalation_id, e.kind.value, e.jurisdiction.value if e.jurisdiction else None, e.ticket_id,

@@ -43,7 +43,9 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing |
                                ce_id=f"{w.work_order_id}@{code}", subject=w.ticket_id, time=w.dispatched_at))
     if out.repeat is not None:
         r = out.repeat
-        msgs.append(rt.out(r, "workorders", r.ticket_id, ce_id=f"repeat:{r.event_id}", subject=r.ticket_id,
+        # to the SLA service on the topic that opened the ticket there, so it is read after the ticket exists
+        sla_topic = "workorders" if out.ticket.dispatch_seq > 0 else "triage"
+        msgs.append(rt.out(r, sla_topic, r.ticket_id, ce_id=f"repeat:{r.event_id}", subject=r.ticket_id,
                            time=r.occurred_at))
         unit = out.ticket.current_unit
         if unit is not None:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
 
 from schemas import Escalation
 from services.domain.dispatch import RouterOutput, RouterTicket
-from services.platform.batch import Batch, escalation_row
+from services.platform.batch import Batch, escalation_row, json_key
 
 KIND = "router_ticket"
 UPSERT_TICKET = """INSERT INTO router_tickets (ticket_id, jurisdiction, state) VALUES ($1, $2, $3)
@@ -21,18 +20,6 @@ INSERT_WORK_ORDER = """INSERT INTO work_orders (work_order_id, ticket_id, dispat
                        dispatched_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"""
 
 
-def ticket_key(raw: bytes) -> str | None:
-    """The ticket an input on the router's topics is about (for prefetching), without validating it."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(value, dict):
-        return None
-    key = value.get("ticket_id") or value.get("event_id")
-    return key if isinstance(key, str) else None
-
-
 async def _fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
     rows = await conn.fetch(
         "SELECT ticket_id, state::text AS state FROM router_tickets WHERE ticket_id = ANY($1::text[]) "
@@ -41,7 +28,8 @@ async def _fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
 
 
 async def prefetch(batch: Batch, raws: list[bytes]) -> None:
-    await batch.prefetch(KIND, [k for k in map(ticket_key, raws) if k is not None], _fetch)
+    keys = (json_key(raw, "ticket_id", "event_id") for raw in raws)  # a repeat's ticket, else the event
+    await batch.prefetch(KIND, [k for k in keys if k is not None], _fetch)
 
 
 async def load_ticket(batch: Batch, ticket_id: str) -> RouterTicket | None:

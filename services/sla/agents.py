@@ -22,6 +22,7 @@ from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
 from services.domain.tickets import TicketState
 from services.domain.validation import Rejection, decode, unknown_ticket
+from services.platform.batch import Batch
 from services.platform.codec import TYPES, Outgoing, header
 from services.platform.db import write_outbox
 from services.platform.logging import get_logger
@@ -53,60 +54,57 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                                   subject=e.ticket_id or e.campaign_id, time=e.at))
         return out
 
-    async def save(conn: asyncpg.Connection, state: TicketState, before: TicketState | None) -> None:
-        await store.save_ticket(conn, state, sla.next_check(state, rules))
-        await store.save_transitions(conn, state.ticket_id, state.transitions, before.transitions if before else None)
-        await store.save_facts(conn, state, before, rules.campaigns)
-
-    async def on_repeat(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_repeat(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         report = decode(RepeatReport, raw)
         if isinstance(report, Rejection):
-            return await rt.reject(conn, report, raw, m)
-        before = await store.load_ticket(conn, report.ticket_id)
+            return await rt.reject(batch, report, raw, m)
+        before = await store.load(batch, report.ticket_id)
         result = sla.on_repeat(before, report, rules)
         if result is None:
-            return await rt.reject(conn, unknown_ticket(report.ticket_id), raw, m)
+            return await rt.reject(batch, unknown_ticket(report.ticket_id), raw, m)
         if not isinstance(result, Duplicate):
-            await save(conn, result, before)
+            store.stage(batch, result, rules)
         return []
 
-    async def on_work_order(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_work_order(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         if header(m.headers, "ce_type") == TYPES[RepeatReport]:
-            return await on_repeat(conn, raw, m)
+            return await on_repeat(batch, raw, m)
         order = decode(WorkOrder, raw)
         if isinstance(order, Rejection):
-            return await rt.reject(conn, order, raw, m)
-        before = await store.load_ticket(conn, order.ticket_id)
+            return await rt.reject(batch, order, raw, m)
+        before = await store.load(batch, order.ticket_id)
         result = sla.on_work_order(before, order, rules)
         if not isinstance(result, Duplicate):
-            await save(conn, result, before)
+            store.stage(batch, result, rules)
         return []
 
-    async def on_triage(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_triage(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+        if header(m.headers, "ce_type") == TYPES[RepeatReport]:  # a repeat of a ticket never dispatched
+            return await on_repeat(batch, raw, m)
         item = decode(TriageItem, raw)
         if isinstance(item, Rejection):
-            return await rt.reject(conn, item, raw, m)
-        before = await store.load_ticket(conn, item.ticket_id)
+            return await rt.reject(batch, item, raw, m)
+        before = await store.load(batch, item.ticket_id)
         result = sla.on_triage(before, item)
         if not isinstance(result, Duplicate):
-            await save(conn, result, before)
+            store.stage(batch, result, rules)
         return []
 
-    async def on_update(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_update(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
             rt.metrics.updates.labels("unknown", "rejected").inc()
-            return await rt.reject(conn, update, raw, m)
-        before = await store.load_ticket(conn, update.ticket_id)
+            return await rt.reject(batch, update, raw, m)
+        before = await store.load(batch, update.ticket_id)
         result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
             rt.metrics.updates.labels(update.action.value, "rejected").inc()
-            return await rt.reject(conn, result, raw, m)
+            return await rt.reject(batch, result, raw, m)
         if isinstance(result, Duplicate):
             rt.metrics.duplicates.labels("sla").inc()
             return []
         rt.metrics.updates.labels(update.action.value, "applied").inc()
-        await save(conn, result.state, before)
+        store.stage(batch, result.state, rules)
         if isinstance(result, Applied) and result.redispatch:
             return [rt.out(update, "returns", update.ticket_id, ce_id=update.event_id, subject=update.ticket_id,
                            time=update.occurred_at)]
@@ -228,7 +226,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     def agent(topic_name: str, handler) -> None:  # type: ignore[no-untyped-def]
         @app.agent(topic(topic_name), name=f"sla-{topic_name}")
         async def consume(stream: faust.StreamT) -> None:
-            await rt.consume(stream, handler)
+            await rt.consume(stream, handler, prefetch=store.prefetch)
 
     agent("workorders", on_work_order)
     agent("triage", on_triage)

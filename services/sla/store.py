@@ -8,13 +8,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from services.domain.campaigns import (CampaignBook, CampaignReport, CampaignState, CohortAnswers, CohortQuestions,
                                        cohort_facts)
+from services.domain import sla
 from services.domain.scorecards import UnitFact, UnitScore, unit_facts
+from services.domain.sla import SlaRules
 from services.domain.tickets import OPEN_FOR_UNIT, TicketState, Transition
+from services.platform.batch import Batch, json_key
 
 
 async def load_ticket(conn: asyncpg.Connection, ticket_id: str, *, skip_locked: bool = False) -> TicketState | None:
@@ -24,30 +28,84 @@ async def load_ticket(conn: asyncpg.Connection, ticket_id: str, *, skip_locked: 
 
 
 async def save_ticket(conn: asyncpg.Connection, state: TicketState, next_check: datetime | None) -> None:
-    await conn.execute(
-        """INSERT INTO tickets (ticket_id, jurisdiction, source, category, status, unit, campaigns, opened_at,
-           next_check, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (ticket_id) DO UPDATE SET category = EXCLUDED.category, status = EXCLUDED.status,
-             unit = EXCLUDED.unit, next_check = EXCLUDED.next_check, state = EXCLUDED.state, updated_at = now()""",
-        state.ticket_id, state.jurisdiction, state.source, state.category, state.status.value, state.unit,
-        state.campaigns, state.opened_at, next_check, state.model_dump_json())
+    await conn.execute(UPSERT_TICKET, *_ticket_row(state, next_check))
 
 
 async def save_transitions(conn: asyncpg.Connection, ticket_id: str, transitions: list[Transition],
                            before: list[Transition] | None = None) -> None:
     """The audit trail: one row per transition. Only rows that are new or renumbered since ``before`` are
     written (a late input can renumber earlier rows, the history being kept in event-time order)."""
+    rows = [_transition_row(ticket_id, t) for t in new_transitions(transitions, before)]
+    if rows:
+        await conn.executemany(UPSERT_TRANSITION, rows)
+
+
+KIND = "ticket"
+UPSERT_TICKET = """INSERT INTO tickets (ticket_id, jurisdiction, source, category, status, unit, campaigns, opened_at,
+                   next_check, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (ticket_id) DO UPDATE SET category = EXCLUDED.category, status = EXCLUDED.status,
+                     unit = EXCLUDED.unit, next_check = EXCLUDED.next_check, state = EXCLUDED.state,
+                     updated_at = now()"""
+UPSERT_TRANSITION = """INSERT INTO transitions (ticket_id, update_id, seq, action, from_status, to_status, unit, at,
+                       reason, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                       ON CONFLICT (ticket_id, update_id) DO UPDATE
+                       SET seq = EXCLUDED.seq, from_status = EXCLUDED.from_status, to_status = EXCLUDED.to_status"""
+
+
+async def _fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
+    rows = await conn.fetch(
+        "SELECT ticket_id, state::text AS state FROM tickets WHERE ticket_id = ANY($1::text[]) "
+        "ORDER BY ticket_id FOR UPDATE", ids)
+    return {r["ticket_id"]: TicketState.model_validate_json(r["state"]) for r in rows}
+
+
+async def prefetch(batch: Batch, raws: list[bytes]) -> None:
+    """Load (and lock) the tickets of a batch of work orders, triage items and updates in one query."""
+    await batch.prefetch(KIND, [k for k in (json_key(raw, "ticket_id") for raw in raws) if k is not None], _fetch)
+
+
+async def load(batch: Batch, ticket_id: str) -> TicketState | None:
+    if not batch.known(KIND, ticket_id):
+        await batch.prefetch(KIND, [ticket_id], _fetch)
+    return batch.get(KIND, ticket_id)  # type: ignore[no-any-return]
+
+
+def stage(batch: Batch, state: TicketState, rules: SlaRules) -> None:
+    """The ticket's new state, written when the batch ends (once per ticket, however many inputs touched it):
+    the ticket row with its next check, the new or renumbered transitions, and the changed fact rows."""
+    def flush(batch: Batch, tickets: dict[str, tuple[Any, Any]]) -> None:
+        campaign_facts, unit_changes = [], []
+        for ticket_id, (before, state) in tickets.items():
+            batch.write(UPSERT_TICKET, _ticket_row(state, sla.next_check(state, rules)), key=ticket_id)
+            for t in new_transitions(state.transitions, before.transitions if before else None):
+                batch.write(UPSERT_TRANSITION, _transition_row(ticket_id, t), key=(ticket_id, t.update_id))
+            new = ticket_facts(state, rules.campaigns)
+            old = ticket_facts(before, rules.campaigns) if before is not None else None
+            if old is None or old.campaign_part() != new.campaign_part():
+                campaign_facts.append(new)
+            if old is None or old.unit_part() != new.unit_part():
+                unit_changes.append(new)
+        for sql, args in [*fact_statements(campaign_facts, units=False), *fact_statements(unit_changes, campaigns=False)]:
+            batch.write(sql, args)
+
+    batch.put(KIND, state.ticket_id, state, flush)
+
+
+def _ticket_row(state: TicketState, next_check: datetime | None) -> tuple[object, ...]:
+    return (state.ticket_id, state.jurisdiction, state.source, state.category, state.status.value, state.unit,
+            state.campaigns, state.opened_at, next_check, state.model_dump_json())
+
+
+def _transition_row(ticket_id: str, t: Transition) -> tuple[object, ...]:
+    return (ticket_id, t.update_id, t.seq, t.action, t.from_status.value if t.from_status else None,
+            t.to_status.value, t.unit, t.at, t.reason, t.note)
+
+
+def new_transitions(transitions: list[Transition], before: list[Transition] | None) -> list[Transition]:
+    """Transitions new or renumbered since ``before`` (a late input can renumber earlier rows, the history being
+    kept in event-time order)."""
     known = {(t.update_id, t.seq, t.from_status, t.to_status) for t in before or ()}
-    transitions = [t for t in transitions if (t.update_id, t.seq, t.from_status, t.to_status) not in known]
-    if not transitions:
-        return
-    await conn.executemany(
-        """INSERT INTO transitions (ticket_id, update_id, seq, action, from_status, to_status, unit, at, reason, note)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (ticket_id, update_id) DO UPDATE
-           SET seq = EXCLUDED.seq, from_status = EXCLUDED.from_status, to_status = EXCLUDED.to_status""",
-        [(ticket_id, t.update_id, t.seq, t.action, t.from_status.value if t.from_status else None, t.to_status.value,
-          t.unit, t.at, t.reason, t.note) for t in transitions])
+    return [t for t in transitions if (t.update_id, t.seq, t.from_status, t.to_status) not in known]
 
 
 async def due_ticket_ids(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[str]:
@@ -158,26 +216,35 @@ async def save_facts(conn: asyncpg.Connection, state: TicketState, before: Ticke
 async def write_facts(conn: asyncpg.Connection, facts: Sequence[TicketFacts], *, campaigns: bool = True,
                       units: bool = True) -> None:
     """Delete the tickets' rows and insert their facts: one statement per part, idempotent."""
+    for sql, args in fact_statements(facts, campaigns=campaigns, units=units):
+        await conn.execute(sql, *args)
+
+
+def fact_statements(facts: Sequence[TicketFacts], *, campaigns: bool = True,
+                    units: bool = True) -> list[tuple[str, tuple[object, ...]]]:
+    """The statements (SQL and arguments) that replace the tickets' fact rows."""
     ids = [f.ticket_id for f in facts]
+    out: list[tuple[str, tuple[object, ...]]] = []
     if campaigns and ids:
         members, spans = campaign_rows(facts)
-        await conn.execute(
+        out.append((
             """WITH gone_members AS (DELETE FROM campaign_members WHERE ticket_id = ANY($1::text[])),
                     gone_spans AS (DELETE FROM campaign_spans WHERE ticket_id = ANY($1::text[])),
                     new_members AS (INSERT INTO campaign_members (ticket_id, campaign_id, opened_at)
                                     SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[]))
                INSERT INTO campaign_spans (ticket_id, campaign_id, opened_at, done_from, done_until)
                SELECT * FROM unnest($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])""",
-            ids, *_columns(members, 3), *_columns(spans, 5))
+            (ids, *_columns(members, 3), *_columns(spans, 5))))
     if units and ids:
-        await conn.execute(
+        out.append((
             f"""WITH gone AS (DELETE FROM unit_facts WHERE ticket_id = ANY($1::text[]))
                 INSERT INTO unit_facts ({", ".join(UNIT_FACT_COLUMNS)})
                 SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::text[],
                                      $8::timestamptz[], $9::timestamptz[], $10::boolean[], $11::timestamptz[],
                                      $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::boolean[],
                                      $16::boolean[])""",
-            ids, *_columns(unit_rows(facts), len(UNIT_FACT_COLUMNS)))
+            (ids, *_columns(unit_rows(facts), len(UNIT_FACT_COLUMNS)))))
+    return out
 
 
 UNIT_FACT_COLUMNS = ("ticket_id", "jurisdiction", "unit", "opened_at", "ticket_open", "kind", "counts_from",
