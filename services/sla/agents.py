@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -20,9 +21,8 @@ from services.domain import sla
 from services.domain.campaigns import Campaign, CampaignReport, advance as advance_campaign, evaluation_times, questions
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
-from services.domain.tickets import TicketState
 from services.domain.validation import Rejection, decode, unknown_ticket
-from services.platform.batch import Batch
+from services.platform.batch import Batch, IfNew, escalation_row
 from services.platform.codec import TYPES, Outgoing, header
 from services.platform.db import write_outbox
 from services.platform.logging import get_logger
@@ -33,6 +33,7 @@ from services.router.store import insert_escalation
 from services.sla import store
 
 log = get_logger(__name__)
+SWEEP_BATCH = 500  # due tickets per sweep transaction
 CAMPAIGN_CHUNK = 31  # scheduled campaign evaluations per transaction when catching up (a month of daily ones)
 BACKFILL_BUDGET_SECONDS = 2.0  # longest a call of ensure_facts spends computing old tickets' facts
 
@@ -49,9 +50,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         out = []
         for e in found:
             if await insert_escalation(conn, e):
-                rt.metrics.escalations.labels(e.kind.value, str(e.level), e.jurisdiction or "").inc()
-                out.append(rt.out(e, "escalations", e.ticket_id or e.campaign_id, ce_id=e.escalation_id,
-                                  subject=e.ticket_id or e.campaign_id, time=e.at))
+                counted(e)()
+                out.append(escalation_message(e))
         return out
 
     async def on_repeat(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
@@ -114,20 +114,15 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         """Emit every escalation due by ``now``: tickets first, then scheduled campaign evaluations."""
         pool = await rt.pool()
         emitted = 0
+        swept: set[str] = set()
         while True:
-            async with pool.acquire() as conn:
-                ids = await store.due_ticket_ids(conn, now)
-            if not ids:
+            ids, rows = await _sweep_batch(pool, now)
+            if rows:
+                emitted += len(rows)
+                await rt.publish(rows)
+            if not ids or ids <= swept:  # nothing due, all due tickets locked by another worker, or no progress
                 break
-            progressed = False
-            for ticket_id in ids:
-                rows = await _sweep_ticket(pool, ticket_id, now)
-                if rows is not None:
-                    progressed = True
-                    emitted += len(rows)
-                    await rt.publish(rows)
-            if not progressed:
-                break
+            swept |= ids
         if await ensure_facts():  # campaigns count stored facts: not before every ticket has them
             for campaign in rules.campaigns.campaigns:
                 more = True
@@ -143,15 +138,27 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             rt.metrics.calendar_fallback.labels(str(year)).set(1)
         return emitted
 
-    async def _sweep_ticket(pool: asyncpg.Pool, ticket_id: str, now: datetime) -> list | None:
+    async def _sweep_batch(pool: asyncpg.Pool, now: datetime) -> tuple[set[str], list[tuple[int, Outgoing]]]:
+        """One transaction over up to SWEEP_BATCH due tickets (those another worker holds are skipped): their due
+        escalations are inserted in one statement and published if new, the tickets written once each."""
         async with pool.acquire() as conn, conn.transaction():
-            before = await store.load_ticket(conn, ticket_id, skip_locked=True)
-            if before is None:
-                return None
-            state, found, upcoming = sla.sweep(before, now, rules)
-            await store.save_ticket(conn, state, upcoming)
-            await store.save_facts(conn, state, before, rules.campaigns)  # writes nothing unless facts changed
-            return await write_outbox(conn, "sla", await escalate(conn, found))
+            batch = Batch(conn)
+            due = await store.lock_due(batch, now, SWEEP_BATCH)
+            out: list[Outgoing | IfNew] = []
+            for before in due:
+                state, found, upcoming = sla.sweep(before, now, rules)
+                store.stage(batch, state, rules, next_check=upcoming)
+                for e in found:
+                    batch.escalation(escalation_row(e))
+                    out.append(IfNew(e.escalation_id, escalation_message(e), counted(e)))
+            return {t.ticket_id for t in due}, await write_outbox(conn, "sla", await batch.flush(out))
+
+    def escalation_message(e: Escalation) -> Outgoing:
+        return rt.out(e, "escalations", e.ticket_id or e.campaign_id, ce_id=e.escalation_id,
+                      subject=e.ticket_id or e.campaign_id, time=e.at)
+
+    def counted(e: Escalation) -> Callable[[], None]:
+        return lambda: rt.metrics.escalations.labels(e.kind.value, str(e.level), e.jurisdiction or "").inc()
 
     async def _evaluate_campaign(pool: asyncpg.Pool, campaign: Campaign,
                                  now: datetime) -> tuple[list[tuple[int, Outgoing]], bool]:

@@ -70,13 +70,22 @@ async def load(batch: Batch, ticket_id: str) -> TicketState | None:
     return batch.get(KIND, ticket_id)  # type: ignore[no-any-return]
 
 
-def stage(batch: Batch, state: TicketState, rules: SlaRules) -> None:
+_NEXT_CHECK = "next_check"
+
+
+def stage(batch: Batch, state: TicketState, rules: SlaRules, *, next_check: datetime | None | bool = True) -> None:
     """The ticket's new state, written when the batch ends (once per ticket, however many inputs touched it):
-    the ticket row with its next check, the new or renumbered transitions, and the changed fact rows."""
+    the ticket row with its next check (computed then, unless given), the new or renumbered transitions, and
+    the changed fact rows."""
+    checks: dict[str, datetime | None | bool] = batch.scratch.setdefault(_NEXT_CHECK, {})
+    checks[state.ticket_id] = next_check
+
     def flush(batch: Batch, tickets: dict[str, tuple[Any, Any]]) -> None:
         campaign_facts, unit_changes = [], []
         for ticket_id, (before, state) in tickets.items():
-            batch.write(UPSERT_TICKET, _ticket_row(state, sla.next_check(state, rules)), key=ticket_id)
+            given = checks.get(ticket_id, True)
+            upcoming = sla.next_check(state, rules) if given is True else given
+            batch.write(UPSERT_TICKET, _ticket_row(state, upcoming), key=ticket_id)  # type: ignore[arg-type]
             for t in new_transitions(state.transitions, before.transitions if before else None):
                 batch.write(UPSERT_TRANSITION, _transition_row(ticket_id, t), key=(ticket_id, t.update_id))
             new = ticket_facts(state, rules.campaigns)
@@ -106,6 +115,18 @@ def new_transitions(transitions: list[Transition], before: list[Transition] | No
     kept in event-time order)."""
     known = {(t.update_id, t.seq, t.from_status, t.to_status) for t in before or ()}
     return [t for t in transitions if (t.update_id, t.seq, t.from_status, t.to_status) not in known]
+
+
+async def lock_due(batch: Batch, now: datetime, limit: int) -> list[TicketState]:
+    """Up to ``limit`` tickets with an escalation due by ``now``, locked; tickets another worker has locked are
+    skipped. They are recorded in the batch as loaded."""
+    rows = await batch.conn.fetch(
+        """SELECT ticket_id, state::text AS state FROM tickets WHERE next_check <= $1 ORDER BY next_check LIMIT $2
+           FOR UPDATE SKIP LOCKED""", now, limit)
+    states = [TicketState.model_validate_json(r["state"]) for r in rows]
+    for state in states:
+        batch.loaded(KIND, state.ticket_id, state)
+    return states
 
 
 async def due_ticket_ids(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[str]:
