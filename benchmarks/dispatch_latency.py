@@ -12,7 +12,7 @@ as repeat reports. A consumer assigned to every ``hotline.unit.<code>`` topic
 (positioned at their end before publishing) records when the first copy of each work order arrives, matched
 by ticket_id. Events that become triage items, redirects or repeat reports have no work order and are not
 counted. Before the timed phases a probe times one plain aiokafka hop on the same broker at several consumer
-``fetch_max_wait_ms`` values (the workers' Faust consumers use 1500 ms). After publishing stops the benchmark waits (--drain seconds at most) for the stragglers. For each
+``fetch_max_wait_ms`` values (Faust's default is 1500 ms; the workers set ``HOTLINE_FETCH_WAIT_MS``, 50 ms by default). After publishing stops the benchmark waits (--drain seconds at most) for the stragglers. For each
 rate it prints publish→unit-topic latency p50/p95/p99/max, the latency trend (first vs last third of the
 window: a pipeline that cannot keep up shows a growing latency), and the router's
 ``hotline_dispatch_latency_seconds`` histogram (intake receipt → work order published) quantiles from /metrics,
@@ -47,7 +47,8 @@ REPEAT_TYPE = b"cn.gov.12345.intake.repeat.v1"
 
 async def hop_probe(bootstrap: str, wait_ms: int, n: int = 100, interval: float = 0.05) -> list[float]:
     """One broker hop, producer -> consumer, at 20 messages/s: the latency a consumer with this
-    fetch_max_wait_ms sees (Faust's aiokafka driver hard-codes fetch_max_wait_ms=1500)."""
+    fetch_max_wait_ms sees (Faust's aiokafka driver hard-codes 1500 ms; the workers patch it to
+    ``HOTLINE_FETCH_WAIT_MS``)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     topic = f"bench.hop.{wait_ms}"
