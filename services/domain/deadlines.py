@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 
 from schemas import Escalation, EscalationKind
@@ -90,7 +90,45 @@ def _levels(state: TicketState, cycle: Cycle, kind: EscalationKind, breach: date
     return out
 
 
+# ``scheduled`` by its inputs (see ``_plan_key``): a ticket is re-planned after every change and at every
+# sweep, mostly with the same cycles. Each entry keeps the policy and calendar it was computed with, so their
+# ids in the key cannot be reused while it exists. Bounded, cleared when full.
+_PLANS: dict[tuple[object, ...], tuple[Policy, WorkCalendar, tuple[Planned, ...]]] = {}
+_PLANS_MAX = 1 << 16
+
+
+def _plan_key(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[object, ...]:
+    """Everything ``scheduled`` reads: the ticket id, the policy and calendar (by identity), every field of every
+    cycle, and the time zones of the datetimes whose zone the planned instants and deadlines take (instants in
+    different zones compare and hash equal, but print differently)."""
+    key: list[object] = [state.ticket_id, id(policy), id(calendar)]
+    for c in state.cycles:
+        ack_due = c.ack_due
+        key += (c.index, c.kind, c.dispatch_seq, c.unit, c.start, c.start.tzinfo, ack_due,
+                ack_due.tzinfo if ack_due is not None else None, c.acked_at, c.resolved_at, c.ended_at, len(c.due))
+        for segment in c.due:
+            key += (segment.effective_from, segment.effective_from.tzinfo, segment.due, segment.due.tzinfo)
+    return tuple(key)
+
+
 def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
+    """Every escalation the ticket's history calls for, by time (then id)."""
+    return list(_scheduled(state, policy, calendar))
+
+
+def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
+    key = _plan_key(state, policy, calendar)
+    cached = _PLANS.get(key)
+    if cached is not None and cached[0] is policy and cached[1] is calendar:
+        return cached[2]
+    plans = tuple(_compute_scheduled(state, policy, calendar))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = (policy, calendar, plans)
+    return plans
+
+
+def _compute_scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
     out: list[Planned] = []
     for cycle in state.cycles:
         if cycle.ack_due is not None:
@@ -114,15 +152,22 @@ def split(state: TicketState, now: datetime, policy: Policy,
           calendar: WorkCalendar) -> tuple[list[Escalation], datetime | None]:
     """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come."""
     emitted = set(state.emitted)
-    pending = [p for p in scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    pending = [p for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
     later = [p.at for p in pending if p.at > now]
-    return [_build(state, p, policy) for p in pending if p.at <= now], (min(later) if later else None)
+    return [_build(state, p, policy) for p in pending if p.at <= now], _utc(min(later)) if later else None
 
 
 def next_check(state: TicketState, policy: Policy, calendar: WorkCalendar) -> datetime | None:
+    """The moment of the next escalation not emitted yet (in UTC, like the ``upcoming`` of ``split``)."""
     emitted = set(state.emitted)
-    pending = [p.at for p in scheduled(state, policy, calendar) if p.escalation_id not in emitted]
-    return min(pending) if pending else None
+    pending = [p.at for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    return _utc(min(pending)) if pending else None
+
+
+def _utc(moment: datetime) -> datetime:
+    """Check times go into heaps and indexes: aware datetimes that share one tzinfo compare without the
+    ``utcoffset`` calls that instants parsed from inputs (each with its own tzinfo) need."""
+    return moment.astimezone(timezone.utc)
 
 
 def mark_emitted(state: TicketState, escalations: list[Escalation]) -> TicketState:

@@ -32,12 +32,15 @@ class ReplayResult:
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector. A replay builds millions of long-lived objects (states, work orders,
     escalations) that hold no reference cycles, so each collection finds nothing but walks them all again; with
-    the defaults that was about a quarter of the replay's time. Reference counting still frees everything."""
+    the defaults that was about a quarter of the replay's time. Reference counting still frees everything.
+    Afterwards the objects are frozen (``gc.freeze``), so that the first collection after the run does not walk
+    them all once more; frozen objects are still freed by reference counting."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if enabled:
             gc.enable()
 

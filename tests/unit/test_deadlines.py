@@ -104,3 +104,38 @@ def test_policy_categories_exist_in_the_taxonomy(rules) -> None:  # type: ignore
     for rule in rules.policies.rules:
         assert rule.match.get("category", frozenset()) <= known, rule.name
         assert rule.citation.strip(), rule.name
+
+
+def test_planned_escalations_keep_the_time_zone_of_the_history(rules) -> None:  # type: ignore[no-untyped-def]
+    """Plans are cached by the ticket's cycles; the same instants written with another UTC offset compare equal
+    but must still give escalations in that offset (they are printed with it)."""
+    from datetime import timezone
+
+    def escalations(zone):  # type: ignore[no-untyped-def]
+        state = sla.on_work_order(None, work_order("TZ1", cst("2025-06-09 09:00").astimezone(zone)), rules)
+        _, found, upcoming = sla.sweep(state, cst("2025-06-30 00:00"), rules)
+        return [e.model_dump_json() for e in found], upcoming
+
+    local, local_next = escalations(cst("2025-06-09 09:00").tzinfo)
+    utc, utc_next = escalations(timezone.utc)
+    assert local != utc and len(local) == len(utc)
+    assert all('"at":"2025-06-' in e and "+08:00" in e for e in local)
+    assert all("+08:00" not in e for e in utc)
+    assert escalations(cst("2025-06-09 09:00").tzinfo)[0] == local
+
+
+def test_plans_follow_every_change_of_the_cycles(rules) -> None:  # type: ignore[no-untyped-def]
+    """Re-planning a ticket after each change (served from the plan cache when nothing changed) gives what a
+    fresh computation gives."""
+    state = sla.on_work_order(None, work_order("PC1", cst("2025-06-09 09:00")), rules)
+    policy = rules.policy_for(state)
+    steps = [("acknowledge", "2025-06-11 10:00", {}),
+             ("extend", "2025-06-12 10:00", {"new_due": cst("2025-06-27 18:00"), "reason": "需协调"}),
+             ("resolve", "2025-06-20 10:00", {}), ("callback", "2025-06-21 10:00", {"satisfied": False, "reason": "未解决"})]
+    for action, at, extra in steps:
+        for _ in range(2):  # the second call is answered from the cache
+            assert deadlines.scheduled(state, policy, rules.calendar) == deadlines._compute_scheduled(
+                state, policy, rules.calendar)
+        state = sla.on_update(state, update("PC1", action, cst(at), **extra), rules).state
+    assert deadlines.scheduled(state, policy, rules.calendar) == deadlines._compute_scheduled(
+        state, policy, rules.calendar)
