@@ -110,16 +110,17 @@ class WorkCalendar:
         local = start.astimezone(CHINA_TZ)
         remaining = timedelta(days=days)
         day = local.date()
-        cursor = local
-        while True:
-            if self.is_workday(day):
-                end_of_day = datetime.combine(day + DAY, time(0), CHINA_TZ)
-                available = end_of_day - cursor
-                if remaining <= available:
-                    return cursor + remaining
-                remaining -= available
+        if self.is_workday(day):
+            available = datetime.combine(day + DAY, time(0), CHINA_TZ) - local
+            if remaining <= available:
+                return local + remaining
+            remaining -= available
+        while True:  # from the next midnight on, each working day adds a whole day
             day += DAY
-            cursor = datetime.combine(day, time(0), CHINA_TZ)
+            if self.is_workday(day):
+                if remaining <= DAY:
+                    return datetime.combine(day, time(0), CHINA_TZ) + remaining
+                remaining -= DAY
 
     def working_days_between(self, start: datetime, end: datetime) -> float:
         """Working-day time between two instants, in days (negative if ``end`` precedes ``start``)."""

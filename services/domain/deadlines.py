@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
+from datetime import datetime, timezone
 
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
@@ -24,14 +23,6 @@ LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district",
 
 def escalation_id(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
-
-
-@lru_cache(maxsize=1 << 17, typed=True)
-def _ticket_escalation_id(kind: str, ticket_id: str, cycle: int, level: int, threshold: float | None) -> str:
-    """``escalation_id`` of one planned ticket escalation. A ticket is re-planned after every change and
-    every sweep, and each plan is compared with the ids already emitted, so the same ids are asked for
-    many times; the hash depends only on these arguments."""
-    return escalation_id(kind, ticket_id, cycle, level, threshold)
 
 
 def _first_crossing(cycle: Cycle, instant_for_due) -> datetime | None:  # type: ignore[no-untyped-def]
@@ -63,10 +54,10 @@ class Planned:
     deadline: datetime
 
 
-def _plan(state: TicketState, cycle: Cycle, kind: EscalationKind, level: int, at: datetime, deadline: datetime,
+def _plan(ticket_id: str, cycle: Cycle, kind: EscalationKind, level: int, at: datetime, deadline: datetime,
           threshold: float | None = None) -> Planned:
-    return Planned(at, _ticket_escalation_id(kind.value, state.ticket_id, cycle.index, level, threshold), kind,
-                   level, threshold, cycle, deadline)
+    return Planned(at, escalation_id(kind.value, ticket_id, cycle.index, level, threshold), kind, level, threshold,
+                   cycle, deadline)
 
 
 def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:
@@ -80,49 +71,128 @@ def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:
     )
 
 
-def _levels(state: TicketState, cycle: Cycle, kind: EscalationKind, breach: datetime, done: datetime | None,
-            delays: tuple[Limit, ...], calendar: WorkCalendar) -> list[Planned]:
-    out = []
-    for level, delay in enumerate(delays[:3], start=1):
-        at = delay.after(breach, calendar)
-        if done is None or at < done:
-            out.append(_plan(state, cycle, kind, level, at, breach))
-    return out
+def _levels(ticket_id: str, cycle: Cycle, kind: EscalationKind, breach: datetime, delays: tuple[Limit, ...],
+            calendar: WorkCalendar) -> list[Planned]:
+    return [_plan(ticket_id, cycle, kind, level, delay.after(breach, calendar), breach)
+            for level, delay in enumerate(delays[:3], start=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """Everything a cycle's clocks call for if the cycle never ends (acknowledged, resolved, returned), by time
+    then id; what is still due is filtered from them by the cycle's ends (``_live``)."""
+
+    plans: tuple[Planned, ...]
+    breach: datetime | None  # the first crossing of the resolve deadline in force
+
+
+def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCalendar) -> _Candidates:
+    out: list[Planned] = []
+    if cycle.ack_due is not None:
+        out += _levels(ticket_id, cycle, EscalationKind.ack_overdue, cycle.ack_due, policy.ack_levels, calendar)
+    for threshold in policy.warnings:
+        at = _first_crossing(cycle, lambda due, t=threshold: cycle.start + (due - cycle.start) * t)
+        if at is not None:
+            out.append(_plan(ticket_id, cycle, EscalationKind.resolve_warning, 1, at, cycle.resolve_due_at(at),
+                             threshold))
+    breach = _first_crossing(cycle, lambda due: due)
+    if breach is not None:
+        out += _levels(ticket_id, cycle, EscalationKind.resolve_overdue, breach, policy.resolve_levels, calendar)
+    return _Candidates(tuple(sorted(out, key=_by_time)), breach)
+
+
+def _by_time(p: Planned) -> tuple[datetime, str]:
+    return p.at, p.escalation_id
+
+
+def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
+    """The candidates the cycle's ends leave: an acknowledgement (or resolution, or the end of the cycle) stops
+    the ack clock, a resolution (or the end) the resolve clock; only what falls before the stop remains."""
+    if cycle.acked_at is None and cycle.resolved_at is None and cycle.ended_at is None:
+        return candidates.plans
+    ack_done = _end(cycle, cycle.acked_at, cycle.resolved_at)
+    ack_open = cycle.ack_due is not None and (ack_done is None or ack_done > cycle.ack_due)
+    done = _end(cycle, cycle.resolved_at)
+    overdue_open = candidates.breach is not None and (done is None or candidates.breach < done)
+    live = []
+    for p in candidates.plans:
+        if p.kind is _ACK:
+            keep = ack_open and (ack_done is None or p.at < ack_done)
+        elif p.kind is _WARNING:
+            keep = done is None or p.at < done
+        else:
+            keep = overdue_open and (done is None or p.at < done)
+        if keep:
+            live.append(p)
+    return tuple(live)
+
+
+_ACK, _WARNING = EscalationKind.ack_overdue, EscalationKind.resolve_warning
+
+# ``_candidates`` by their inputs (see ``_cycle_key``): a ticket is re-planned after every change and at every
+# sweep, mostly with cycles of the same shape. Each entry keeps the policy and calendar it was computed with,
+# so their ids in the key cannot be reused while it exists. Bounded, cleared when full.
+_CANDIDATES: dict[tuple[object, ...], tuple[Policy, WorkCalendar, _Candidates]] = {}
+_CANDIDATES_MAX = 1 << 16
+
+
+def _cycle_key(ticket_id: str, c: Cycle, policy: Policy, calendar: WorkCalendar) -> tuple[object, ...]:
+    """Everything ``_candidates`` reads: the ticket id, the policy and calendar (by identity), the cycle's
+    fields other than its ends, and the time zones of the datetimes whose zone the planned instants and
+    deadlines take (instants in different zones compare and hash equal, but print differently)."""
+    ack_due = c.ack_due
+    key: list[object] = [ticket_id, id(policy), id(calendar), c.index, c.kind, c.dispatch_seq, c.unit, c.start,
+                         c.start.tzinfo, ack_due, ack_due.tzinfo if ack_due is not None else None]
+    for segment in c.due:
+        key += (segment.effective_from, segment.effective_from.tzinfo, segment.due, segment.due.tzinfo)
+    return tuple(key)
+
+
+def _cycle_candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCalendar) -> _Candidates:
+    key = _cycle_key(ticket_id, cycle, policy, calendar)
+    cached = _CANDIDATES.get(key)
+    if cached is not None and cached[0] is policy and cached[1] is calendar:
+        return cached[2]
+    candidates = _candidates(ticket_id, cycle, policy, calendar)
+    if len(_CANDIDATES) >= _CANDIDATES_MAX:
+        _CANDIDATES.clear()
+    _CANDIDATES[key] = (policy, calendar, candidates)
+    return candidates
 
 
 def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
-    out: list[Planned] = []
-    for cycle in state.cycles:
-        if cycle.ack_due is not None:
-            done = _end(cycle, cycle.acked_at, cycle.resolved_at)
-            if done is None or done > cycle.ack_due:
-                out += _levels(state, cycle, EscalationKind.ack_overdue, cycle.ack_due, done, policy.ack_levels,
-                               calendar)
-        done = _end(cycle, cycle.resolved_at)
-        for threshold in policy.warnings:
-            at = _first_crossing(cycle, lambda due, t=threshold: cycle.start + (due - cycle.start) * t)
-            if at is not None and (done is None or at < done):
-                out.append(_plan(state, cycle, EscalationKind.resolve_warning, 1, at, cycle.resolve_due_at(at),
-                                 threshold))
-        breach = _first_crossing(cycle, lambda due: due)
-        if breach is not None and (done is None or breach < done):
-            out += _levels(state, cycle, EscalationKind.resolve_overdue, breach, done, policy.resolve_levels, calendar)
-    return sorted(out, key=lambda p: (p.at, p.escalation_id))
+    """Every escalation the ticket's history calls for, by time (then id)."""
+    return list(_scheduled(state, policy, calendar))
+
+
+def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
+    cycles = state.cycles
+    if len(cycles) == 1:
+        return _live(cycles[0], _cycle_candidates(state.ticket_id, cycles[0], policy, calendar))
+    plans = [p for c in cycles for p in _live(c, _cycle_candidates(state.ticket_id, c, policy, calendar))]
+    return tuple(sorted(plans, key=_by_time))
 
 
 def split(state: TicketState, now: datetime, policy: Policy,
           calendar: WorkCalendar) -> tuple[list[Escalation], datetime | None]:
     """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come."""
     emitted = set(state.emitted)
-    pending = [p for p in scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    pending = [p for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
     later = [p.at for p in pending if p.at > now]
-    return [_build(state, p, policy) for p in pending if p.at <= now], (min(later) if later else None)
+    return [_build(state, p, policy) for p in pending if p.at <= now], _utc(min(later)) if later else None
 
 
 def next_check(state: TicketState, policy: Policy, calendar: WorkCalendar) -> datetime | None:
+    """The moment of the next escalation not emitted yet (in UTC, like the ``upcoming`` of ``split``)."""
     emitted = set(state.emitted)
-    pending = [p.at for p in scheduled(state, policy, calendar) if p.escalation_id not in emitted]
-    return min(pending) if pending else None
+    pending = [p.at for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    return _utc(min(pending)) if pending else None
+
+
+def _utc(moment: datetime) -> datetime:
+    """Check times go into heaps and indexes: aware datetimes that share one tzinfo compare without the
+    ``utcoffset`` calls that instants parsed from inputs (each with its own tzinfo) need."""
+    return moment.astimezone(timezone.utc)
 
 
 def mark_emitted(state: TicketState, escalations: list[Escalation]) -> TicketState:

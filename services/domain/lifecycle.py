@@ -66,10 +66,11 @@ def _with(state: TicketState, transition: Transition, **changes: object) -> Tick
                                     "status": transitions[-1].to_status, **changes})
 
 
-def new_cycle(state: TicketState, kind: str, unit: str, start: datetime, policy: Policy, calendar: WorkCalendar,
-              with_ack: bool) -> Cycle:
+def new_cycle(index: int, dispatch_seq: int, kind: str, unit: str, start: datetime, policy: Policy,
+              calendar: WorkCalendar, with_ack: bool) -> Cycle:
+    """Cycle number ``index`` of a ticket at dispatch ``dispatch_seq``, with its clocks started at ``start``."""
     limit = policy.resolve if kind == "dispatch" else policy.rehandle
-    return Cycle(index=len(state.cycles) + 1, kind=kind, dispatch_seq=state.dispatch_seq, unit=unit, start=start,
+    return Cycle(index=index, kind=kind, dispatch_seq=dispatch_seq, unit=unit, start=start,
                  ack_due=policy.ack.after(start, calendar) if with_ack else None,
                  due=[DueSegment(effective_from=start, due=limit.after(start, calendar))])
 
@@ -108,14 +109,13 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
     if state is None:
         state = open_ticket(order.decision, source=str(order.source), urgency=str(order.urgency),
                             campaigns=order.campaigns, opened_at=order.opened_at)
-    state = state.model_copy(update={"dispatch_seq": order.dispatch_seq, "category": order.category,
-                                     "policy": policy.name})
     cycles = [c if c.ended_at else c.model_copy(update={"ended_at": order.dispatched_at}) for c in state.cycles]
-    state = state.model_copy(update={"cycles": cycles})
-    cycle = new_cycle(state, "dispatch", order.lead_unit, order.dispatched_at, policy, calendar, with_ack=True)
+    cycle = new_cycle(len(cycles) + 1, order.dispatch_seq, "dispatch", order.lead_unit, order.dispatched_at, policy,
+                      calendar, with_ack=True)
     transition = _transition(state, f"dispatch:{order.work_order_id}", "dispatch", Status.dispatched, order.lead_unit,
                              order.dispatched_at)
-    return _with(state, transition, unit=order.lead_unit, cycles=[*cycles, cycle],
+    return _with(state, transition, dispatch_seq=order.dispatch_seq, category=order.category, policy=policy.name,
+                 unit=order.lead_unit, cycles=[*cycles, cycle],
                  first_dispatched_at=state.first_dispatched_at or order.dispatched_at)
 
 
@@ -192,11 +192,11 @@ def _callback(state, cycle, update, policy, calendar):  # type: ignore[no-untype
                                  note=update.note)
         return Applied(_with(state, transition), transition)
     ended = [*state.cycles[:-1], cycle.model_copy(update={"ended_at": update.occurred_at})]
-    reopened = state.model_copy(update={"cycles": ended})
-    fresh = new_cycle(reopened, "reopen", cycle.unit, update.occurred_at, policy, calendar, with_ack=False)
+    fresh = new_cycle(len(ended) + 1, state.dispatch_seq, "reopen", cycle.unit, update.occurred_at, policy, calendar,
+                      with_ack=False)
     transition = _transition(state, update.event_id, "callback", Status.reopened, update.unit, update.occurred_at,
                              reason=update.reason, note=update.note)
-    return Applied(_with(reopened, transition, cycles=[*ended, fresh], reopens=state.reopens + 1), transition)
+    return Applied(_with(state, transition, cycles=[*ended, fresh], reopens=state.reopens + 1), transition)
 
 
 _HANDLERS = {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +28,31 @@ class ReplayResult:
     until: datetime | None
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. A replay builds millions of long-lived objects (states, work orders,
+    escalations) that hold no reference cycles, so each collection finds nothing but walks them all again; with
+    the defaults that was about a quarter of the replay's time. Reference counting still frees everything.
+    Afterwards the objects are frozen (``gc.freeze``), so that the first collection after the run does not walk
+    them all once more; frozen objects are still freed by reference counting."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None = None,
         max_returns: int = 2, progress: Callable[[int], None] | None = None) -> ReplayResult:
+    with _collector_paused():
+        return _run(events, updates, router, rules, until=until, max_returns=max_returns, progress=progress)
+
+
+def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None,
+         max_returns: int, progress: Callable[[int], None] | None) -> ReplayResult:
     event_lines = read_lines(events, "events")
     update_lines = read_lines(updates, "updates") if updates else []
     pipeline = Pipeline(router=router, rules=rules, max_returns=max_returns)

@@ -52,3 +52,14 @@ def test_override_file_supplies_a_later_year(tmp_path: Path) -> None:
 def test_shipped_override_file_loads() -> None:
     path = Path(__file__).resolve().parents[2] / "services" / "sla" / "calendar_overrides.yaml"
     assert isinstance(load_overrides(path), dict)
+
+
+def test_working_days_answer_in_the_time_zone_of_the_start() -> None:
+    """Answers are cached by instant; the same instant in another zone still gets its answer in that zone."""
+    from datetime import timezone
+
+    cal = WorkCalendar()
+    local = cal.add_working_days(cst("2025-06-06 15:00"), 1)
+    utc = cal.add_working_days(cst("2025-06-06 15:00").astimezone(timezone.utc), 1)
+    assert local == utc == cst("2025-06-09 15:00")
+    assert local.isoformat() == "2025-06-09T15:00:00+08:00" and utc.isoformat() == "2025-06-09T07:00:00+00:00"

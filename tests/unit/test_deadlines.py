@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.domain import deadlines, sla
+from services.domain.validation import Rejection
 from tests.conftest import cst
 from tests.factories import update, work_order
 
@@ -104,3 +105,99 @@ def test_policy_categories_exist_in_the_taxonomy(rules) -> None:  # type: ignore
     for rule in rules.policies.rules:
         assert rule.match.get("category", frozenset()) <= known, rule.name
         assert rule.citation.strip(), rule.name
+
+
+def test_planned_escalations_keep_the_time_zone_of_the_history(rules) -> None:  # type: ignore[no-untyped-def]
+    """Plans are cached by the ticket's cycles; the same instants written with another UTC offset compare equal
+    but must still give escalations in that offset (they are printed with it)."""
+    from datetime import timezone
+
+    def escalations(zone):  # type: ignore[no-untyped-def]
+        state = sla.on_work_order(None, work_order("TZ1", cst("2025-06-09 09:00").astimezone(zone)), rules)
+        _, found, upcoming = sla.sweep(state, cst("2025-06-30 00:00"), rules)
+        return [e.model_dump_json() for e in found], upcoming
+
+    local, local_next = escalations(cst("2025-06-09 09:00").tzinfo)
+    utc, utc_next = escalations(timezone.utc)
+    assert local != utc and len(local) == len(utc)
+    assert all('"at":"2025-06-' in e and "+08:00" in e for e in local)
+    assert all("+08:00" not in e for e in utc)
+    assert escalations(cst("2025-06-09 09:00").tzinfo)[0] == local
+
+
+def _reference_scheduled(state, policy, calendar):  # type: ignore[no-untyped-def]
+    """The plan computed from scratch, without caches (what ``scheduled`` computed before it cached each
+    cycle's candidates): as (at, offset, id, deadline) for each planned escalation."""
+    from schemas import EscalationKind
+
+    def end(cycle, *moments):  # type: ignore[no-untyped-def]
+        known = [m for m in (*moments, cycle.ended_at) if m is not None]
+        return min(known) if known else None
+
+    def crossing(cycle, instant_for_due):  # type: ignore[no-untyped-def]
+        for i, segment in enumerate(cycle.due):
+            until = cycle.due[i + 1].effective_from if i + 1 < len(cycle.due) else None
+            candidate = max(segment.effective_from, instant_for_due(segment.due))
+            if until is None or candidate < until:
+                return candidate
+        return None
+
+    out = []
+    for c in state.cycles:
+        def plan(kind, level, at, deadline, threshold=None):  # type: ignore[no-untyped-def]
+            out.append((at, at.utcoffset(), deadlines.escalation_id(kind.value, state.ticket_id, c.index, level,
+                                                                    threshold), deadline, deadline.utcoffset()))
+
+        if c.ack_due is not None:
+            done = end(c, c.acked_at, c.resolved_at)
+            if done is None or done > c.ack_due:
+                for level, delay in enumerate(policy.ack_levels[:3], start=1):
+                    at = delay.after(c.ack_due, calendar)
+                    if done is None or at < done:
+                        plan(EscalationKind.ack_overdue, level, at, c.ack_due)
+        done = end(c, c.resolved_at)
+        for t in policy.warnings:
+            at = crossing(c, lambda due: c.start + (due - c.start) * t)
+            if at is not None and (done is None or at < done):
+                plan(EscalationKind.resolve_warning, 1, at, c.resolve_due_at(at), t)
+        breach = crossing(c, lambda due: due)
+        if breach is not None and (done is None or breach < done):
+            for level, delay in enumerate(policy.resolve_levels[:3], start=1):
+                at = delay.after(breach, calendar)
+                if done is None or at < done:
+                    plan(EscalationKind.resolve_overdue, level, at, breach)
+    return sorted(out, key=lambda p: (p[0], p[2]))
+
+
+def _planned(state, policy, calendar):  # type: ignore[no-untyped-def]
+    return [(p.at, p.at.utcoffset(), p.escalation_id, p.deadline, p.deadline.utcoffset())
+            for p in deadlines.scheduled(state, policy, calendar)]
+
+
+def test_plans_follow_every_change_of_the_cycles(rules) -> None:  # type: ignore[no-untyped-def]
+    """Re-planning a ticket after each change (from the cached candidates of its cycles) gives what a fresh
+    computation gives: acknowledgement, extension, resolution, reopening, an extension of the new cycle, and on
+    other tickets returns with and without acknowledgement."""
+    histories = {
+        "PC1": [("acknowledge", "2025-06-11 10:00", {}),
+                ("extend", "2025-06-12 10:00", {"new_due": cst("2025-06-27 18:00"), "reason": "需协调"}),
+                ("resolve", "2025-06-20 10:00", {}),
+                ("callback", "2025-06-21 10:00", {"satisfied": False, "reason": "未解决"}),
+                ("extend", "2025-06-24 10:00", {"new_due": cst("2025-07-15 18:00"), "reason": "需协调"}),
+                ("resolve", "2025-07-20 10:00", {})],
+        "PC2": [("acknowledge", "2025-06-12 10:00", {}), ("return", "2025-06-13 10:00", {})],
+        "PC3": [("return", "2025-06-16 10:00", {})],  # returned late, never acknowledged
+    }
+    for ticket, steps in histories.items():
+        state = sla.on_work_order(None, work_order(ticket, cst("2025-06-09 09:00")), rules)
+        for step in [*steps, None]:
+            policy = rules.policy_for(state)
+            for _ in range(2):  # the second call is answered from the cache
+                assert _planned(state, policy, rules.calendar) == _reference_scheduled(state, policy, rules.calendar)
+            if step is None:
+                break
+            action, at, extra = step
+            result = sla.on_update(state, update(ticket, action, cst(at), **extra), rules)
+            assert not isinstance(result, Rejection), (action, result)
+            state = result.state
+        assert state.cycles[-1].resolved_at is not None or state.cycles[-1].ended_at is not None

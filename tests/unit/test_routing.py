@@ -240,3 +240,45 @@ def test_load_from_another_cwd(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.split()[0] == Router.load().version
+
+
+def _score_every_rule(rules, allowed, hits, source, hint, scoring, veto_hits):  # type: ignore[no-untyped-def]
+    """The reference: a score sheet for every rule of the rulebook (what score_rules did before it scored only
+    the rules with evidence)."""
+    from services.domain.routing.matching import Kind
+    from services.domain.routing.scoring import Scored
+
+    by_id = {rule.id: Scored(rule=rule, order=i) for i, rule in enumerate(rules)}
+    vetoed = {e.ref for hit in veto_hits for e in hit.entries if e.kind is Kind.veto}
+    for hit in hits:
+        for entry in hit.entries:
+            if entry.kind is Kind.rule and hit.term not in by_id[entry.ref].terms:
+                by_id[entry.ref].terms.append(hit.term)
+                by_id[entry.ref].score += entry.weight
+    out = []
+    for rule_id, s in by_id.items():
+        if rule_id in vetoed or source not in allowed[rule_id]:
+            continue
+        if hint and hint == s.rule.category:
+            s.score, s.hinted = s.score + scoring.hint_bonus, True
+        if s.score > 0:
+            out.append(s)
+    return sorted(out, key=lambda s: (-s.score, s.order))
+
+
+def test_scoring_only_rules_with_evidence_equals_scoring_every_rule(router: Router) -> None:
+    from services.domain.routing.matching import drop_dominated
+    from services.domain.routing.scoring import score_rules
+
+    categories = sorted(router.library.categories) + [None, "no_such_category"]
+    for i, row in enumerate(load_rows(EVAL)):
+        ev = IntakeEvent.model_validate(row["event"])
+        comp = router._compiled[str(ev.jurisdiction)]
+        all_hits = comp.index.scan(ev.content)
+        hits = drop_dominated(all_hits)
+        hint = categories[i % len(categories)]
+        args = (comp.rules, comp.allowed, hits, ev.source, hint, router.library.common.scoring)
+        fast = score_rules(*args, veto_hits=all_hits, index=comp.rule_index)
+        assert [(s.rule.id, s.score, s.terms, s.hinted) for s in fast] == [
+            (s.rule.id, s.score, s.terms, s.hinted) for s in _score_every_rule(*args, all_hits)]
+        assert [s.rule.id for s in score_rules(*args, veto_hits=all_hits)] == [s.rule.id for s in fast]

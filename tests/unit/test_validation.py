@@ -44,6 +44,13 @@ def test_good_event_is_normalised() -> None:
     (_raw(content="x" * 5000), "too_long", "content"),
     (_raw(content="   "), "empty_field", "content"),
     (_raw(content="bell\u0007"), "control_characters", "content"),
+    (_raw(content="bell\u0007").decode().replace("\u0007", "\\u0007").encode(), "control_characters", "content"),
+    (_raw(content="zero\u200bwidth"), "control_characters", "content"),
+    (_raw(address="form\x0cfeed").decode().replace("\x0c", "\\f").encode(), "control_characters", "address"),
+    (_raw(address="back\x08space").decode().replace("\x08", "\\b").encode(), "control_characters", "address"),
+    (_raw(caller={"name": "x\u202e", "phone": "123"}).replace(b"\xe2\x80\xae", b"\\u202e"), "control_characters",
+     "caller.name"),
+    (b'{"a": [[[[[[1]]]]]]}', "too_deep", None),
     (_raw(colour="red"), "unknown_field", "colour"),
     (_raw(event_id="has space"), "invalid_value", "event_id"),
     (_raw(caller={"name": "x", "phone": "call me"}), "invalid_value", "caller.phone"),
@@ -55,6 +62,10 @@ def test_bad_input_is_rejected_naming_field_and_reason(raw: bytes, reason: str, 
     assert result.error
     if field:
         assert field in result.error
+
+
+def test_brackets_inside_strings_do_not_count_as_depth() -> None:
+    assert isinstance(accept_event(_raw(content="[[[[[[[[{{{{{{{{ 括号", address="}}}}]]]]")), IntakeEvent)
 
 
 def test_update_fields_required_by_action() -> None:

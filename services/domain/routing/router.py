@@ -119,24 +119,26 @@ class Router:
         scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring,
                              veto_hits=all_hits, index=comp.rule_index)
         territory_name = territory.name if territory else None
-        candidates = [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
+
+        def candidates() -> list[Candidate]:  # the top of all scored rules, for the triage desk
+            return [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
 
         oos = self._screener.out_of_scope(hits)
         if oos is not None and (not scored or oos.score >= scored[0].score):
-            return out.out_of_scope(oos, candidates)
+            return out.out_of_scope(oos, candidates())
         if not scored:
-            return out.triage("no_rule_matched", 0.0, candidates)
+            return out.triage("no_rule_matched", 0.0, candidates())
 
         eligible = [s for s in scored if self._lead(s.rule, territory_name) not in excluded | {None}]
         if not eligible:
             reason = "all_candidates_excluded" if excluded else "no_territory_for_territorial_rule"
-            return out.triage(reason, 0.0, candidates)
+            return out.triage(reason, 0.0, candidates())
         best = eligible[0]
         lead = self._lead(best.rule, territory_name)
         rival = max((s.score for s in eligible[1:] if self._lead(s.rule, territory_name) != lead), default=0.0)
         conf = confidence(best.score, rival, common.scoring)
         if conf < comp.threshold:
-            return out.triage("low_confidence", conf, candidates)
+            return out.triage("low_confidence", conf, candidates())
         ranked = [self._candidate(s, territory_name) for s in eligible[: common.scoring.max_candidates]]
         return out.dispatch(best, lead, conf, ranked, excluded)
 
