@@ -130,7 +130,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                     await rt.publish(rows)
             if not progressed:
                 break
-        if await ensure_facts():  # campaigns count stored facts: not before every ticket has them
+        if rules.campaigns.campaigns and await ensure_facts():  # campaigns count stored facts, once all are there
             for campaign in rules.campaigns.campaigns:
                 more = True
                 while more:
