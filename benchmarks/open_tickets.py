@@ -9,16 +9,21 @@ real work orders from a routed sample (``services.demo.sample`` through the repl
 ids and opening times spread over the 30 days before --at, then ``sla.on_work_order`` (and
 ``sla.on_update`` with an ``acknowledge``) builds each TicketState.
 
-(a) in memory: the states go into ``services.replay.pipeline.Pipeline`` (ticket dict + deadline heap, via the
-    pipeline's own ``_store_ticket``); RSS growth per ticket; then one ``Pipeline.advance`` to the instant at
-    which --due-fraction of the tickets are due (campaign states are set so no campaign evaluation is due,
-    and one daily campaign evaluation over the enrolled tickets is timed separately).
+(a) in memory: the states go into ``services.replay.pipeline.Pipeline`` (ticket dict + deadline heap + the
+    campaigns' ``CohortIndex`` counters, via the pipeline's own ``_store_ticket``); RSS growth per ticket; then
+    one ``Pipeline.advance`` to the instant at which --due-fraction of the tickets are due (campaign states are
+    set so no campaign evaluation is due, and one daily campaign evaluation over the counters is timed
+    separately).
 (b) in PostgreSQL (embedded pgserver, own data directory under --root): the same states COPY'd into
-    ``tickets`` (state jsonb exactly as ``services.sla.store.save_ticket`` writes it), then table and index
-    sizes, ``services.sla.store.due_ticket_ids`` at the instant --due tickets are due, and the SLA worker's own
-    ``sweep`` (``services.sla.agents.build(...).hotline_sweep``, without Kafka: the Runtime's ``publish`` is
-    replaced by the database half of it, ``mark_published``) over those due tickets; then one campaign
-    evaluation round through the same ``sweep`` with the shipped campaigns.
+    ``tickets`` (state jsonb exactly as ``services.sla.store.save_ticket`` writes it) and their facts into
+    ``campaign_members``, ``campaign_spans`` and ``unit_facts`` (rows exactly as ``services.sla.store.save_facts``
+    writes them); then table and index sizes, the rate of ``store.backfill_facts`` (what an upgraded database
+    runs once), ``services.sla.store.due_ticket_ids`` at the instant --due tickets are due, and the SLA worker's
+    own ``sweep`` (``services.sla.agents.build(...).hotline_sweep``, without Kafka: the Runtime's ``publish`` is
+    replaced by the database half of it, ``mark_published``) over those due tickets; then the scorecard refresh
+    (``store.unit_scores`` + ``store.triage_backlog``, as the worker's timer runs them) and one campaign
+    evaluation round through the same ``sweep`` with the shipped campaigns. For these two, the longest stall of
+    the event loop is measured too (a 10 ms ticker running alongside).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, footer, header, peak_rss_mib, rss_mib  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
 
 from schemas import UnitUpdate, WorkOrder  # noqa: E402
 from services.domain import sla  # noqa: E402
@@ -94,6 +101,26 @@ def steady_campaigns(rules: SlaRules, now: datetime, behind: int = 0) -> dict[st
     return out
 
 
+@asynccontextmanager
+async def loop_stalls(period: float = 0.01) -> AsyncIterator[list[float]]:
+    """The longest time the event loop could not run a 10 ms ticker, while the body runs: out[0] in seconds."""
+    out = [0.0]
+    loop = asyncio.get_running_loop()
+
+    async def tick() -> None:
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(period)
+            out[0] = max(out[0], loop.time() - t0 - period)
+
+    task = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    try:
+        yield out
+    finally:
+        task.cancel()
+
+
 # --- (a) in memory -----------------------------------------------------------------------------------------------
 
 
@@ -114,7 +141,7 @@ def in_memory(args, router: Router, rules: SlaRules, orders: list[WorkOrder]):  
     print(f"built {len(pipeline.tickets):,} tickets in {build:.1f} s ({args.tickets / build:,.0f} tickets/s: "
           f"on_work_order + acknowledge for half + next_check + heap push)")
     print(f"RSS {base:.0f} -> {base + grown:.0f} MiB: +{grown:.0f} MiB = {grown * 2**20 / args.tickets:,.0f} bytes "
-          f"per open ticket (state objects, dict, heap, campaign member sets); heap entries {len(pipeline._heap):,}")
+          f"per open ticket (state objects, dict, heap, campaign counters); heap entries {len(pipeline._heap):,}")
     sizes = [len(json.dumps(s.model_dump(mode="json"), ensure_ascii=False).encode())
              for s in list(pipeline.tickets.values())[:2000]]
     print(f"state as JSON: mean {statistics.mean(sizes):,.0f} bytes (first 2,000 tickets)")
@@ -135,7 +162,7 @@ def in_memory(args, router: Router, rules: SlaRules, orders: list[WorkOrder]):  
     # one daily campaign evaluation, as advance() would run it when a scheduled instant passes
     total = 0.0
     for c in rules.campaigns.campaigns:
-        enrolled = pipeline._enrolled(c)
+        enrolled = pipeline.cohort(c)
         state = pipeline.campaign_states[c.id]
         nxt = evaluation_times(c, state.last_evaluated_at, now + timedelta(days=1))
         if not nxt:
@@ -143,7 +170,8 @@ def in_memory(args, router: Router, rules: SlaRules, orders: list[WorkOrder]):  
         t = Timer()
         advance_campaign(c, state, enrolled, nxt[0])
         total += t.seconds
-        print(f"  campaign {c.id}: one evaluation over {len(enrolled):,} enrolled tickets: {t.seconds * 1000:.0f} ms")
+        print(f"  campaign {c.id}: one evaluation over {len(enrolled):,} enrolled tickets (CohortIndex counts): "
+              f"{t.seconds * 1000:.2f} ms")
     print(f"  all campaigns, one evaluation each: {total:.2f} s")
     print(f"peak RSS so far {peak_rss_mib():.0f} MiB")
     return pipeline
@@ -179,21 +207,36 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
     columns = ["ticket_id", "jurisdiction", "source", "category", "status", "unit", "campaigns", "opened_at",
                "next_check", "state"]
     t = Timer()
-    dump_secs = 0.0
+    dump_secs = facts_secs = 0.0
     batch: list[tuple] = []
+    facts: list[store.TicketFacts] = []
     loaded = 0
+    fact_rows = {"campaign_members": 0, "campaign_spans": 0, "unit_facts": 0}
 
     async def flush() -> None:
         nonlocal loaded
         await conn.copy_records_to_table("tickets", records=batch, columns=columns)
+        members, spans = store.campaign_rows(facts)
+        units = store.unit_rows(facts)
+        await conn.copy_records_to_table("campaign_members", records=members,
+                                         columns=["ticket_id", "campaign_id", "opened_at"])
+        await conn.copy_records_to_table("campaign_spans", records=spans,
+                                         columns=["ticket_id", "campaign_id", "opened_at", "done_from", "done_until"])
+        await conn.copy_records_to_table("unit_facts", records=units, columns=list(store.UNIT_FACT_COLUMNS))
+        for table, rows in (("campaign_members", members), ("campaign_spans", spans), ("unit_facts", units)):
+            fact_rows[table] += len(rows)
         loaded += len(batch)
         batch.clear()
+        facts.clear()
 
     for state, nxt in source:
         d = Timer()
         row = (state.ticket_id, state.jurisdiction, state.source, state.category, state.status.value, state.unit,
                state.campaigns, state.opened_at, nxt, json.dumps(state.model_dump(mode="json")))
         dump_secs += d.seconds
+        d = Timer()
+        facts.append(store.ticket_facts(state, rules.campaigns))
+        facts_secs += d.seconds
         batch.append(row)
         if len(batch) >= 20_000:
             await flush()
@@ -201,9 +244,14 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
         await flush()
     load_secs = t.seconds
     print(f"COPY {loaded:,} rows: {load_secs:.1f} s ({loaded / load_secs:,.0f} rows/s; of which model_dump + "
-          f"json.dumps {dump_secs:.1f} s)")
+          f"json.dumps {dump_secs:.1f} s, store.ticket_facts {facts_secs:.1f} s = "
+          f"{facts_secs / max(loaded, 1) * 1e6:.0f} µs per ticket); fact rows: "
+          + ", ".join(f"{k} {v:,}" for k, v in fact_rows.items()))
     t = Timer()
     await conn.execute("VACUUM ANALYZE tickets")
+    await conn.execute("VACUUM ANALYZE campaign_members")
+    await conn.execute("VACUUM ANALYZE campaign_spans")
+    await conn.execute("VACUUM ANALYZE unit_facts")
     print(f"VACUUM ANALYZE: {t.seconds:.1f} s")
     sizes = await conn.fetchrow(
         """SELECT pg_total_relation_size('tickets') AS total, pg_relation_size('tickets') AS heap,
@@ -218,12 +266,33 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
             """SELECT indexrelname, pg_relation_size(indexrelid) AS size FROM pg_stat_user_indexes
                WHERE relname = 'tickets' ORDER BY 1"""):
         print(f"  index {r['indexrelname']}: {r['size'] / mib:,.1f} MiB")
+    for table in ("campaign_members", "campaign_spans", "unit_facts"):
+        size = await conn.fetchrow("SELECT pg_total_relation_size($1) AS total, pg_indexes_size($1) AS indexes", table)
+        print(f"  fact table {table}: {size['total'] / mib:,.1f} MiB (of which indexes {size['indexes'] / mib:,.1f} "
+              f"MiB) = {size['total'] / loaded:,.0f} bytes per ticket")
+
+    # the facts of tickets saved before migration 002 are computed once by the SLA worker (store.backfill_facts,
+    # a batch of 250 per transaction); time a few batches over tickets that have facts already (rewritten alike)
+    await db._init(conn)
+    steps = min(40, loaded // 250)
+    t = Timer()
+    for _ in range(steps):
+        async with conn.transaction():
+            await store.backfill_facts(conn, rules.campaigns)
+    if steps:
+        rate = steps * 250 / t.seconds
+        print(f"store.backfill_facts: {steps * 250:,} tickets in {t.seconds:.1f} s = {rate:,.0f} tickets/s "
+              f"(an upgraded database of {loaded:,} tickets: about {loaded / rate:,.0f} s, in steps of at most "
+              f"{2.0:.0f} s per sweep)")
+    await conn.execute(
+        """INSERT INTO facts_backfill (id, facts_key, done_upto, complete) VALUES (1, $1, '', true)
+           ON CONFLICT (id) DO UPDATE SET facts_key = EXCLUDED.facts_key, complete = true""",
+        store.facts_key(rules.campaigns))  # every fact row was COPY'd above
 
     due = min(args.due, loaded)
     now = await conn.fetchval(
         "SELECT next_check FROM tickets WHERE next_check IS NOT NULL ORDER BY next_check OFFSET $1 LIMIT 1", due - 1)
     n_due = await conn.fetchval("SELECT count(*) FROM tickets WHERE next_check <= $1", now)
-    await db._init(conn)
     times = []
     for _ in range(args.repeat):
         t = Timer()
@@ -281,28 +350,59 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
     enrolled = await conn.fetch("SELECT unnest(campaigns) AS c, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 1")
     await conn.close()
     print("  enrolled: " + ", ".join(f"{r['c']} {r['n']:,}" for r in enrolled))
-    # the SLA worker's scorecard refresh (every HOTLINE_SCORECARD_SECONDS, 60 s by default): the same two store
-    # calls and the domain computation its timer runs
-    from services.domain import scorecards
-
+    # the SLA worker's scorecard refresh (every HOTLINE_SCORECARD_SECONDS, 60 s by default): the two store calls
+    # its timer runs (one GROUP BY over unit_facts; the triage backlog)
     conn = await asyncpg.connect(dsn)
     await db._init(conn)
-    t = Timer()
-    tickets = await store.scorecard_tickets(conn, now - timedelta(days=90))
-    loaded = t.seconds
-    await store.triage_backlog(conn)
-    cards = scorecards.compute(tickets, now)
-    print(f"SLA worker scorecard refresh: store.scorecard_tickets loaded and validated {len(tickets):,} states in "
-          f"{loaded:.1f} s, scorecards.compute over them {t.seconds - loaded:.1f} s ({len(cards)} unit scorecards); "
-          f"total {t.seconds:.1f} s, run by default every 60 s on the worker's event loop")
-    del tickets
+    times = []
+    for _ in range(3):
+        async with loop_stalls() as stall:
+            t = Timer()
+            cards = await store.unit_scores(conn, now, now - timedelta(days=90))
+            await store.triage_backlog(conn)
+            times.append(t.seconds)
+    print(f"SLA worker scorecard refresh: store.unit_scores + store.triage_backlog: median {statistics.median(times):.2f} "
+          f"s, min {min(times):.2f} s over {len(times)} runs ({len(cards)} unit scorecards, "
+          f"{sum(c.open for c in cards):,} open, {sum(c.overdue for c in cards):,} overdue); longest event-loop stall "
+          f"in the last run {stall[0] * 1000:.0f} ms")
+    plan = await conn.fetch(
+        """EXPLAIN (ANALYZE, BUFFERS) SELECT jurisdiction, unit, count(*) FROM unit_facts
+           WHERE (counts_from IS NULL OR counts_from <= $1) AND (opened_at >= $2 OR ticket_open) GROUP BY 1, 2""",
+        now, now - timedelta(days=90))
+    for r in plan:
+        print(f"  | {r[0]}")
     await conn.close()
 
     sweep, rt = sweep_for(rules)
-    t = Timer()
-    emitted = await sweep(now)
-    print(f"SLA worker sweep(now) with the shipped campaigns (one daily evaluation each; store.campaign_tickets loads "
-          f"and validates every enrolled state): {t.seconds:.2f} s, {emitted:,} escalations")
+    async with loop_stalls() as stall:
+        t = Timer()
+        emitted = await sweep(now)
+    print(f"SLA worker sweep(now) with the shipped campaigns (one daily evaluation each: count queries over "
+          f"campaign_members / campaign_spans): {t.seconds:.2f} s, {emitted:,} escalations; longest event-loop "
+          f"stall {stall[0] * 1000:.0f} ms")
+    async with (await rt.pool()).acquire() as c:
+        for campaign in rules.campaigns.campaigns:
+            state = await store.load_campaign(c, campaign.id)
+            if state is not None and state.history:
+                r = state.history[-1]
+                print(f"  {campaign.id} at {r.at.isoformat()}: enrolled {r.enrolled:,}, done {r.resolved:,}, "
+                      f"status {r.status}")
+        # the same count queries for an evaluation at --at, when every ticket has opened (whole cohorts)
+        from services.domain.campaigns import questions
+
+        total = 0.0
+        async with loop_stalls() as stall:
+            for campaign in rules.campaigns.campaigns:
+                t = Timer()
+                answers = await store.campaign_counts(c, campaign.id, questions(campaign, [args.at]))
+                total += t.seconds
+                before = [pair for pair in answers.done_at if pair[0] != args.at]
+                print(f"  store.campaign_counts for one evaluation of {campaign.id} at {args.at.isoformat()}: "
+                      f"{t.seconds * 1000:.0f} ms (enrolled {answers.enrolled(args.at):,}, done "
+                      f"{answers.done(args.at, args.at):,}, done a window earlier "
+                      f"{answers.done_at[before[0]] if before else 0:,})")
+        print(f"  all campaigns' count queries at {args.at.isoformat()}: {total:.2f} s; longest event-loop stall "
+              f"{stall[0] * 1000:.0f} ms")
     await (await rt.pool()).close()
 
 

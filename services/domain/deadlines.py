@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
@@ -41,8 +42,7 @@ def _end(cycle: Cycle, *moments: datetime | None) -> datetime | None:
     return min(known) if known else None
 
 
-@dataclass(frozen=True, slots=True)
-class Planned:
+class Planned(NamedTuple):
     """An escalation the history calls for, before it is built into the wire contract."""
 
     at: datetime
@@ -52,12 +52,18 @@ class Planned:
     threshold: float | None
     cycle: Cycle
     deadline: datetime
+    at_utc: datetime  # ``at`` in UTC, for the many comparisons (datetimes sharing a tzinfo compare cheaply)
+
+
+def _planned_id(kind: str, ticket_id: str, cycle: int, level: int, threshold: float | None) -> str:
+    """``escalation_id(kind, ticket_id, cycle, level, threshold)``, with the parts formatted directly."""
+    return hashlib.sha256(f"{kind}|{ticket_id}|{cycle}|{level}|{threshold}".encode()).hexdigest()[:32]
 
 
 def _plan(ticket_id: str, cycle: Cycle, kind: EscalationKind, level: int, at: datetime, deadline: datetime,
           threshold: float | None = None) -> Planned:
-    return Planned(at, escalation_id(kind.value, ticket_id, cycle.index, level, threshold), kind, level, threshold,
-                   cycle, deadline)
+    return Planned(at, _planned_id(kind.value, ticket_id, cycle.index, level, threshold), kind, level, threshold,
+                   cycle, deadline, _utc(at))
 
 
 def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:
@@ -102,7 +108,7 @@ def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCale
 
 
 def _by_time(p: Planned) -> tuple[datetime, str]:
-    return p.at, p.escalation_id
+    return p.at_utc, p.escalation_id
 
 
 def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
@@ -114,14 +120,16 @@ def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
     ack_open = cycle.ack_due is not None and (ack_done is None or ack_done > cycle.ack_due)
     done = _end(cycle, cycle.resolved_at)
     overdue_open = candidates.breach is not None and (done is None or candidates.breach < done)
+    ack_done = _utc(ack_done) if ack_done is not None else None
+    done = _utc(done) if done is not None else None
     live = []
     for p in candidates.plans:
         if p.kind is _ACK:
-            keep = ack_open and (ack_done is None or p.at < ack_done)
+            keep = ack_open and (ack_done is None or p.at_utc < ack_done)
         elif p.kind is _WARNING:
-            keep = done is None or p.at < done
+            keep = done is None or p.at_utc < done
         else:
-            keep = overdue_open and (done is None or p.at < done)
+            keep = overdue_open and (done is None or p.at_utc < done)
         if keep:
             live.append(p)
     return tuple(live)
@@ -178,15 +186,16 @@ def split(state: TicketState, now: datetime, policy: Policy,
     """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come."""
     emitted = set(state.emitted)
     pending = [p for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
-    later = [p.at for p in pending if p.at > now]
-    return [_build(state, p, policy) for p in pending if p.at <= now], _utc(min(later)) if later else None
+    now = _utc(now)
+    later = [p.at_utc for p in pending if p.at_utc > now]
+    return [_build(state, p, policy) for p in pending if p.at_utc <= now], min(later) if later else None
 
 
 def next_check(state: TicketState, policy: Policy, calendar: WorkCalendar) -> datetime | None:
     """The moment of the next escalation not emitted yet (in UTC, like the ``upcoming`` of ``split``)."""
     emitted = set(state.emitted)
-    pending = [p.at for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
-    return _utc(min(pending)) if pending else None
+    pending = [p.at_utc for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
+    return min(pending) if pending else None
 
 
 def _utc(moment: datetime) -> datetime:

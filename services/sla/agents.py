@@ -123,7 +123,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             if not ids or ids <= swept:  # nothing due, all due tickets locked by another worker, or no progress
                 break
             swept |= ids
-        if await ensure_facts():  # campaigns count stored facts: not before every ticket has them
+        if rules.campaigns.campaigns and await ensure_facts():  # campaigns count stored facts, once all are there
             for campaign in rules.campaigns.campaigns:
                 more = True
                 while more:

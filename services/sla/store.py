@@ -135,16 +135,6 @@ async def due_ticket_ids(conn: asyncpg.Connection, now: datetime, limit: int = 5
     return [r["ticket_id"] for r in rows]
 
 
-async def campaign_tickets(conn: asyncpg.Connection, campaign_id: str, everything: bool) -> list[TicketState]:
-    if everything:
-        rows = await conn.fetch("SELECT state::text AS state FROM tickets ORDER BY ticket_id")
-    else:
-        rows = await conn.fetch(
-            "SELECT state::text AS state FROM tickets WHERE campaigns @> ARRAY[$1]::text[] ORDER BY ticket_id",
-            campaign_id)
-    return [TicketState.model_validate_json(r["state"]) for r in rows]
-
-
 async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> CampaignState | None:
     """The campaign's state, locked for this transaction; None if another worker holds it."""
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"campaign:{campaign_id}"):
@@ -179,6 +169,7 @@ OPEN_STATUSES = ["dispatched", "acknowledged", "reopened"]
 
 
 async def scorecard_tickets(conn: asyncpg.Connection, since: datetime) -> list[TicketState]:
+    """The states ``scorecards.compute`` covers (slow at scale: ``unit_scores`` counts the same in SQL)."""
     rows = await conn.fetch(
         "SELECT state::text AS state FROM tickets WHERE opened_at >= $1 OR status = ANY($2::text[])", since,
         OPEN_STATUSES)

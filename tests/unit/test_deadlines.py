@@ -201,3 +201,9 @@ def test_plans_follow_every_change_of_the_cycles(rules) -> None:  # type: ignore
             assert not isinstance(result, Rejection), (action, result)
             state = result.state
         assert state.cycles[-1].resolved_at is not None or state.cycles[-1].ended_at is not None
+
+
+def test_planned_ids_are_escalation_ids() -> None:
+    for parts in (("ack_overdue", "T1", 1, 1, None), ("resolve_warning", "QI2025-1", 2, 1, 0.75),
+                  ("resolve_warning", "x", 10, 1, 0.5), ("resolve_overdue", "T1", 1, 3, None)):
+        assert deadlines._planned_id(*parts) == deadlines.escalation_id(*parts)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 import ahocorasick
 
@@ -31,8 +32,7 @@ class Entry:
     weight: float
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):  # a tuple: scans make many of them
     term: str
     start: int  # inclusive
     end: int  # exclusive
