@@ -37,7 +37,8 @@ class Outgoing:
 
 
 def encode(model: BaseModel, *, topic: str, key: str | None, ce_id: str, source: str, subject: str | None,
-           time: datetime, ce_type: str | None = None) -> Outgoing:
+           time: datetime, ce_type: str | None = None, body: bytes | None = None) -> Outgoing:
+    """``body``: the model's JSON when the caller already has it (one model sent to several topics)."""
     headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", ce_id.encode()),
@@ -48,7 +49,7 @@ def encode(model: BaseModel, *, topic: str, key: str | None, ce_id: str, source:
     ]
     if subject:
         headers.append(("ce_subject", subject.encode()))
-    return Outgoing(topic, key, model.model_dump_json().encode(), tuple(headers))
+    return Outgoing(topic, key, body if body is not None else model.model_dump_json().encode(), tuple(headers))
 
 
 def header(headers: object, name: str) -> str | None:

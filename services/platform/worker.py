@@ -228,10 +228,10 @@ class Runtime:
                         time=record.received_at)
 
     def out(self, model: Any, topic: str, key: str | None, *, ce_id: str, subject: str | None,
-            time: datetime, extra_headers: tuple[tuple[str, bytes], ...] = ()) -> Outgoing:
+            time: datetime, extra_headers: tuple[tuple[str, bytes], ...] = (), body: bytes | None = None) -> Outgoing:
         name = self.topics.get(topic, topic)
         msg = encode(model, topic=name, key=key, ce_id=ce_id, source=f"/hotline/{self.service}", subject=subject,
-                     time=time)
+                     time=time, body=body)
         return Outgoing(msg.topic, msg.key, msg.value, msg.headers + extra_headers) if extra_headers else msg
 
     async def publish(self, rows: list[tuple[int, Outgoing]]) -> None:

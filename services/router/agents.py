@@ -30,8 +30,9 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing |
     w = out.work_order
     if w is not None:
         rt.metrics.work_orders.labels(w.jurisdiction.value, w.lead_unit).inc()
+        body = w.model_dump_json().encode()  # one body for the SLA topic and every unit's copy
         msgs.append(rt.out(w, "workorders", w.ticket_id, ce_id=w.work_order_id, subject=w.ticket_id,
-                           time=w.dispatched_at))
+                           time=w.dispatched_at, body=body))
         recipients = dict.fromkeys([w.lead_unit, *w.cooperating_units, *filter(None, [w.territorial_unit])])
         for unit in recipients:
             try:
@@ -40,18 +41,21 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing |
                 log.warning("unit_without_topic", jurisdiction=w.jurisdiction.value, unit=unit)
                 continue
             msgs.append(rt.out(w, unit_topic(rt.settings.topic_prefix, code), w.ticket_id,
-                               ce_id=f"{w.work_order_id}@{code}", subject=w.ticket_id, time=w.dispatched_at))
+                               ce_id=f"{w.work_order_id}@{code}", subject=w.ticket_id, time=w.dispatched_at,
+                               body=body))
     if out.repeat is not None:
         r = out.repeat
         # to the SLA service on the topic that opened the ticket there, so it is read after the ticket exists
         sla_topic = "workorders" if out.ticket.dispatch_seq > 0 else "triage"
+        body = r.model_dump_json().encode()
         msgs.append(rt.out(r, sla_topic, r.ticket_id, ce_id=f"repeat:{r.event_id}", subject=r.ticket_id,
-                           time=r.occurred_at))
+                           time=r.occurred_at, body=body))
         unit = out.ticket.current_unit
         if unit is not None:
             code = router.unit_code(r.jurisdiction.value, unit)  # type: ignore[attr-defined]
             msgs.append(rt.out(r, unit_topic(rt.settings.topic_prefix, code), r.ticket_id,
-                               ce_id=f"repeat:{r.event_id}@{code}", subject=r.ticket_id, time=r.occurred_at))
+                               ce_id=f"repeat:{r.event_id}@{code}", subject=r.ticket_id, time=r.occurred_at,
+                               body=body))
     if out.triage is not None:
         t = out.triage
         msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=f"{t.ticket_id}:{len(out.ticket.returns)}",
