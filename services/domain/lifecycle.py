@@ -56,11 +56,13 @@ def _with(state: TicketState, transition: Transition, **changes: object) -> Tick
     applied ids is kept sorted, so the state does not depend on the order in which inputs arrived."""
     ordered = sorted([*state.transitions, transition], key=_order)
     transitions: list[Transition] = []
+    before: Status | None = None  # the status the previous transition led to
     for i, t in enumerate(ordered, 1):
-        before = transitions[-1].to_status if transitions else None
-        after = before if t.action in KEEPS_STATUS and before is not None else t.to_status
-        transitions.append(t if (t.seq, t.from_status, t.to_status) == (i, before, after) else
-                           t.model_copy(update={"seq": i, "from_status": before, "to_status": after}))
+        after = before if before is not None and t.action in KEEPS_STATUS else t.to_status
+        if t.seq != i or t.from_status != before or t.to_status != after:
+            t = t.model_copy(update={"seq": i, "from_status": before, "to_status": after})
+        transitions.append(t)
+        before = t.to_status
     applied = sorted({*state.applied_updates, transition.update_id})
     return state.model_copy(update={"transitions": transitions, "applied_updates": applied,
                                     "status": transitions[-1].to_status, **changes})

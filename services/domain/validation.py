@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_DEPTH = 6
@@ -105,6 +106,16 @@ def normalise_text(text: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
+def parse_json(data: str | bytes) -> Any:
+    """``json.loads(data)``, several times faster: pydantic-core's parser reads the documents it accepts (for
+    those ``json.loads`` gives the same value, key order included), and ``json.loads`` reads the others, so what
+    is rejected, and with which message, stays as ``json.loads`` says."""
+    try:
+        return from_json(data)
+    except ValueError:
+        return json.loads(data)
+
+
 def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
     if not raw.strip():
         return Rejection("empty", None, "the message is empty or blank")
@@ -117,7 +128,7 @@ def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
     if _too_deep(text):
         return Rejection("too_deep", None, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         return Rejection("invalid_json", None, f"not valid JSON: {exc}")
     if not isinstance(data, dict):

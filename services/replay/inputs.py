@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
+
+from services.domain.validation import parse_json
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     stream: str  # "events" | "updates"
     path: str
     number: int  # 1-based line number
@@ -19,7 +19,7 @@ class Line:
 
 def _occurred_at(raw: bytes) -> datetime | None:
     try:
-        value = json.loads(raw).get("occurred_at")
+        value = parse_json(raw).get("occurred_at")
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except (ValueError, AttributeError, TypeError, RecursionError):
         return None

@@ -205,7 +205,8 @@ class TicketFacts:
 
 
 def ticket_facts(state: TicketState, book: CampaignBook) -> TicketFacts:
-    members, spans = [], []
+    members: list[tuple[str, datetime]] = []
+    spans: list[tuple[str, datetime, datetime, datetime | None]] = []
     for campaign in book.campaigns:
         facts = cohort_facts(campaign, state)
         if facts is not None:

@@ -108,3 +108,23 @@ def test_source_specific_details() -> None:
     assert isinstance(alert, IntakeEvent) and alert.iot is not None and alert.iot.readings == {"floor": 3.0}
     petition = accept_event(_raw(source="petition", petition={"petition_no": ""}))
     assert isinstance(petition, Rejection) and petition.field == "petition.petition_no"
+
+
+@pytest.mark.parametrize("doc", [
+    '{"a": 1, "b": 2, "a": 3}', '{"a": NaN, "b": -Infinity, "c": 1e400, "d": -0, "e": 1.5e-400}',
+    '{"a": 123456789012345678901234567890, "b": 0.1000000000000000055511151231257827}', '{"a": "\\ud800"}',
+    '{"a": "\\u00e9\\/\\u0000"}', '\ufeff{"a": 1}', '{"a": 1} x', '{"a": "x\x01y"}', '{"a": 1,}', "{'a': 1}",
+    '[' * 300 + ']' * 300, ' {"a": [1, 2.0, true, null]}\n',
+])
+def test_parse_json_is_json_loads(doc: str) -> None:
+    from services.domain.validation import parse_json
+
+    for data in (doc, doc.encode("utf-8", "surrogatepass")):
+        try:
+            expected = repr(json.loads(data))
+        except ValueError as exc:
+            with pytest.raises(type(exc)) as raised:
+                parse_json(data)
+            assert str(raised.value) == str(exc)
+        else:
+            assert repr(parse_json(data)) == expected
