@@ -89,9 +89,8 @@ async def from_database(dsn: str, now: datetime, window_days: int) -> tuple[dict
 
     import asyncpg
 
-    from services.domain.scorecards import compute
     from services.platform.db import _init
-    from services.sla.store import scorecard_tickets
+    from services.sla.store import unit_scores
 
     conn = await asyncpg.connect(dsn)
     await _init(conn)
@@ -100,7 +99,7 @@ async def from_database(dsn: str, now: datetime, window_days: int) -> tuple[dict
         history: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             history.setdefault(r["campaign_id"], []).append(r["report"])
-        tickets = await scorecard_tickets(conn, now - timedelta(days=window_days))
-        return history, [s.as_dict() for s in compute(tickets, now)]
+        scores = await unit_scores(conn, now, now - timedelta(days=window_days))  # SQL over the stored unit facts
+        return history, [s.as_dict() for s in scores]
     finally:
         await conn.close()

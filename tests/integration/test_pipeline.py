@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from collections import Counter
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -15,7 +16,10 @@ from services.demo.feeder import Feeder
 from services.demo.runner import feed
 from services.demo.sample import generate
 from services.demo.stack import start
+from services.domain.scorecards import compute
+from services.domain.tickets import OPEN_FOR_UNIT
 from services.replay.runner import run as replay
+from services.sla.report import from_database
 from tests.conftest import cst
 
 pytestmark = pytest.mark.integration
@@ -182,3 +186,15 @@ def test_streaming_campaign_evaluations_equal_replay(world) -> None:  # type: ig
     for cid, state in offline.pipeline.campaign_states.items():
         trimmed = json.loads(state.model_copy(update={"history": state.history[-1:]}).model_dump_json())
         assert states[cid] == trimmed, cid
+
+
+def test_database_scorecards_equal_replay(world) -> None:  # type: ignore[no-untyped-def]
+    """`hotline report` (and the gauges) count unit scorecards in SQL over the stored facts; they equal the pure
+    ``scorecards.compute`` over the replay's tickets that the window covers."""
+    running, _, offline, _ = world
+    since = UNTIL - timedelta(days=running.settings.scorecard_window_days)
+    _, streamed = asyncio.run(from_database(running.dsn, UNTIL, running.settings.scorecard_window_days))
+    covered = [t for t in offline.pipeline.tickets.values() if t.opened_at >= since or t.status in OPEN_FOR_UNIT]
+    expected = [s.as_dict() for s in compute(covered, UNTIL)]
+    assert sum(s["dispatches"] for s in expected) > 100 and any(s["overdue"] for s in expected)
+    assert streamed == expected
