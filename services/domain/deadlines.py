@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from schemas import Escalation, EscalationKind
@@ -201,7 +201,7 @@ def next_check(state: TicketState, policy: Policy, calendar: WorkCalendar) -> da
 def _utc(moment: datetime) -> datetime:
     """Check times go into heaps and indexes: aware datetimes that share one tzinfo compare without the
     ``utcoffset`` calls that instants parsed from inputs (each with its own tzinfo) need."""
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def mark_emitted(state: TicketState, escalations: list[Escalation]) -> TicketState:

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *,
             continue
         if line.at is not None:
             # the same instant in UTC: the pipeline only compares it, with check times kept in UTC
-            pipeline.advance(line.at.astimezone(timezone.utc), inclusive=False)
+            pipeline.advance(line.at.astimezone(UTC), inclusive=False)
             last = line.at if last is None else max(last, line.at)
         handle = pipeline.event if line.stream == "events" else pipeline.update
         received = line.at or last or datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -75,7 +75,7 @@ def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *,
             progress(1)
     end = until or last
     if end is not None:
-        pipeline.advance(end.astimezone(timezone.utc), inclusive=True)
+        pipeline.advance(end.astimezone(UTC), inclusive=True)
     return ReplayResult(pipeline, _summary(pipeline, buckets, len(event_lines), len(update_lines)), end)
 
 

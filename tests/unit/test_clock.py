@@ -56,10 +56,10 @@ def test_shipped_override_file_loads() -> None:
 
 def test_working_days_answer_in_the_time_zone_of_the_start() -> None:
     """Answers are cached by instant; the same instant in another zone still gets its answer in that zone."""
-    from datetime import timezone
+    from datetime import UTC
 
     cal = WorkCalendar()
     local = cal.add_working_days(cst("2025-06-06 15:00"), 1)
-    utc = cal.add_working_days(cst("2025-06-06 15:00").astimezone(timezone.utc), 1)
+    utc = cal.add_working_days(cst("2025-06-06 15:00").astimezone(UTC), 1)
     assert local == utc == cst("2025-06-09 15:00")
     assert local.isoformat() == "2025-06-09T15:00:00+08:00" and utc.isoformat() == "2025-06-09T07:00:00+00:00"

@@ -110,19 +110,19 @@ def test_policy_categories_exist_in_the_taxonomy(rules) -> None:  # type: ignore
 def test_planned_escalations_keep_the_time_zone_of_the_history(rules) -> None:  # type: ignore[no-untyped-def]
     """Plans are cached by the ticket's cycles; the same instants written with another UTC offset compare equal
     but must still give escalations in that offset (they are printed with it)."""
-    from datetime import timezone
+    from datetime import UTC
 
     def escalations(zone):  # type: ignore[no-untyped-def]
         state = sla.on_work_order(None, work_order("TZ1", cst("2025-06-09 09:00").astimezone(zone)), rules)
-        _, found, upcoming = sla.sweep(state, cst("2025-06-30 00:00"), rules)
-        return [e.model_dump_json() for e in found], upcoming
+        _, found, _ = sla.sweep(state, cst("2025-06-30 00:00"), rules)
+        return [e.model_dump_json() for e in found]
 
-    local, local_next = escalations(cst("2025-06-09 09:00").tzinfo)
-    utc, utc_next = escalations(timezone.utc)
+    local = escalations(cst("2025-06-09 09:00").tzinfo)
+    utc = escalations(UTC)
     assert local != utc and len(local) == len(utc)
     assert all('"at":"2025-06-' in e and "+08:00" in e for e in local)
     assert all("+08:00" not in e for e in utc)
-    assert escalations(cst("2025-06-09 09:00").tzinfo)[0] == local
+    assert escalations(cst("2025-06-09 09:00").tzinfo) == local
 
 
 def _reference_scheduled(state, policy, calendar):  # type: ignore[no-untyped-def]
@@ -143,29 +143,30 @@ def _reference_scheduled(state, policy, calendar):  # type: ignore[no-untyped-de
         return None
 
     out = []
-    for c in state.cycles:
-        def plan(kind, level, at, deadline, threshold=None):  # type: ignore[no-untyped-def]
-            out.append((at, at.utcoffset(), deadlines.escalation_id(kind.value, state.ticket_id, c.index, level,
-                                                                    threshold), deadline, deadline.utcoffset()))
 
+    def plan(c, kind, level, at, deadline, threshold=None):  # type: ignore[no-untyped-def]
+        out.append((at, at.utcoffset(), deadlines.escalation_id(kind.value, state.ticket_id, c.index, level, threshold),
+                    deadline, deadline.utcoffset()))
+
+    for c in state.cycles:
         if c.ack_due is not None:
             done = end(c, c.acked_at, c.resolved_at)
             if done is None or done > c.ack_due:
                 for level, delay in enumerate(policy.ack_levels[:3], start=1):
                     at = delay.after(c.ack_due, calendar)
                     if done is None or at < done:
-                        plan(EscalationKind.ack_overdue, level, at, c.ack_due)
+                        plan(c, EscalationKind.ack_overdue, level, at, c.ack_due)
         done = end(c, c.resolved_at)
         for t in policy.warnings:
-            at = crossing(c, lambda due: c.start + (due - c.start) * t)
+            at = crossing(c, lambda due, c=c, t=t: c.start + (due - c.start) * t)
             if at is not None and (done is None or at < done):
-                plan(EscalationKind.resolve_warning, 1, at, c.resolve_due_at(at), t)
+                plan(c, EscalationKind.resolve_warning, 1, at, c.resolve_due_at(at), t)
         breach = crossing(c, lambda due: due)
         if breach is not None and (done is None or breach < done):
             for level, delay in enumerate(policy.resolve_levels[:3], start=1):
                 at = delay.after(breach, calendar)
                 if done is None or at < done:
-                    plan(EscalationKind.resolve_overdue, level, at, breach)
+                    plan(c, EscalationKind.resolve_overdue, level, at, breach)
     return sorted(out, key=lambda p: (p[0], p[2]))
 
 
