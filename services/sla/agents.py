@@ -296,6 +296,15 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         for jurisdiction in Jurisdiction:
             rt.metrics.triage_backlog.labels(jurisdiction.value).set(backlog.get(jurisdiction.value, 0))
 
+    @app.task
+    async def facts_at_start() -> None:
+        """Check the stored facts as the worker starts: on a new database (no ticket yet) this marks them
+        current at once, instead of a later backfill recomputing the facts every save has just written."""
+        try:
+            await ensure_facts()
+        except Exception as exc:  # the timers call it again
+            log.warning("facts_check_deferred", error=type(exc).__name__)
+
     app.timer(settings.sla_sweep_seconds)(sweep_now)
     app.timer(settings.scorecard_seconds)(refresh_scorecards)
     app.hotline_refresh_scorecards = refresh_scorecards  # type: ignore[attr-defined]
