@@ -67,59 +67,79 @@ class WorkCalendar:
 
     overrides: dict[int, YearOverride] = field(default_factory=dict)
     fallback_years: set[int] = field(default_factory=set)
-    _cache: dict[date, bool] = field(default_factory=dict, repr=False)
-    # add_working_days by (start instant, days): the same deadlines are asked for again and again
-    # (every re-planning of a ticket); bounded, cleared when full.
-    _reached: dict[tuple[datetime, float], datetime] = field(default_factory=dict, repr=False, compare=False)
+    # per day: (working day?, guessed?) where guessed means the year is known to neither source
+    _days: dict[date, tuple[bool, bool]] = field(default_factory=dict, repr=False, compare=False)
+    # walks by (start instant, days): the instant reached (China time) and the years whose days it guessed. The
+    # same deadlines are asked for again and again (every re-planning of a ticket); bounded, cleared when full.
+    _reached: dict[tuple[datetime, float], tuple[datetime, frozenset[int]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def is_workday(self, day: date) -> bool:
-        cached = self._cache.get(day)
-        if cached is not None:
-            return cached
-        result = self._lookup(day)
-        self._cache[day] = result
-        return result
+        workday, guessed = self._day(day)
+        if guessed:
+            self.fallback_years.add(day.year)
+        return workday
 
-    def _lookup(self, day: date) -> bool:
+    def _day(self, day: date) -> tuple[bool, bool]:
+        cached = self._days.get(day)
+        if cached is None:
+            cached = self._days[day] = self._lookup(day)
+        return cached
+
+    def _lookup(self, day: date) -> tuple[bool, bool]:
         override = self.overrides.get(day.year)
         if override is not None:
             if day in override.holidays:
-                return False
+                return False, False
             if day in override.workdays:
-                return True
-            return day.weekday() < 5
+                return True, False
+            return day.weekday() < 5, False
         try:
-            return bool(chinese_calendar.is_workday(day))
+            return bool(chinese_calendar.is_workday(day)), False
         except NotImplementedError:
-            self.fallback_years.add(day.year)
-            return day.weekday() < 5
+            return day.weekday() < 5, True
 
     def add_working_days(self, start: datetime, days: float) -> datetime:
         """The instant when ``days`` × 24 h of working-day time have elapsed after ``start``, in the time zone
-        of ``start``."""
+        of ``start``. Years whose days had to be guessed on the way are recorded in ``fallback_years``."""
+        reached, guessed = self.reach(start, days)
+        if guessed:
+            self.fallback_years.update(guessed)
+        return reached
+
+    def reach(self, start: datetime, days: float) -> tuple[datetime, frozenset[int]]:
+        """``add_working_days`` without recording: the instant, and the years whose days it guessed (for callers
+        that work out deadlines ahead and record those years only when the deadline comes to matter)."""
         key = (start, days)  # equal instants hash alike whatever their UTC offset; the answer is an instant
-        reached = self._reached.get(key)
-        if reached is None:
+        found = self._reached.get(key)
+        if found is None:
             if len(self._reached) >= _REACHED_MAX:
                 self._reached.clear()
-            reached = self._reached[key] = self._reach(start, days)
-        return reached.astimezone(start.tzinfo)
+            found = self._reached[key] = self._walk(start, days)
+        return found[0].astimezone(start.tzinfo), found[1]
 
-    def _reach(self, start: datetime, days: float) -> datetime:
-        """``add_working_days`` before the conversion back to the time zone of ``start`` (in China time)."""
+    def _walk(self, start: datetime, days: float) -> tuple[datetime, frozenset[int]]:
+        """The instant reached (in China time) and the years of the guessed days on the way."""
         local = start.astimezone(CHINA_TZ)
         remaining = timedelta(days=days)
+        guessed: set[int] = set()
         day = local.date()
-        if self.is_workday(day):
+        workday, guess = self._day(day)
+        if guess:
+            guessed.add(day.year)
+        if workday:
             available = datetime.combine(day + DAY, time(0), CHINA_TZ) - local
             if remaining <= available:
-                return local + remaining
+                return local + remaining, _years(guessed)
             remaining -= available
         while True:  # from the next midnight on, each working day adds a whole day
             day += DAY
-            if self.is_workday(day):
+            workday, guess = self._day(day)
+            if guess:
+                guessed.add(day.year)
+            if workday:
                 if remaining <= DAY:
-                    return datetime.combine(day, time(0), CHINA_TZ) + remaining
+                    return datetime.combine(day, time(0), CHINA_TZ) + remaining, _years(guessed)
                 remaining -= DAY
 
     def working_days_between(self, start: datetime, end: datetime) -> float:
@@ -136,3 +156,10 @@ class WorkCalendar:
                 total += segment_end - cursor
             cursor = segment_end
         return total / DAY
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+def _years(guessed: set[int]) -> frozenset[int]:
+    return frozenset(guessed) if guessed else _NONE

@@ -78,9 +78,15 @@ def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:
 
 
 def _levels(ticket_id: str, cycle: Cycle, kind: EscalationKind, breach: datetime, delays: tuple[Limit, ...],
-            calendar: WorkCalendar) -> list[Planned]:
-    return [_plan(ticket_id, cycle, kind, level, delay.after(breach, calendar), breach)
-            for level, delay in enumerate(delays[:3], start=1)]
+            calendar: WorkCalendar) -> tuple[list[Planned], frozenset[int]]:
+    """The escalation levels after a breach, and the calendar years their working days had to guess."""
+    plans: list[Planned] = []
+    guessed: frozenset[int] = frozenset()
+    for level, delay in enumerate(delays[:3], start=1):
+        at, years = delay.reach(breach, calendar)
+        plans.append(_plan(ticket_id, cycle, kind, level, at, breach))
+        guessed |= years
+    return plans, guessed
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +96,18 @@ class _Candidates:
 
     plans: tuple[Planned, ...]
     breach: datetime | None  # the first crossing of the resolve deadline in force
+    ack_guessed: frozenset[int]  # calendar years the ack levels' working days were guessed in
+    overdue_guessed: frozenset[int]  # ... and the resolve-overdue levels'
 
 
 def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCalendar) -> _Candidates:
     out: list[Planned] = []
+    ack_guessed: frozenset[int] = frozenset()
+    overdue_guessed: frozenset[int] = frozenset()
     if cycle.ack_due is not None:
-        out += _levels(ticket_id, cycle, EscalationKind.ack_overdue, cycle.ack_due, policy.ack_levels, calendar)
+        levels, ack_guessed = _levels(ticket_id, cycle, EscalationKind.ack_overdue, cycle.ack_due,
+                                      policy.ack_levels, calendar)
+        out += levels
     for threshold in policy.warnings:
         at = _first_crossing(cycle, lambda due, t=threshold: cycle.start + (due - cycle.start) * t)
         if at is not None:
@@ -103,8 +115,10 @@ def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCale
                              threshold))
     breach = _first_crossing(cycle, lambda due: due)
     if breach is not None:
-        out += _levels(ticket_id, cycle, EscalationKind.resolve_overdue, breach, policy.resolve_levels, calendar)
-    return _Candidates(tuple(sorted(out, key=_by_time)), breach)
+        levels, overdue_guessed = _levels(ticket_id, cycle, EscalationKind.resolve_overdue, breach,
+                                          policy.resolve_levels, calendar)
+        out += levels
+    return _Candidates(tuple(sorted(out, key=_by_time)), breach, ack_guessed, overdue_guessed)
 
 
 def _by_time(p: Planned) -> tuple[datetime, str]:
@@ -176,9 +190,31 @@ def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> lis
 def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
     cycles = state.cycles
     if len(cycles) == 1:
-        return _live(cycles[0], _cycle_candidates(state.ticket_id, cycles[0], policy, calendar))
-    plans = [p for c in cycles for p in _live(c, _cycle_candidates(state.ticket_id, c, policy, calendar))]
+        return _cycle_plans(state.ticket_id, cycles[0], policy, calendar)
+    plans = [p for c in cycles for p in _cycle_plans(state.ticket_id, c, policy, calendar)]
     return tuple(sorted(plans, key=_by_time))
+
+
+def _cycle_plans(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
+    candidates = _cycle_candidates(ticket_id, cycle, policy, calendar)
+    if candidates.ack_guessed or candidates.overdue_guessed:
+        _record_guessed(cycle, candidates, calendar)
+    return _live(cycle, candidates)
+
+
+def _record_guessed(cycle: Cycle, candidates: _Candidates, calendar: WorkCalendar) -> None:
+    """Candidates are worked out ahead, once per cycle shape, without recording the calendar years whose working
+    days had to be guessed. A plan uses the ack levels while the ack clock runs and the overdue levels while the
+    resolve deadline stands unmet: their years are recorded then, as when these levels were worked out for
+    each plan."""
+    if candidates.ack_guessed:
+        ack_done = _end(cycle, cycle.acked_at, cycle.resolved_at)
+        if cycle.ack_due is not None and (ack_done is None or ack_done > cycle.ack_due):
+            calendar.fallback_years.update(candidates.ack_guessed)
+    if candidates.overdue_guessed:
+        done = _end(cycle, cycle.resolved_at)
+        if candidates.breach is not None and (done is None or candidates.breach < done):
+            calendar.fallback_years.update(candidates.overdue_guessed)
 
 
 def split(state: TicketState, now: datetime, policy: Policy,

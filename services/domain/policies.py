@@ -46,6 +46,13 @@ class Limit:
             return calendar.add_working_days(start, self.amount)
         return start + self._span
 
+    def reach(self, start: datetime, calendar: WorkCalendar) -> tuple[datetime, frozenset[int]]:
+        """``after`` without recording guessed calendar years: the instant, and the years whose working days
+        had to be guessed (see ``WorkCalendar.reach``)."""
+        if self._span is None:
+            return calendar.reach(start, self.amount)
+        return start + self._span, frozenset()
+
     def describe(self) -> str:
         names = {"working_days": "working days", "days": "days", "hours": "hours"}
         return f"{self.amount:g} {names[self.unit]}"

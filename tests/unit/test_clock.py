@@ -63,3 +63,15 @@ def test_working_days_answer_in_the_time_zone_of_the_start() -> None:
     utc = cal.add_working_days(cst("2025-06-06 15:00").astimezone(UTC), 1)
     assert local == utc == cst("2025-06-09 15:00")
     assert local.isoformat() == "2025-06-09T15:00:00+08:00" and utc.isoformat() == "2025-06-09T07:00:00+00:00"
+
+
+def test_guessed_years_are_recorded_by_add_working_days_not_by_reach() -> None:
+    cal = WorkCalendar()
+    start = cst("2026-12-25 09:00")  # five working days later is Friday 1 Jan 2027, a year with no holiday data
+    assert cal.reach(start, 5) == (cst("2027-01-01 09:00"), frozenset({2027}))
+    assert cal.fallback_years == set()
+    for _ in range(2):  # walked, then answered from the cache: recorded both times
+        cal.fallback_years.clear()
+        assert cal.add_working_days(start, 5) == cst("2027-01-01 09:00")
+        assert cal.fallback_years == {2027}
+    assert cal.reach(cst("2026-06-01 09:00"), 5) == (cst("2026-06-08 09:00"), frozenset())

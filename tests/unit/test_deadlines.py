@@ -208,3 +208,26 @@ def test_planned_ids_are_escalation_ids() -> None:
     for parts in (("ack_overdue", "T1", 1, 1, None), ("resolve_warning", "QI2025-1", 2, 1, 0.75),
                   ("resolve_warning", "x", 10, 1, 0.5), ("resolve_overdue", "T1", 1, 3, None)):
         assert deadlines._planned_id(*parts) == deadlines.escalation_id(*parts)
+
+
+def test_guessed_calendar_years_are_recorded_as_when_each_plan_computed_its_levels(rules) -> None:  # type: ignore[no-untyped-def]
+    """2027 is known to neither chinese_calendar nor the (empty) override file. A ticket dispatched on Friday
+    18 Dec 2026 breaches on 25 Dec; its level 3 (5 working days later) falls on 1 Jan 2027. The candidates work
+    that out ahead, but the year counts as guessed only while the overdue levels are part of the plan (the ticket
+    not resolved before the breach), as when each plan computed them."""
+    from services.domain.clock import WorkCalendar
+
+    def reference_years(state):  # type: ignore[no-untyped-def]
+        calendar = WorkCalendar(rules.calendar.overrides)
+        _reference_scheduled(state, rules.policy_for(state), calendar)
+        return calendar.fallback_years
+
+    opened = sla.on_work_order(None, work_order("FY1", cst("2026-12-18 09:00")), rules)
+    resolved = sla.on_update(opened, update("FY1", "resolve", cst("2026-12-22 10:00")), rules).state
+    calendar = WorkCalendar(rules.calendar.overrides)
+    for state, expected in ((opened, {2027}), (resolved, set()), (opened, {2027})):
+        assert reference_years(state) == expected
+        for _ in range(2):  # computed, then from the cache
+            calendar.fallback_years.clear()
+            deadlines.scheduled(state, rules.policy_for(state), calendar)
+            assert calendar.fallback_years == expected
