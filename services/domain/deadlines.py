@@ -137,7 +137,9 @@ def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
     ack_done = _utc(ack_done) if ack_done is not None else None
     done = _utc(done) if done is not None else None
     live = []
-    for p in candidates.plans:
+    for p in candidates.plans:  # by time: once the resolve clock has stopped, nothing after it remains
+        if done is not None and p.at_utc >= done:
+            break
         if p.kind is _ACK:
             keep = ack_open and (ack_done is None or p.at_utc < ack_done)
         elif p.kind is _WARNING:
