@@ -26,3 +26,20 @@ def router():  # type: ignore[no-untyped-def]
     from services.domain.routing import Router
 
     return Router.load()
+
+
+@pytest.fixture
+def database(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A migrated embedded PostgreSQL (pgserver) for one test; yields its DSN."""
+    import asyncio
+
+    from services.platform.db import migrate
+    from services.platform.embedded import EmbeddedStack
+
+    stack = EmbeddedStack(tmp_path)
+    try:
+        dsn = stack.start_database()
+        asyncio.run(migrate(dsn))
+        yield dsn
+    finally:
+        stack.stop()

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
+from pydantic import BaseModel
 
 from services.platform.codec import Outgoing
 
@@ -130,6 +131,43 @@ class Batch:
             else:
                 messages.append(item)
         return messages
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class StateTable(Generic[M]):
+    """A table of JSON states (``ticket_id`` primary key, ``state`` jsonb) read through a batch's identity map:
+    rows are locked ``FOR UPDATE`` in id order, so two batches never wait on each other in a cycle."""
+
+    table: str
+    model: type[M]
+    keys: tuple[str, ...]  # message fields naming the row, first present wins (for prefetching)
+
+    async def _fetch(self, conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
+        rows = await conn.fetch(
+            f"SELECT ticket_id, state::text AS state FROM {self.table} WHERE ticket_id = ANY($1::text[]) "
+            "ORDER BY ticket_id FOR UPDATE", ids)
+        return {r["ticket_id"]: self.model.model_validate_json(r["state"]) for r in rows}
+
+    async def prefetch(self, batch: Batch, raws: list[bytes]) -> None:
+        """Load and lock the rows a batch of messages names, in one query."""
+        keys = (json_key(raw, *self.keys) for raw in raws)
+        await batch.prefetch(self.table, [k for k in keys if k is not None], self._fetch)
+
+    async def load(self, batch: Batch, ticket_id: str) -> M | None:
+        if not batch.known(self.table, ticket_id):
+            await batch.prefetch(self.table, [ticket_id], self._fetch)
+        return batch.get(self.table, ticket_id)  # type: ignore[no-any-return]
+
+    def put(self, batch: Batch, ticket_id: str, state: M,
+            flush: Callable[[Batch, dict[str, tuple[Any, Any]]], None]) -> None:
+        batch.put(self.table, ticket_id, state, flush)
+
+    def loaded(self, batch: Batch, ticket_id: str, state: M) -> None:
+        """Record a row read by another query (e.g. the due tickets of a sweep) as loaded."""
+        batch.loaded(self.table, ticket_id, state)
 
 
 def json_key(raw: bytes, *fields: str) -> str | None:

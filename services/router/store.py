@@ -9,9 +9,8 @@ import asyncpg
 
 from schemas import Escalation
 from services.domain.dispatch import RouterOutput, RouterTicket
-from services.platform.batch import Batch, escalation_row, json_key
+from services.platform.batch import Batch, StateTable, escalation_row
 
-KIND = "router_ticket"
 UPSERT_TICKET = """INSERT INTO router_tickets (ticket_id, jurisdiction, state) VALUES ($1, $2, $3)
                    ON CONFLICT (ticket_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"""
 INSERT_DECISION = """INSERT INTO routing_decisions (ticket_id, seq, outcome, lead_unit, category, decision, decided_at)
@@ -20,22 +19,9 @@ INSERT_WORK_ORDER = """INSERT INTO work_orders (work_order_id, ticket_id, dispat
                        dispatched_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"""
 
 
-async def _fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
-    rows = await conn.fetch(
-        "SELECT ticket_id, state::text AS state FROM router_tickets WHERE ticket_id = ANY($1::text[]) "
-        "ORDER BY ticket_id FOR UPDATE", ids)
-    return {r["ticket_id"]: RouterTicket.model_validate_json(r["state"]) for r in rows}
-
-
-async def prefetch(batch: Batch, raws: list[bytes]) -> None:
-    keys = (json_key(raw, "ticket_id", "event_id") for raw in raws)  # a repeat's ticket, else the event
-    await batch.prefetch(KIND, [k for k in keys if k is not None], _fetch)
-
-
-async def load_ticket(batch: Batch, ticket_id: str) -> RouterTicket | None:
-    if not batch.known(KIND, ticket_id):
-        await batch.prefetch(KIND, [ticket_id], _fetch)
-    return batch.get(KIND, ticket_id)  # type: ignore[no-any-return]
+TICKETS = StateTable("router_tickets", RouterTicket, ("ticket_id", "event_id"))  # a repeat's ticket, else the event
+prefetch = TICKETS.prefetch
+load_ticket = TICKETS.load
 
 
 def _flush(batch: Batch, tickets: dict[str, tuple[Any, Any]]) -> None:
@@ -46,7 +32,7 @@ def _flush(batch: Batch, tickets: dict[str, tuple[Any, Any]]) -> None:
 
 def save(batch: Batch, out: RouterOutput) -> None:
     ticket = out.ticket
-    batch.put(KIND, ticket.event.event_id, ticket, _flush)
+    TICKETS.put(batch, ticket.event.event_id, ticket, _flush)
     if out.decision is not None:
         d = out.decision
         at = out.work_order.dispatched_at if out.work_order else (

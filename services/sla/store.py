@@ -18,7 +18,7 @@ from services.domain import sla
 from services.domain.scorecards import UnitFact, UnitScore, unit_facts
 from services.domain.sla import SlaRules
 from services.domain.tickets import OPEN_FOR_UNIT, TicketState, Transition
-from services.platform.batch import Batch, json_key
+from services.platform.batch import Batch, StateTable
 
 
 async def load_ticket(conn: asyncpg.Connection, ticket_id: str, *, skip_locked: bool = False) -> TicketState | None:
@@ -40,7 +40,6 @@ async def save_transitions(conn: asyncpg.Connection, ticket_id: str, transitions
         await conn.executemany(UPSERT_TRANSITION, rows)
 
 
-KIND = "ticket"
 UPSERT_TICKET = """INSERT INTO tickets (ticket_id, jurisdiction, source, category, status, unit, campaigns, opened_at,
                    next_check, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                    ON CONFLICT (ticket_id) DO UPDATE SET category = EXCLUDED.category, status = EXCLUDED.status,
@@ -52,22 +51,9 @@ UPSERT_TRANSITION = """INSERT INTO transitions (ticket_id, update_id, seq, actio
                        SET seq = EXCLUDED.seq, from_status = EXCLUDED.from_status, to_status = EXCLUDED.to_status"""
 
 
-async def _fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
-    rows = await conn.fetch(
-        "SELECT ticket_id, state::text AS state FROM tickets WHERE ticket_id = ANY($1::text[]) "
-        "ORDER BY ticket_id FOR UPDATE", ids)
-    return {r["ticket_id"]: TicketState.model_validate_json(r["state"]) for r in rows}
-
-
-async def prefetch(batch: Batch, raws: list[bytes]) -> None:
-    """Load (and lock) the tickets of a batch of work orders, triage items and updates in one query."""
-    await batch.prefetch(KIND, [k for k in (json_key(raw, "ticket_id") for raw in raws) if k is not None], _fetch)
-
-
-async def load(batch: Batch, ticket_id: str) -> TicketState | None:
-    if not batch.known(KIND, ticket_id):
-        await batch.prefetch(KIND, [ticket_id], _fetch)
-    return batch.get(KIND, ticket_id)  # type: ignore[no-any-return]
+TICKETS = StateTable("tickets", TicketState, ("ticket_id",))
+prefetch = TICKETS.prefetch  # the tickets of a batch of work orders, triage items, repeats and updates
+load = TICKETS.load
 
 
 _NEXT_CHECK = "next_check"
@@ -97,7 +83,7 @@ def stage(batch: Batch, state: TicketState, rules: SlaRules, *, next_check: date
         for sql, args in [*fact_statements(campaign_facts, units=False), *fact_statements(unit_changes, campaigns=False)]:
             batch.write(sql, args)
 
-    batch.put(KIND, state.ticket_id, state, flush)
+    TICKETS.put(batch, state.ticket_id, state, flush)
 
 
 def _ticket_row(state: TicketState, next_check: datetime | None) -> tuple[object, ...]:
@@ -125,7 +111,7 @@ async def lock_due(batch: Batch, now: datetime, limit: int) -> list[TicketState]
            FOR UPDATE SKIP LOCKED""", now, limit)
     states = [TicketState.model_validate_json(r["state"]) for r in rows]
     for state in states:
-        batch.loaded(KIND, state.ticket_id, state)
+        TICKETS.loaded(batch, state.ticket_id, state)
     return states
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,7 +13,6 @@ import pytest
 from services.platform import db
 from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing
-from services.platform.embedded import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 AT = datetime(2025, 5, 6, 2, 0, tzinfo=UTC)
@@ -30,91 +28,77 @@ def _message(name: str) -> Outgoing:
     return Outgoing("hotline.escalations", "T1", name.encode(), (("ce_id", name.encode()),))
 
 
-def test_batch_writes_state_and_escalations(tmp_path: Path) -> None:
-    stack = EmbeddedStack(tmp_path)
-    try:
-        dsn = stack.start_database()
+def test_batch_writes_state_and_escalations(database: str) -> None:
+    async def go() -> None:
+        pool = await db.create_pool(database)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(UPSERT, "T0", "qingpu", '{"v": 0}')
+            await conn.execute("INSERT INTO escalations (escalation_id, kind, level, at, payload) "
+                               "VALUES ('old', 'ack_overdue', 1, now(), '{}')")
+        fetches: list[list[str]] = []
 
-        async def go() -> None:
-            await db.migrate(dsn)
-            pool = await db.create_pool(dsn)
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(UPSERT, "T0", "qingpu", '{"v": 0}')
-                await conn.execute("INSERT INTO escalations (escalation_id, kind, level, at, payload) "
-                                   "VALUES ('old', 'ack_overdue', 1, now(), '{}')")
-            fetches: list[list[str]] = []
+        async def fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
+            fetches.append(ids)
+            rows = await conn.fetch("SELECT ticket_id, state FROM router_tickets WHERE ticket_id = ANY($1)", ids)
+            return {r["ticket_id"]: r["state"] for r in rows}
 
-            async def fetch(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
-                fetches.append(ids)
-                rows = await conn.fetch("SELECT ticket_id, state FROM router_tickets WHERE ticket_id = ANY($1)", ids)
-                return {r["ticket_id"]: r["state"] for r in rows}
+        flushed: list[dict[str, tuple[Any, Any]]] = []
 
-            flushed: list[dict[str, tuple[Any, Any]]] = []
+        def flush(batch: Batch, states: dict[str, tuple[Any, Any]]) -> None:
+            flushed.append(states)
+            for key, (_, value) in states.items():
+                batch.write(UPSERT, (key, "qingpu", value), key=key)
 
-            def flush(batch: Batch, states: dict[str, tuple[Any, Any]]) -> None:
-                flushed.append(states)
-                for key, (_, value) in states.items():
-                    batch.write(UPSERT, (key, "qingpu", value), key=key)
+        async with pool.acquire() as conn, conn.transaction():
+            batch = Batch(conn)
+            await batch.prefetch("t", ["T0", "T1", "T0"], fetch)
+            await batch.prefetch("t", ["T1", "T2"], fetch)  # T1 is known (as absent): only T2 is asked for
+            assert fetches == [["T0", "T1"], ["T2"]]
+            assert batch.get("t", "T0") == {"v": 0} and batch.get("t", "T1") is None
+            batch.put("t", "T1", '{"v": 1}', flush)
+            batch.put("t", "T1", '{"v": 2}', flush)  # the second input on T1 sees and replaces the first
+            assert batch.get("t", "T1") == '{"v": 2}'
+            batch.escalation(_escalation("new"))
+            batch.escalation(_escalation("new"))
+            batch.escalation(_escalation("old"))
+            published: list[str] = []
+            out = await batch.flush([_message("plain"), IfNew("new", _message("e-new"), lambda: published.append("new")),
+                                     IfNew("new", _message("e-new-again")), IfNew("old", _message("e-old"))])
+        assert [m.value for m in out] == [b"plain", b"e-new"]  # 'old' was there: not published again
+        assert published == ["new"]
+        assert flushed == [{"T1": (None, '{"v": 2}')}]  # as loaded (absent) and the latest state
+        states = {r["ticket_id"]: r["state"] for r in await pool.fetch("SELECT * FROM router_tickets")}
+        assert states == {"T0": {"v": 0}, "T1": {"v": 2}}
+        assert {r["escalation_id"] for r in await pool.fetch("SELECT escalation_id FROM escalations")} == \
+            {"old", "new"}
+        await pool.close()
 
-            async with pool.acquire() as conn, conn.transaction():
-                batch = Batch(conn)
-                await batch.prefetch("t", ["T0", "T1", "T0"], fetch)
-                await batch.prefetch("t", ["T1", "T2"], fetch)  # T1 is known (as absent): only T2 is asked for
-                assert fetches == [["T0", "T1"], ["T2"]]
-                assert batch.get("t", "T0") == {"v": 0} and batch.get("t", "T1") is None
-                batch.put("t", "T1", '{"v": 1}', flush)
-                batch.put("t", "T1", '{"v": 2}', flush)  # the second input on T1 sees and replaces the first
-                assert batch.get("t", "T1") == '{"v": 2}'
-                batch.escalation(_escalation("new"))
-                batch.escalation(_escalation("new"))
-                batch.escalation(_escalation("old"))
-                published: list[str] = []
-                out = await batch.flush([_message("plain"), IfNew("new", _message("e-new"), lambda: published.append("new")),
-                                         IfNew("new", _message("e-new-again")), IfNew("old", _message("e-old"))])
-            assert [m.value for m in out] == [b"plain", b"e-new"]  # 'old' was there: not published again
-            assert published == ["new"]
-            assert flushed == [{"T1": (None, '{"v": 2}')}]  # as loaded (absent) and the latest state
-            states = {r["ticket_id"]: r["state"] for r in await pool.fetch("SELECT * FROM router_tickets")}
-            assert states == {"T0": {"v": 0}, "T1": {"v": 2}}
-            assert {r["escalation_id"] for r in await pool.fetch("SELECT escalation_id FROM escalations")} == \
-                {"old", "new"}
-            await pool.close()
-
-        asyncio.run(go())
-    finally:
-        stack.stop()
+    asyncio.run(go())
 
 
-def test_run_batch_skips_inputs_seen_before_and_prefetches_only_new_ones(tmp_path: Path) -> None:
-    stack = EmbeddedStack(tmp_path)
-    try:
-        dsn = stack.start_database()
+def test_run_batch_skips_inputs_seen_before_and_prefetches_only_new_ones(database: str) -> None:
+    async def go() -> None:
+        pool = await db.create_pool(database)
+        ran: list[str] = []
+        prefetched: list[list[int]] = []
 
-        async def go() -> None:
-            await db.migrate(dsn)
-            pool = await db.create_pool(dsn)
-            ran: list[str] = []
-            prefetched: list[list[int]] = []
+        def work(name: str) -> db.Work:
+            async def handler(batch: Batch) -> list[Outgoing]:
+                ran.append(name)
+                batch.write("INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING",
+                            (f"effect:{name}",))
+                return [_message(name)]
+            return handler
 
-            def work(name: str) -> db.Work:
-                async def handler(batch: Batch) -> list[Outgoing]:
-                    ran.append(name)
-                    batch.write("INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING",
-                                (f"effect:{name}",))
-                    return [_message(name)]
-                return handler
+        async def prefetch(batch: Batch, positions: list[int]) -> None:
+            prefetched.append(positions)
 
-            async def prefetch(batch: Batch, positions: list[int]) -> None:
-                prefetched.append(positions)
+        first = await db.run_batch(pool, "svc", [("svc:t:0:1", work("a"))], prefetch)
+        second = await db.run_batch(pool, "svc", [("svc:t:0:1", work("a")), ("svc:t:0:2", work("b"))], prefetch)
+        assert [m.value for _, m in first] == [b"a"] and [m.value for _, m in second] == [b"b"]
+        assert ran == ["a", "b"] and prefetched == [[0], [1]]
+        keys = {r["input_key"] for r in await pool.fetch("SELECT input_key FROM processed_inputs")}
+        assert keys == {"svc:t:0:1", "svc:t:0:2", "effect:a", "effect:b"}
+        await pool.close()
 
-            first = await db.run_batch(pool, "svc", [("svc:t:0:1", work("a"))], prefetch)
-            second = await db.run_batch(pool, "svc", [("svc:t:0:1", work("a")), ("svc:t:0:2", work("b"))], prefetch)
-            assert [m.value for _, m in first] == [b"a"] and [m.value for _, m in second] == [b"b"]
-            assert ran == ["a", "b"] and prefetched == [[0], [1]]
-            keys = {r["input_key"] for r in await pool.fetch("SELECT input_key FROM processed_inputs")}
-            assert keys == {"svc:t:0:1", "svc:t:0:2", "effect:a", "effect:b"}
-            await pool.close()
-
-        asyncio.run(go())
-    finally:
-        stack.stop()
+    asyncio.run(go())
