@@ -43,6 +43,7 @@ class Pipeline:
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
     _cohorts: dict[str, CohortIndex] = field(default_factory=dict)  # per campaign: its enrolled tickets' facts
+    _indexed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per ticket: the cohorts it has facts in
     _campaign_due: dict[str, datetime | None] = field(default_factory=dict)
     _open_reports: dict[tuple[str, str], list[OpenReport]] = field(default_factory=dict)
     repeats: list[RepeatReport] = field(default_factory=list)
@@ -158,8 +159,17 @@ class Pipeline:
 
     def _store_ticket(self, state: TicketState, upcoming: datetime | None | bool = True) -> None:
         self.tickets[state.ticket_id] = state
-        for campaign in self.rules.campaigns.campaigns:  # enrolment by id or by the optional selector rules
-            self.cohort(campaign).replace(state.ticket_id, cohort_facts(campaign, state))
+        # only the campaigns the ticket names, those with selector rules, and those it had facts in can change
+        was = self._indexed.get(state.ticket_id, ())
+        now_in = []
+        for campaign in self.rules.campaigns.campaigns:
+            if campaign.id in state.campaigns or campaign.selector or campaign.id in was:
+                facts = cohort_facts(campaign, state)
+                self.cohort(campaign).replace(state.ticket_id, facts)
+                if facts is not None:
+                    now_in.append(campaign.id)
+        if now_in or was:
+            self._indexed[state.ticket_id] = tuple(now_in)
         at = sla.next_check(state, self.rules) if upcoming is True else upcoming
         if at is None:
             self._next.pop(state.ticket_id, None)
