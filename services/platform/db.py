@@ -116,8 +116,12 @@ async def write_outbox(conn: asyncpg.Connection, service: str, out: list[Outgoin
 
 
 async def mark_published(pool: asyncpg.Pool, ids: list[int]) -> None:
+    """Mark outbox rows published. Losing this commit in a crash only means the relay sends the rows again, so
+    it does not wait for the WAL flush (``synchronous_commit`` off for this transaction)."""
     if ids:
-        await pool.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+            await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
 
 
 async def unpublished(pool: asyncpg.Pool, service: str, older_than_seconds: float,

@@ -30,6 +30,7 @@ from services.platform.settings import Settings
 from services.platform.topics import names
 
 log = get_logger(__name__)
+MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
 Prefetch = Callable[[Batch, list[bytes]], Awaitable[None]]
@@ -84,6 +85,8 @@ class Runtime:
         self.topics = names(settings.topic_prefix)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._published: list[int] = []
+        app.timer(MARK_SECONDS)(self.mark_published)
         app.timer(settings.relay_seconds)(self.relay)
         app.timer(10.0)(self.report_lag)
         app.timer(3600.0)(self.prune)
@@ -242,8 +245,20 @@ class Runtime:
             await asyncio.gather(*futures)
 
         await db.with_retry(send, "publish")
-        pool = await self.pool()
-        await db.with_retry(lambda: db.mark_published(pool, [i for i, _ in rows]), "mark published")
+        self._published.extend(i for i, _ in rows)  # marked in the outbox by ``mark_published``, off this path
+
+    async def mark_published(self) -> None:
+        """Mark what was published in the outbox, a batch of ids per call (every ``mark_seconds``), so the
+        agents do not wait for that commit. Ids not marked yet (a crash in between) are re-sent by the relay of
+        a restarted worker: a repeat that every consumer recognises by its ``ce_id``."""
+        if not self._published:
+            return
+        ids, self._published = self._published, []
+        try:
+            await db.mark_published(await self.pool(), ids)
+        except db.RETRYABLE as exc:
+            self._published.extend(ids)
+            log.warning("mark_published_deferred", rows=len(ids), error=type(exc).__name__)
 
     async def relay(self) -> None:
         """Publish outbox rows a crashed or interrupted worker left behind."""
