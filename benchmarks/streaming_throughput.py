@@ -322,7 +322,8 @@ def main() -> None:
         if extra:
             counts = asyncio.run(count_statements(running, extra))
             print(f"SQL statements per input (log_statement=all over an extra batch of {len(extra)} events; BEGIN "
-                  f"and COMMIT count as statements; each statement is one round trip):")
+                  f"and COMMIT count as statements; the rows of one executemany are logged one statement each but are "
+                  f"pipelined in a single round trip):")
             for service, (n, counter) in counts.items():
                 total = sum(counter.values())
                 print(f"  {service:<7} {n:>5} inputs, {total:>6} statements = {total / max(n, 1):5.2f} per input")
