@@ -145,7 +145,11 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
         t0 = loop.time() + 0.2
         futures = []
         lag_max = 0.0
+        marks = {0, n // 3, 2 * n // 3}
+        thirds: list[tuple[float, object]] = []  # (time, CPU snapshot) at the start of each third, and at the end
         for i in range(n):
+            if i in marks:
+                thirds.append((loop.time(), cpu_snapshot(running.stack)))
             due = t0 + i / rate
             delay = due - loop.time()
             if delay > 0:
@@ -163,6 +167,7 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
             futures.append(await producer.send(raw_topic, json.dumps(e, ensure_ascii=False).encode(),
                                                key=str(e["jurisdiction"]).encode()))
         await asyncio.gather(*futures)
+        thirds.append((loop.time(), cpu_snapshot(running.stack)))
         window = loop.time() - t0
         at_end = len(arrived)
         wall_end = time.time()
@@ -202,6 +207,14 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
               f"work orders per second during publishing: {at_end / window:.1f}")
         verdict = "MET" if pct(lat, 99) <= TARGET_P99_MS else "NOT MET"
         print(f"  target p99 <= {TARGET_P99_MS:.0f} ms: {verdict} ({pct(lat, 99):.0f} ms)")
+    if len(thirds) == 4:  # does any process use more CPU as the run goes on (at a constant rate)?
+        print("  CPU by third of the publishing window (% of one core; first / second / last third):")
+        for name in thirds[-1][1].seconds:  # type: ignore[attr-defined]
+            shares = []
+            for (a_t, a), (b_t, b) in zip(thirds, thirds[1:]):
+                used = b.seconds.get(name, 0.0) - a.seconds.get(name, 0.0)  # type: ignore[attr-defined]
+                shares.append("n/a" if used < 0 else f"{used / max(b_t - a_t, 1e-9) * 100:.0f}")
+            print(f"    {name:<20} {' / '.join(shares)}")
     hb, _, cb = histogram(parse_metrics(before), "hotline_dispatch_latency_seconds")
     ha, sa_, ca = histogram(parse_metrics(after), "hotline_dispatch_latency_seconds")
     _, sb_, _ = histogram(parse_metrics(before), "hotline_dispatch_latency_seconds")
