@@ -31,7 +31,12 @@ async def _init(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, size: int = 4) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init, command_timeout=30)
+    """The workers' pool. Statements are planned for their actual parameters every time
+    (``plan_cache_mode=force_custom_plan``): asyncpg prepares every statement, and PostgreSQL's generic plan for
+    ``WHERE ticket_id = ANY($1)`` chosen while a table was still small was a sequential scan, kept as the table
+    grew, so each batch scanned more rows than the last."""
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init, command_timeout=30,
+                                     server_settings={"plan_cache_mode": "force_custom_plan"})
 
 
 def migrations() -> list[tuple[int, str, str]]:
