@@ -9,7 +9,7 @@ wall clock. Sample events (``services.demo.sample.generate``; broken lines dropp
 ``occurred_at`` = the moment of publishing; they are published to hotline.events.raw keyed by jurisdiction at
 a steady rate (each send scheduled at t0 + i/rate); each gets a distinct address so that the cycled templates are not merged
 as repeat reports. A consumer assigned to every ``hotline.unit.<code>`` topic
-(positioned at their end before publishing) records when the first copy of each work order arrives, matched
+(positioned at their end before publishing; fetch wait 50 ms, as the workers') records when the first copy of each work order arrives, matched
 by ticket_id. Events that become triage items, redirects or repeat reports have no work order and are not
 counted. Before the timed phases a probe times one plain aiokafka hop on the same broker at several consumer
 ``fetch_max_wait_ms`` values (Faust's default is 1500 ms; the workers set ``HOTLINE_FETCH_WAIT_MS``, 50 ms by default). After publishing stops the benchmark waits (--drain seconds at most) for the stragglers. For each
@@ -108,7 +108,7 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
     bootstrap = running.settings.kafka_bootstrap
     raw_topic = names(running.settings.topic_prefix)["raw"]
     unit_topics = sorted({unit_topic(running.settings.topic_prefix, code) for _, code, _ in router.all_units()})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
