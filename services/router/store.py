@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
-from schemas import Escalation
 from services.domain.dispatch import RouterOutput, RouterTicket
 from services.platform.batch import Batch, StateTable, escalation_row
 
@@ -45,12 +42,3 @@ def save(batch: Batch, out: RouterOutput) -> None:
                                         w.lead_unit, w.category, w.dispatched_at, w.model_dump_json()))
     for e in out.escalations:
         batch.escalation(escalation_row(e))
-
-
-async def insert_escalation(conn: asyncpg.Connection, e: Escalation) -> bool:
-    """Insert an escalation once; False if its deterministic id is already there."""
-    return bool(await conn.fetchval(
-        """INSERT INTO escalations (escalation_id, kind, jurisdiction, ticket_id, campaign_id, unit, level, threshold,
-           at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING true""",
-        e.escalation_id, e.kind.value, e.jurisdiction.value if e.jurisdiction else None, e.ticket_id, e.campaign_id,
-        e.unit, e.level, e.threshold, e.at, e.model_dump_json()))

@@ -29,7 +29,6 @@ from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
 from services.platform.worker import Runtime, make_app
-from services.router.store import insert_escalation
 from services.sla import store
 
 log = get_logger(__name__)
@@ -45,14 +44,6 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(t[name], value_type=bytes, value_serializer="raw", key_serializer="raw")
-
-    async def escalate(conn: asyncpg.Connection, found: list[Escalation]) -> list[Outgoing]:
-        out = []
-        for e in found:
-            if await insert_escalation(conn, e):
-                counted(e)()
-                out.append(escalation_message(e))
-        return out
 
     async def on_repeat(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         report = decode(RepeatReport, raw)
@@ -148,14 +139,18 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             for before in due:
                 state, found, upcoming = sla.sweep(before, now, rules)
                 store.stage(batch, state, rules, next_check=upcoming)
-                for e in found:
-                    batch.escalation(escalation_row(e))
-                    out.append(IfNew(e.escalation_id, escalation_message(e), counted(e)))
+                out.extend(escalate(batch, found))
             return {t.ticket_id for t in due}, await write_outbox(conn, "sla", await batch.flush(out))
 
-    def escalation_message(e: Escalation) -> Outgoing:
-        return rt.out(e, "escalations", e.ticket_id or e.campaign_id, ce_id=e.escalation_id,
-                      subject=e.ticket_id or e.campaign_id, time=e.at)
+    def escalate(batch: Batch, found: list[Escalation]) -> list[IfNew]:
+        """Queue the escalations' rows; each is published (and counted) only if its id is new."""
+        out = []
+        for e in found:
+            batch.escalation(escalation_row(e))
+            message = rt.out(e, "escalations", e.ticket_id or e.campaign_id, ce_id=e.escalation_id,
+                             subject=e.ticket_id or e.campaign_id, time=e.at)
+            out.append(IfNew(e.escalation_id, message, counted(e)))
+        return out
 
     def counted(e: Escalation) -> Callable[[], None]:
         return lambda: rt.metrics.escalations.labels(e.kind.value, str(e.level), e.jurisdiction or "").inc()
@@ -181,7 +176,9 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             await store.save_campaign(conn, state, new_reports)
             if new_reports:
                 show_campaign(new_reports[-1])
-            return await write_outbox(conn, "sla", await escalate(conn, found)), len(instants) > len(chunk)
+            batch = Batch(conn)
+            out = escalate(batch, found)
+            return await write_outbox(conn, "sla", await batch.flush(out)), len(instants) > len(chunk)
 
     facts = {"ready": False}
     facts_lock = asyncio.Lock()
