@@ -15,9 +15,9 @@ ids and opening times spread over the 30 days before --at, then ``sla.on_work_or
     set so no campaign evaluation is due, and one daily campaign evaluation over the counters is timed
     separately).
 (b) in PostgreSQL (embedded pgserver, own data directory under --root): the same states COPY'd into
-    ``tickets`` (state jsonb exactly as ``services.sla.store.save_ticket`` writes it) and their facts into
-    ``campaign_members``, ``campaign_spans`` and ``unit_facts`` (rows exactly as ``services.sla.store.save_facts``
-    writes them); then table and index sizes, the rate of ``store.backfill_facts`` (what an upgraded database
+    ``tickets`` (state jsonb exactly as the SLA store's ``stage`` writes it) and their facts into
+    ``campaign_members``, ``campaign_spans`` and ``unit_facts`` (rows exactly as ``stage`` writes them, from
+    ``store.ticket_facts``); then table and index sizes, the rate of ``store.backfill_facts`` (what an upgraded database
     runs once), ``services.sla.store.due_ticket_ids`` at the instant --due tickets are due, and the SLA worker's
     own ``sweep`` (``services.sla.agents.build(...).hotline_sweep``, without Kafka: the Runtime's ``publish`` is
     replaced by the database half of it, ``mark_published``) over those due tickets; then the scorecard refresh

@@ -20,26 +20,6 @@ from services.domain.sla import SlaRules
 from services.domain.tickets import OPEN_FOR_UNIT, TicketState, Transition
 from services.platform.batch import Batch, StateTable
 
-
-async def load_ticket(conn: asyncpg.Connection, ticket_id: str, *, skip_locked: bool = False) -> TicketState | None:
-    lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
-    state = await conn.fetchval(f"SELECT state::text FROM tickets WHERE ticket_id = $1 {lock}", ticket_id)
-    return TicketState.model_validate_json(state) if state is not None else None
-
-
-async def save_ticket(conn: asyncpg.Connection, state: TicketState, next_check: datetime | None) -> None:
-    await conn.execute(UPSERT_TICKET, *_ticket_row(state, next_check))
-
-
-async def save_transitions(conn: asyncpg.Connection, ticket_id: str, transitions: list[Transition],
-                           before: list[Transition] | None = None) -> None:
-    """The audit trail: one row per transition. Only rows that are new or renumbered since ``before`` are
-    written (a late input can renumber earlier rows, the history being kept in event-time order)."""
-    rows = [_transition_row(ticket_id, t) for t in new_transitions(transitions, before)]
-    if rows:
-        await conn.executemany(UPSERT_TRANSITION, rows)
-
-
 UPSERT_TICKET = """INSERT INTO tickets (ticket_id, jurisdiction, source, category, status, unit, campaigns, opened_at,
                    next_check, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                    ON CONFLICT (ticket_id) DO UPDATE SET category = EXCLUDED.category, status = EXCLUDED.status,
@@ -68,13 +48,13 @@ def stage(batch: Batch, state: TicketState, rules: SlaRules, *, next_check: date
 
     def flush(batch: Batch, tickets: dict[str, tuple[Any, Any]]) -> None:
         campaign_facts, unit_changes = [], []
-        for ticket_id, (before, state) in tickets.items():
+        for ticket_id, (before, latest) in tickets.items():
             given = checks.get(ticket_id, True)
-            upcoming = sla.next_check(state, rules) if given is True else given
-            batch.write(UPSERT_TICKET, _ticket_row(state, upcoming), key=ticket_id)  # type: ignore[arg-type]
-            for t in new_transitions(state.transitions, before.transitions if before else None):
+            upcoming = sla.next_check(latest, rules) if given is True else given
+            batch.write(UPSERT_TICKET, _ticket_row(latest, upcoming), key=ticket_id)  # type: ignore[arg-type]
+            for t in new_transitions(latest.transitions, before.transitions if before else None):
                 batch.write(UPSERT_TRANSITION, _transition_row(ticket_id, t), key=(ticket_id, t.update_id))
-            new = ticket_facts(state, rules.campaigns)
+            new = ticket_facts(latest, rules.campaigns)
             old = ticket_facts(before, rules.campaigns) if before is not None else None
             if old is None or old.campaign_part() != new.campaign_part():
                 campaign_facts.append(new)
@@ -151,17 +131,6 @@ async def set_clock(conn: asyncpg.Connection, now: datetime) -> None:
            ON CONFLICT (id) DO UPDATE SET now = GREATEST(sla_clock.now, EXCLUDED.now)""", now)
 
 
-OPEN_STATUSES = ["dispatched", "acknowledged", "reopened"]
-
-
-async def scorecard_tickets(conn: asyncpg.Connection, since: datetime) -> list[TicketState]:
-    """The states ``scorecards.compute`` covers (slow at scale: ``unit_scores`` counts the same in SQL)."""
-    rows = await conn.fetch(
-        "SELECT state::text AS state FROM tickets WHERE opened_at >= $1 OR status = ANY($2::text[])", since,
-        OPEN_STATUSES)
-    return [TicketState.model_validate_json(r["state"]) for r in rows]
-
-
 async def triage_backlog(conn: asyncpg.Connection) -> dict[str, int]:
     rows = await conn.fetch("SELECT jurisdiction, count(*) AS n FROM tickets WHERE status = 'triage' GROUP BY 1")
     return {r["jurisdiction"]: int(r["n"]) for r in rows}
@@ -200,16 +169,6 @@ def ticket_facts(state: TicketState, book: CampaignBook) -> TicketFacts:
             spans.extend((campaign.id, facts.opened_at, start, end) for start, end in facts.spans)
     return TicketFacts(state.ticket_id, tuple(members), tuple(spans), state.opened_at, state.status in OPEN_FOR_UNIT,
                        tuple(unit_facts(state)))
-
-
-async def save_facts(conn: asyncpg.Connection, state: TicketState, before: TicketState | None,
-                     book: CampaignBook) -> None:
-    """Replace the ticket's fact rows, in the caller's transaction. Parts whose facts did not change since
-    ``before`` (the state the rows were written for) are left alone: most saves touch only the unit facts."""
-    new = ticket_facts(state, book)
-    old = ticket_facts(before, book) if before is not None else None
-    await write_facts(conn, [new], campaigns=old is None or old.campaign_part() != new.campaign_part(),
-                      units=old is None or old.unit_part() != new.unit_part())
 
 
 async def write_facts(conn: asyncpg.Connection, facts: Sequence[TicketFacts], *, campaigns: bool = True,
@@ -323,8 +282,8 @@ async def campaign_counts(conn: asyncpg.Connection, campaign_id: str, questions:
 
 
 async def unit_scores(conn: asyncpg.Connection, now: datetime, since: datetime) -> list[UnitScore]:
-    """``scorecards.compute`` at ``now`` over the tickets opened since ``since`` and every open ticket (what
-    ``scorecard_tickets`` loads), as one GROUP BY over the stored unit facts (``scorecards.tally`` in SQL)."""
+    """``scorecards.compute`` at ``now`` over the tickets opened since ``since`` and every ticket still open for
+    a unit, as one GROUP BY over the stored unit facts (``scorecards.tally`` in SQL)."""
     rows = await conn.fetch(
         """SELECT jurisdiction, unit,
                   count(*) FILTER (WHERE kind = 'cycle' AND dispatch) AS dispatches,

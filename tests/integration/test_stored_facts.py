@@ -1,12 +1,14 @@
 """The SLA store's count queries on the real embedded PostgreSQL give exactly what walking the ticket states gives:
-``unit_scores`` equals ``scorecards.compute`` over the tickets ``scorecard_tickets`` loads, and the campaign
+``unit_scores`` equals ``scorecards.compute`` over the tickets the scorecard window covers, and the campaign
 counts give the same evaluations and escalations as ``TicketCounts``, over many varied ticket histories saved
-state by state as the workers save them, at many instants; also after the facts were computed by the backfill."""
+state by state as the workers save them (``store.stage`` on a batch), at many instants; also after the facts were
+computed by the backfill."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from services.domain import scorecards
 from services.domain.campaigns import CampaignBook, CampaignState, TicketCounts, advance, evaluation_times, questions
 from services.domain.tickets import OPEN_FOR_UNIT, TicketState
 from services.platform import db
+from services.platform.batch import Batch
 from services.platform.embedded import EmbeddedStack
 from services.sla import store
 from tests.conftest import cst
@@ -36,14 +39,15 @@ def test_count_queries_equal_the_walk_over_ticket_states(rules, tmp_path: Path) 
         async def go() -> None:
             await db.migrate(dsn)
             pool = await db.create_pool(dsn)
+            with_book = replace(rules, campaigns=book)
             async with pool.acquire() as conn:
-                for trail in saved:  # every state in turn, as the handlers save them
-                    before = None
+                for trail in saved:  # every state in turn, as the handlers save them: one batch each
                     for state in trail:
                         async with conn.transaction():
-                            await store.save_ticket(conn, state, None)
-                            await store.save_facts(conn, state, before, book)
-                        before = state
+                            batch = Batch(conn)
+                            await store.load(batch, state.ticket_id)  # the stored rows are diffed against it
+                            store.stage(batch, state, with_book)
+                            await batch.flush([])
                 await _check(conn, tickets, book, random.Random(1), n=60)
                 # as after the upgrade: no facts stored; the backfill computes them in steps
                 await conn.execute("TRUNCATE campaign_members, campaign_spans, unit_facts")
