@@ -8,9 +8,8 @@ key replaces an earlier one, so a ticket touched by five inputs is upserted once
 one statement that returns which ids are new, and only those are published: their id is the dedup key.
 
 Every write is idempotent (deterministic ids, upserts, ``ON CONFLICT DO NOTHING``); the batch changes how many
-round trips they take, not what they do. Handlers that still issue statements themselves can use the batch as
-the connection (``execute``, ``fetch`` ... are passed through), but then must not rely on queued writes of the
-same batch being visible.
+round trips they take, not what they do. A handler that must run a statement at once uses ``batch.conn`` (the
+transaction's connection); queued writes of the same batch are not visible to it yet.
 """
 
 from __future__ import annotations
@@ -53,10 +52,6 @@ class Batch:
         self._escalations: dict[str, tuple[Any, ...]] = {}
         self._seq = 0
         self.scratch: dict[str, Any] = {}  # a handler's own per-batch memo (e.g. inputs parsed by its prefetch)
-
-    # --- pass-through for handlers that talk SQL themselves -------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
 
     # --- writes ---------------------------------------------------------------------------------------------
     def write(self, sql: str, args: Sequence[Any], key: Hashable | None = None) -> None:
@@ -116,8 +111,7 @@ class Batch:
         new: set[str] = set()
         if self._escalations:
             columns = list(zip(*self._escalations.values(), strict=True))
-            payloads = [p if isinstance(p, str) else json.dumps(p, ensure_ascii=False) for p in columns[9]]
-            rows = await self.conn.fetch(ESCALATION_INSERT, *columns[:9], payloads)
+            rows = await self.conn.fetch(ESCALATION_INSERT, *columns)
             new = {r["escalation_id"] for r in rows}
             self._escalations.clear()
         messages: list[Outgoing] = []

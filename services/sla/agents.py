@@ -220,11 +220,11 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         else:
             rt.metrics.campaign_projected.labels(cid).set(report.projected_rate)
 
-    async def on_tick(conn: asyncpg.Connection, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
+    async def on_tick(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         tick = decode(ClockTick, raw)
         if isinstance(tick, Rejection):
-            return await rt.reject(conn, tick, raw, m)
-        await store.set_clock(conn, tick.now)
+            return await rt.reject(batch, tick, raw, m)
+        await store.set_clock(batch.conn, tick.now)
         return []
 
     def agent(topic_name: str, handler) -> None:  # type: ignore[no-untyped-def]
@@ -260,7 +260,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         async def clock(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 raw = event.value if isinstance(event.value, bytes) else b""
-                await rt.process(event, lambda conn, raw=raw, m=event.message: on_tick(conn, raw, m))
+                await rt.process(event, lambda batch, raw=raw, m=event.message: on_tick(batch, raw, m))
                 await sweep_now()
 
     async def current_time() -> datetime | None:

@@ -26,7 +26,7 @@ def test_migrate_once_run_once_and_prune(tmp_path: Path) -> None:
             pool = await db.create_pool(dsn)
             calls = 0
 
-            async def work(conn: Batch) -> list[Outgoing]:
+            async def work(batch: Batch) -> list[Outgoing]:
                 nonlocal calls
                 calls += 1
                 return [Outgoing("t", "k", b"{}", (("ce_id", b"1"),))]

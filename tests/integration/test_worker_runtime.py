@@ -42,10 +42,10 @@ def test_poison_input_is_dead_lettered_and_the_batch_survives(tmp_path: Path) ->
 
             rt.publish = publish  # type: ignore[method-assign]
 
-            async def handle(conn: Batch, raw: bytes, m: Any) -> list[Outgoing]:
+            async def handle(batch: Batch, raw: bytes, m: Any) -> list[Outgoing]:
                 if raw == b"poison":
                     raise ValueError("cannot digest this")
-                await conn.execute("INSERT INTO sla_clock (id, now) VALUES (1, now()) ON CONFLICT DO NOTHING")
+                await batch.conn.execute("INSERT INTO sla_clock (id, now) VALUES (1, now()) ON CONFLICT DO NOTHING")
                 return [Outgoing("hotline.workorders", "k", raw, (("ce_id", raw),))]
 
             batch = [_event(0, b"a"), _event(1, b"poison"), _event(2, b"b")]
