@@ -13,8 +13,8 @@ against the real pipeline intake → router → SLA, in the same run.
 (b) pipeline: the three workers started by ``services.demo.stack.start`` (SLA clock "ticks" and no tick is
     sent, so no escalation sweep runs: this is message processing only). The sample's raw event lines are
     published to hotline.events.raw keyed by jurisdiction (as ``Feeder.publish`` does) and timed until every
-    consumer group has processed every message on its topics and the outbox is empty (``Feeder.lag`` and
-    ``pending_outbox`` both 0: every event has gone through intake, router and SLA).
+    consumer group has processed every message on its topics and the outbox is empty (``outstanding`` below is 0:
+    every event has gone through intake, router and SLA).
 Evidence printed for the bottleneck: per-service ``hotline_processing_seconds`` from /metrics, CPU seconds per
 process (workers, broker, PostgreSQL), PostgreSQL transactions per input, and (unless --no-statements) the SQL
 statements per input per service, counted from the PostgreSQL log with log_statement=all over a small extra

@@ -94,10 +94,6 @@ class Feeder:
             done += processed
         return pending, done
 
-    async def lag(self) -> int:
-        """Messages not yet processed (see ``backlog``)."""
-        return (await self.backlog())[0]
-
     async def _fetchval(self, sql: str, *args: object) -> object:
         """A query on the feeder's connection, reconnecting once if the database closed it."""
         for attempt in (1, 2):

@@ -248,7 +248,7 @@ class Runtime:
         self._published.extend(i for i, _ in rows)  # marked in the outbox by ``mark_published``, off this path
 
     async def mark_published(self) -> None:
-        """Mark what was published in the outbox, a batch of ids per call (every ``mark_seconds``), so the
+        """Mark what was published in the outbox, a batch of ids per call (every ``MARK_SECONDS``), so the
         agents do not wait for that commit. Ids not marked yet (a crash in between) are re-sent by the relay of
         a restarted worker: a repeat that every consumer recognises by its ``ce_id``."""
         if not self._published:
