@@ -72,7 +72,7 @@ def compute(tickets: Iterable[TicketState], now: datetime) -> list[UnitScore]:
             s = score(ticket.jurisdiction, cycle.unit)
             if cycle.kind == "dispatch":
                 s.dispatches += 1
-            ended_early = cycle.ended_at is not None and cycle.resolved_at is None  # returned or superseded
+            ended_early = _ended_early(cycle)
             if cycle.ack_due is not None:
                 done = min((m for m in (cycle.acked_at, cycle.resolved_at) if m is not None and m <= now), default=None)
                 if done is not None or (cycle.ack_due <= now and not (ended_early and cycle.ended_at <= cycle.ack_due)):
