@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+import mode.loop
 import structlog
 
 from services.platform.settings import Settings
@@ -27,6 +28,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 
 
 def run_worker(app: faust.App, settings: Settings) -> None:
+    if settings.event_loop == "uvloop":
+        mode.loop.use("uvloop")  # the event loop policy, before the worker creates its loop
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), logging_config=logging_config(settings),
                           quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

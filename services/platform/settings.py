@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move to another")
     db_pool_size: int = Field(4, ge=1, description="database connections per worker")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="the workers' event loop: uvloop (libuv, less CPU per message) or Python's asyncio")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["json", "console"] = Field("json", description="json lines (structlog) or console")
 
