@@ -37,5 +37,5 @@ class Urgency(StrEnum):
 class Citation(Contract):
     """Where in the plans a rule comes from."""
 
-    file: str = Field(description="Plan file name in shared/plans, e.g. qingpu-2025-upgrade-work-plan.txt")
+    file: str = Field(description="Plan file name under plans/ (the five government plans), e.g. qingpu-2025-upgrade-work-plan.txt")
     clause: str = Field(description="Clause or task-table row, quoted as the plan numbers it")
