@@ -3,7 +3,9 @@ so label names live in one place. Labels never carry personal data (no caller, n
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
 
@@ -12,6 +14,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # process_start_time_seconds (with CPU, memory, file descriptors): HotlineInternalErrors counts every
+        # internal error of a process younger than its window, whose counter may be first scraped above 0.
+        ProcessCollector(registry=r)
         self.received = Counter("hotline_intake_received", "Intake messages received", ["source", "jurisdiction"],
                                 registry=r)
         self.received_bytes = Counter("hotline_intake_received_bytes", "Bytes of intake messages received",
@@ -70,6 +75,12 @@ class Metrics:
                                   ["service", "topic"], registry=r)
         self.outbox_pending = Gauge("hotline_outbox_pending", "Outbox rows waiting to be published", ["service"],
                                     registry=r)
+
+    def declare_dead_letters(self, stage: str, reasons: Iterable[str]) -> None:
+        """Export hotline_dead_letters_total{stage, reason} as 0 for each reason before any dead letter: a labelled
+        counter has no series until its first increment, and a series born at 1 shows no increase() to alerts."""
+        for reason in reasons:
+            self.rejected.labels(stage, reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

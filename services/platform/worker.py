@@ -34,6 +34,16 @@ MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
 Prefetch = Callable[[Batch, list[bytes]], Awaitable[None]]
+# Every reason a worker can dead-letter an input with: the domain's Rejection reasons (docs/rejections.md, less the
+# replay-only after_until) and internal_error. Each worker exports them as 0 for its stage from the start, so that
+# the first dead letter of a reason is an increase the alerts see (tests/unit/test_worker_metrics.py keeps this
+# list equal to the documented one).
+DEAD_LETTER_REASONS = (
+    "empty", "too_large", "invalid_utf8", "invalid_json", "not_an_object", "too_deep", "control_characters",
+    "missing_field", "unknown_field", "unknown_source", "unknown_jurisdiction", "bad_timestamp", "wrong_type",
+    "too_long", "empty_field", "unsupported_version", "invalid_value", "unknown_ticket", "unit_mismatch",
+    "before_dispatch", "invalid_transition", "extension_not_later", "internal_error",
+)
 
 
 def _limit_fetch_wait(ms: int) -> None:
@@ -82,6 +92,7 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        metrics.declare_dead_letters(service, DEAD_LETTER_REASONS)
         self.topics = names(settings.topic_prefix)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()

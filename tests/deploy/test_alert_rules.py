@@ -48,7 +48,7 @@ GAUGES = {
     "hotline_work_orders_open", "hotline_work_orders_overdue", "hotline_triage_backlog",
     "hotline_unit_response_ratio", "hotline_unit_resolution_ratio", "hotline_unit_satisfaction_ratio",
     "hotline_unit_on_time_ratio", "hotline_unit_return_ratio", "hotline_unit_rehandle_ratio",
-    "hotline_consumer_lag_messages",
+    "hotline_consumer_lag_messages", "process_start_time_seconds",
 }
 HISTOGRAMS = {"hotline_processing_seconds", "hotline_dispatch_latency_seconds"}
 SERVICE_METRICS = ({f"{c}_total" for c in COUNTERS} | GAUGES

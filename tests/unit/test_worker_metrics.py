@@ -1,0 +1,52 @@
+"""What a worker's /metrics exports before it has processed anything, and how it keeps its gauges current.
+
+No broker and no database: a Faust app is built (it connects only when started) and the Runtime's metrics
+are read from its registry, the bytes ``/metrics`` serves.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.platform.metrics import Metrics
+from services.platform.settings import Settings
+from services.platform.worker import DEAD_LETTER_REASONS, Runtime, make_app
+from tests.conftest import REPO
+
+PORTS = {"intake": 9101, "router": 9102, "sla": 9103}
+
+
+def runtime(service: str) -> Runtime:
+    settings = Settings()
+    return Runtime(service, make_app(service, settings, PORTS[service]), settings, Metrics())
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_dead_letter_reasons_are_the_documented_ones() -> None:
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]+) \|", (REPO / "docs" / "rejections.md").read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    documented = {reason for reason, stage in rows if "replay only" not in stage}
+    assert len(documented) > 15
+    assert set(DEAD_LETTER_REASONS) == documented
+    assert len(DEAD_LETTER_REASONS) == len(set(DEAD_LETTER_REASONS))
+
+
+@pytest.mark.parametrize("service", sorted(PORTS))
+def test_a_fresh_worker_exports_every_dead_letter_reason_as_zero(service: str) -> None:
+    """A labelled counter has no series until its first increment; a series born at 1 shows no increase() to
+    HotlineInternalErrors. The worker declares them at start, so the first internal error is an increase."""
+    exported = samples(runtime(service).metrics)
+    for reason in DEAD_LETTER_REASONS:
+        key = ("hotline_dead_letters_total", (("reason", reason), ("stage", service)))
+        assert exported.get(key) == 0.0, key
+    assert exported[("process_start_time_seconds", ())] > 0  # the rule's second clause needs the process age
