@@ -18,7 +18,8 @@ import faust
 
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 from services.domain import sla
-from services.domain.campaigns import Campaign, CampaignReport, advance as advance_campaign, evaluation_times, questions
+from services.domain.campaigns import (Campaign, CampaignReport, CampaignState, advance as advance_campaign,
+                                      evaluation_times, questions)
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
 from services.domain.validation import Rejection, decode, unknown_ticket
@@ -165,8 +166,6 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 return [], False
             instants = evaluation_times(campaign, state.last_evaluated_at, now)
             if not instants:
-                if campaign.id not in shown and state.history:  # after a restart: show the stored evaluation
-                    show_campaign(state.history[-1])
                 return [], False
             chunk = instants[:CAMPAIGN_CHUNK]
             counts = await store.campaign_counts(conn, campaign.id, questions(campaign, chunk))
@@ -202,13 +201,16 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 log.info("facts_backfill_pending")
         return facts["ready"]
 
-    shown: set[str] = set()
+    shown: dict[str, datetime] = {}  # campaign id -> instant of the evaluation its gauges show
 
     def show_campaign(report: CampaignReport) -> None:
         """Campaign gauges. Once the deadline has been judged (met / missed) the projection is withdrawn, so an
-        at-risk alert does not keep firing for a campaign that is over; rate and target stay for the charts."""
+        at-risk alert does not keep firing for a campaign that is over; rate and target stay for the charts. A
+        report older than the one shown (read before this replica's own evaluation committed) is ignored."""
         cid = report.campaign_id
-        shown.add(cid)
+        if cid in shown and report.at < shown[cid]:
+            return
+        shown[cid] = report.at
         rt.metrics.campaign_rate.labels(cid).set(report.rate)
         rt.metrics.campaign_target.labels(cid).set(report.target)
         rt.metrics.campaign_enrolled.labels(cid).set(report.enrolled)
@@ -269,8 +271,18 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 return await store.clock_now(conn)
         return datetime.now(UTC)
 
+    async def stored_campaign_reports(conn: asyncpg.Connection) -> list[CampaignReport]:
+        """The latest stored evaluation of each campaign (read without the campaign's lock)."""
+        rows = await conn.fetch("SELECT state FROM campaign_state WHERE campaign_id = ANY($1::text[]) ORDER BY 1",
+                                [c.id for c in rules.campaigns.campaigns])
+        states = [CampaignState.model_validate(r["state"]) for r in rows]
+        return [s.history[-1] for s in states if s.history]
+
     async def refresh_scorecards() -> None:
-        """Unit scorecards, open / overdue work and the triage backlog as gauges (see services/domain/scorecards)."""
+        """Unit scorecards, open / overdue work, the triage backlog and the campaign gauges (see
+        services/domain/scorecards). Every replica sets the campaign gauges from the stored evaluations here: only
+        the replica holding a campaign's lock evaluates it, and the others' gauges would otherwise stay as they
+        were when they last did."""
         now = await current_time()
         if now is None:
             return
@@ -280,9 +292,12 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 since = now - timedelta(days=settings.scorecard_window_days)
                 scores = await store.unit_scores(conn, now, since) if ready else []
                 backlog = await store.triage_backlog(conn)
+                reports = await stored_campaign_reports(conn)
         except Exception as exc:  # gauges are refreshed again at the next tick
             log.warning("scorecards_skipped", error=type(exc).__name__)
             return
+        for report in reports:
+            show_campaign(report)
         for s in scores:
             rt.metrics.open_work.labels(s.jurisdiction, s.unit).set(s.open)
             rt.metrics.overdue_work.labels(s.jurisdiction, s.unit).set(s.overdue)
