@@ -43,6 +43,9 @@ class Metrics:
                                         ["campaign_id"], registry=r)
         self.campaign_target = Gauge("hotline_campaign_target", "Campaign target rate", ["campaign_id"], registry=r)
         self.campaign_enrolled = Gauge("hotline_campaign_enrolled", "Tickets enrolled", ["campaign_id"], registry=r)
+        self.campaign_at_risk = Gauge("hotline_campaign_at_risk",
+                                      "1 when the last evaluation's status is at_risk (projected below target, with "
+                                      "enough tickets enrolled and past warm-up), else 0", ["campaign_id"], registry=r)
         self.calendar_fallback = Gauge("hotline_calendar_fallback_years",
                                        "1 for a year with no holiday data (weekends-only fallback)", ["year"],
                                        registry=r)

@@ -214,6 +214,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         rt.metrics.campaign_rate.labels(cid).set(report.rate)
         rt.metrics.campaign_target.labels(cid).set(report.target)
         rt.metrics.campaign_enrolled.labels(cid).set(report.enrolled)
+        rt.metrics.campaign_at_risk.labels(cid).set(1 if report.status == "at_risk" else 0)  # the domain's verdict
         if report.status in ("met", "missed"):
             try:
                 rt.metrics.campaign_projected.remove(cid)

@@ -44,6 +44,7 @@ COUNTERS = {
 }
 GAUGES = {
     "hotline_campaign_rate", "hotline_campaign_projected_rate", "hotline_campaign_target", "hotline_campaign_enrolled",
+    "hotline_campaign_at_risk",
     "hotline_calendar_fallback_years", "hotline_sla_clock_seconds", "hotline_outbox_pending",
     "hotline_work_orders_open", "hotline_work_orders_overdue", "hotline_triage_backlog",
     "hotline_unit_response_ratio", "hotline_unit_resolution_ratio", "hotline_unit_satisfaction_ratio",
@@ -280,8 +281,9 @@ def test_required_alerts_are_there() -> None:
     severities = {r["labels"]["severity"] for r in alerting_rules() if r["alert"] == "HotlineUnitOverdueWork"}
     assert severities == {"warning", "critical"}
     campaign = by_name["HotlineCampaignAtRisk"][0]
-    assert "hotline_campaign_projected_rate" in campaign and "hotline_campaign_target" in campaign
-    assert "on (campaign_id)" in campaign
+    # the SLA worker's verdict (status at_risk), not projected < target: no alert for an empty or warming-up cohort
+    assert "(max by (campaign_id) (hotline_campaign_at_risk) == 1)" in campaign
+    assert "hotline_campaign_target" not in campaign and "on (campaign_id)" in campaign
     assert "hotline_triage_backlog" in by_name["HotlineTriageBacklog"][0]
     assert "sum by (stage, reason) (rate(hotline_dead_letters_total[5m]))" in by_name["HotlineDeadLetterRate"][0]
     assert "hotline_consumer_lag_messages" in by_name["HotlineConsumerLag"][0]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.domain.campaigns import CampaignReport, CampaignState
+from services.domain.campaigns import CampaignReport, CampaignState, TicketCounts, evaluate
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
 from services.sla import agents, store
@@ -48,9 +48,9 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
         """What the replica holding the lock stores after an evaluation (services/sla/agents.py)."""
         pool = await a.hotline_runtime.pool()
         async with pool.acquire() as conn, conn.transaction():
-            state = await store.load_campaign(conn, campaign.id)
+            state = await store.load_campaign(conn, r.campaign_id)
             assert state is not None
-            state = CampaignState(campaign_id=campaign.id, last_evaluated_at=r.at, status=r.status, history=[r])
+            state = CampaignState(campaign_id=r.campaign_id, last_evaluated_at=r.at, status=r.status, history=[r])
             await store.save_campaign(conn, state, [r])
 
     async def go() -> None:
@@ -63,6 +63,7 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
                 assert gauge(metrics, "hotline_campaign_projected_rate", campaign.id) == 0.95
                 assert gauge(metrics, "hotline_campaign_rate", campaign.id) == 0.9
                 assert gauge(metrics, "hotline_campaign_enrolled", campaign.id) == 10
+                assert gauge(metrics, "hotline_campaign_at_risk", campaign.id) == 0
 
             later = report(campaign, 40, 20, 9, 0.5, "at_risk")  # evaluated by replica a only
             await evaluated(later)
@@ -70,12 +71,24 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             assert gauge(metrics_b, "hotline_campaign_projected_rate", campaign.id) == 0.5
             assert gauge(metrics_b, "hotline_campaign_rate", campaign.id) == 0.45
             assert gauge(metrics_b, "hotline_campaign_enrolled", campaign.id) == 20
+            assert gauge(metrics_b, "hotline_campaign_at_risk", campaign.id) == 1
+
+            # a live campaign nobody is enrolled in yet: projected 0.0, but the domain says on track (below
+            # min_enrolled, not warmed up), so the at-risk gauge is 0 and HotlineCampaignAtRisk stays quiet
+            quiet = rules.campaigns.campaigns[1]
+            empty = evaluate(quiet, TicketCounts(quiet, []), quiet.start + timedelta(days=20))
+            assert (empty.projected_rate, empty.status) == (0.0, "on_track")
+            await evaluated(empty)
+            await b.hotline_refresh_scorecards()
+            assert gauge(metrics_b, "hotline_campaign_projected_rate", quiet.id) == 0.0
+            assert gauge(metrics_b, "hotline_campaign_at_risk", quiet.id) == 0
 
             over = report(campaign, (campaign.deadline - campaign.start).days, 20, 12, 0.6, "missed")
             await evaluated(over)
             await b.hotline_refresh_scorecards()
             assert gauge(metrics_b, "hotline_campaign_projected_rate", campaign.id) is None  # withdrawn once judged
             assert gauge(metrics_b, "hotline_campaign_rate", campaign.id) == 0.6
+            assert gauge(metrics_b, "hotline_campaign_at_risk", campaign.id) == 0
         finally:
             for app in (a, b):
                 pool = app.hotline_runtime._pool
