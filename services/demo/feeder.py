@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import ClockTick
 from services.platform.codec import encode
+from services.platform.kafka_security import client_options
 from services.platform.settings import Settings
 from services.platform.topics import names
 
@@ -29,8 +30,8 @@ class Feeder:
         self.settings = settings
         self.dsn = dsn
         self.topics = names(settings.topic_prefix)
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        self.producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
+        self.consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
         self.db: asyncpg.Connection | None = None
         self.sent: dict[str, int] = dict.fromkeys(FEEDER_TOPICS, 0)
         self.baseline: dict[str, int] = {}

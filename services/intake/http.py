@@ -371,11 +371,12 @@ async def serve(settings: Settings) -> None:
     from aiokafka import AIOKafkaProducer
 
     from services.platform.db import create_pool
+    from services.platform.kafka_security import client_options
 
     if not settings.http_api_keys.strip():
         log.warning("http_no_api_keys", detail="HOTLINE_HTTP_API_KEYS is empty: every request will be refused")
     topic = names(settings.topic_prefix)["raw"]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         pool = await create_pool(settings.database_url, settings.db_pool_size)

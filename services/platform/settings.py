@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,6 +13,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every Kafka client connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)")
+    kafka_sasl_username: str = Field("", description="SASL user name (required with SASL_*)")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="SASL password (required with SASL_*; never logged)")
+    kafka_ssl_cafile: str = Field(
+        "", description="CA bundle (PEM) that signed the brokers' certificates (empty: the system's CAs)")
+    kafka_ssl_certfile: str = Field("", description="client certificate (PEM) for mutual TLS (empty: none)")
+    kafka_ssl_keyfile: str = Field("", description="private key (PEM) of the client certificate")
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/hotline", description="PostgreSQL DSN")
     topic_prefix: str = Field("hotline", description="prefix of every topic name")
     partitions: int = Field(4, ge=1, description="partitions of the pipeline topics (fixed once created)")
@@ -48,6 +59,19 @@ class Settings(BaseSettings):
         "uvloop", description="the workers' event loop: uvloop (libuv, less CPU per message) or Python's asyncio")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["json", "console"] = Field("json", description="json lines (structlog) or console")
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"HOTLINE_KAFKA_SASL_USERNAME and HOTLINE_KAFKA_SASL_PASSWORD are required with "
+                             f"HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol}")
+        if (self.kafka_ssl_cafile or self.kafka_ssl_certfile) and not protocol.endswith("SSL"):
+            raise ValueError(f"HOTLINE_KAFKA_SSL_* files are set but HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol} does "
+                             "not use TLS (SSL or SASL_SSL)")
+        if bool(self.kafka_ssl_keyfile) and not self.kafka_ssl_certfile:
+            raise ValueError("HOTLINE_KAFKA_SSL_KEYFILE is set without HOTLINE_KAFKA_SSL_CERTFILE")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ from services.domain.validation import Rejection
 from services.platform import db
 from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode
+from services.platform.kafka_security import faust_credentials
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
@@ -69,6 +70,7 @@ def make_app(service: str, settings: Settings, port: int) -> faust.App:
     return faust.App(
         f"hotline-{service}",
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+        broker_credentials=faust_credentials(settings),  # TLS / SASL (HOTLINE_KAFKA_SECURITY_PROTOCOL)
         store="memory://",
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # topics are provisioned by `hotline topics create`
