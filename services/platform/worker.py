@@ -99,6 +99,7 @@ class Runtime:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._published: list[int] = []
+        self._lag_topics: set[str] = set()  # topics whose hotline_consumer_lag_messages this worker has set
         app.timer(MARK_SECONDS)(self.mark_published)
         app.timer(settings.relay_seconds)(self.relay)
         app.timer(10.0)(self.report_lag)
@@ -129,9 +130,14 @@ class Runtime:
             log.info("pruned", processed_inputs=keys, outbox=rows)
 
     async def report_lag(self) -> None:
-        """hotline_consumer_lag_messages: messages on this worker's partitions not yet fetched and processed."""
+        """hotline_consumer_lag_messages: messages on this worker's partitions not yet fetched and processed. A topic
+        this worker reported before and no longer has a partition of (a rebalance moved them, or it has none) is set
+        to 0: its lag is now another replica's, and ``sum by (service, topic)`` must not count it twice."""
         consumer = self.app.consumer
         partitions = consumer.assignment()
+        assigned = {tp.topic for tp in partitions}
+        for topic in sorted(self._lag_topics - assigned):
+            self.metrics.consumer_lag.labels(self.service, topic).set(0)
         if not partitions:
             return
         try:
@@ -146,6 +152,7 @@ class Runtime:
             return
         for topic, value in lag.items():
             self.metrics.consumer_lag.labels(self.service, topic).set(value)
+        self._lag_topics |= set(lag)
 
     @staticmethod
     def input_key(service: str, message: Any) -> str:

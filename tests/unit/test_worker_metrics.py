@@ -6,9 +6,12 @@ are read from its registry, the bytes ``/metrics`` serves.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from types import SimpleNamespace
 
 import pytest
+from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.platform.metrics import Metrics
@@ -50,3 +53,48 @@ def test_a_fresh_worker_exports_every_dead_letter_reason_as_zero(service: str) -
         key = ("hotline_dead_letters_total", (("reason", reason), ("stage", service)))
         assert exported.get(key) == 0.0, key
     assert exported[("process_start_time_seconds", ())] > 0  # the rule's second clause needs the process age
+
+
+class FakeConsumer:
+    """What report_lag asks of Faust's consumer: the assignment, high-water marks and positions."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[TP, tuple[int, int]] = {}  # partition -> (high water, position)
+
+    def assignment(self) -> set[TP]:
+        return set(self.partitions)
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.partitions[tp][0] for tp in tps}
+
+    async def position(self, tp: TP) -> int:
+        return self.partitions[tp][1]
+
+
+def test_consumer_lag_of_partitions_moved_away_goes_to_zero() -> None:
+    """After a rebalance a replica must not keep reporting the lag of partitions another replica now owns
+    (``sum by (service, topic)`` would count it twice and raise a false HotlineConsumerLag)."""
+    rt = runtime("router")
+    consumer = FakeConsumer()
+    rt.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
+
+    def lag() -> dict[str, float]:
+        return {labels[1][1]: value for (name, labels), value in samples(rt.metrics).items()
+                if name == "hotline_consumer_lag_messages"}
+
+    accepted, returns = "hotline.events.accepted", "hotline.returns"
+    consumer.partitions = {TP(accepted, 0): (900, 100), TP(accepted, 1): (700, 200), TP(returns, 0): (50, 40)}
+    asyncio.run(rt.report_lag())
+    assert lag() == {accepted: 1300, returns: 10}
+
+    consumer.partitions = {TP(accepted, 1): (800, 300)}  # partition 0 of accepted and all of returns moved away
+    asyncio.run(rt.report_lag())
+    assert lag() == {accepted: 500, returns: 0}
+
+    consumer.partitions = {}  # no partition at all (more replicas than partitions, or mid-rebalance)
+    asyncio.run(rt.report_lag())
+    assert lag() == {accepted: 0, returns: 0}
+
+    consumer.partitions = {TP(returns, 0): (60, 60)}
+    asyncio.run(rt.report_lag())
+    assert lag() == {accepted: 0, returns: 0}
