@@ -42,6 +42,10 @@ class Metrics:
         self.campaign_projected = Gauge("hotline_campaign_projected_rate", "Projected rate at the deadline",
                                         ["campaign_id"], registry=r)
         self.campaign_target = Gauge("hotline_campaign_target", "Campaign target rate", ["campaign_id"], registry=r)
+        self.campaign_start = Gauge("hotline_campaign_start_timestamp_seconds", "Campaign start (unix seconds)",
+                                    ["campaign_id"], registry=r)
+        self.campaign_deadline = Gauge("hotline_campaign_deadline_timestamp_seconds",
+                                       "Campaign deadline (unix seconds)", ["campaign_id"], registry=r)
         self.campaign_enrolled = Gauge("hotline_campaign_enrolled", "Tickets enrolled", ["campaign_id"], registry=r)
         self.campaign_at_risk = Gauge("hotline_campaign_at_risk",
                                       "1 when the last evaluation's status is at_risk (projected below target, with "

@@ -318,6 +318,11 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         except Exception as exc:  # the timers call it again
             log.warning("facts_check_deferred", error=type(exc).__name__)
 
+    for campaign in rules.campaigns.campaigns:  # from the definitions, on every replica: the burn-up's target line
+        rt.metrics.campaign_target.labels(campaign.id).set(campaign.target)
+        rt.metrics.campaign_start.labels(campaign.id).set(campaign.start.timestamp())
+        rt.metrics.campaign_deadline.labels(campaign.id).set(campaign.deadline.timestamp())
+
     app.timer(settings.sla_sweep_seconds)(sweep_now)
     app.timer(settings.scorecard_seconds)(refresh_scorecards)
     app.hotline_refresh_scorecards = refresh_scorecards  # type: ignore[attr-defined]

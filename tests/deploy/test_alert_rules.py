@@ -44,7 +44,7 @@ COUNTERS = {
 }
 GAUGES = {
     "hotline_campaign_rate", "hotline_campaign_projected_rate", "hotline_campaign_target", "hotline_campaign_enrolled",
-    "hotline_campaign_at_risk",
+    "hotline_campaign_at_risk", "hotline_campaign_start_timestamp_seconds", "hotline_campaign_deadline_timestamp_seconds",
     "hotline_calendar_fallback_years", "hotline_sla_clock_seconds", "hotline_outbox_pending",
     "hotline_work_orders_open", "hotline_work_orders_overdue", "hotline_triage_backlog",
     "hotline_unit_response_ratio", "hotline_unit_resolution_ratio", "hotline_unit_satisfaction_ratio",
@@ -429,6 +429,11 @@ def test_dashboard_covers_the_required_views() -> None:
     burnup = [p for p in dashboard_panels() if any("hotline_campaign_rate" in t["expr"] for t in p.get("targets", []))
               and any("hotline_campaign_target" in t["expr"] for t in p.get("targets", []))]
     assert burnup, "campaign rate and target belong in one panel (target line)"
+    # the burn-up's target line: 0 at the campaign's start, rising linearly to the target at its deadline
+    line = [t["expr"] for t in burnup[0]["targets"] if "clamp(" in t["expr"]]
+    assert len(line) == 1 and "hotline_campaign_target" in line[0], line
+    assert "(time() - max by (campaign_id) (hotline_campaign_start_timestamp_seconds" in line[0]
+    assert "hotline_campaign_deadline_timestamp_seconds" in line[0] and line[0].endswith(", 0, 1)")
     unit_filtered = [e for e in exprs if "hotline_work_orders_o" in e]
     assert unit_filtered and all('jurisdiction=~"$jurisdiction"' in e and 'unit=~"$unit"' in e for e in unit_filtered)
 

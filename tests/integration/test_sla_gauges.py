@@ -53,6 +53,13 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             state = CampaignState(campaign_id=r.campaign_id, last_evaluated_at=r.at, status=r.status, history=[r])
             await store.save_campaign(conn, state, [r])
 
+    for metrics in (metrics_a, metrics_b):  # from the definitions, before any evaluation
+        for c in rules.campaigns.campaigns:
+            assert gauge(metrics, "hotline_campaign_target", c.id) == c.target
+            assert gauge(metrics, "hotline_campaign_start_timestamp_seconds", c.id) == c.start.timestamp()
+            assert gauge(metrics, "hotline_campaign_deadline_timestamp_seconds", c.id) == c.deadline.timestamp()
+            assert gauge(metrics, "hotline_campaign_rate", c.id) is None
+
     async def go() -> None:
         try:
             first = report(campaign, 20, 10, 9, 0.95, "on_track")
