@@ -37,11 +37,12 @@ class Metrics:
                                registry=r)
         self.escalations = Counter("hotline_escalations", "Escalations raised", ["kind", "level", "jurisdiction"],
                                    registry=r)
-        self.campaign_rate = Gauge("hotline_campaign_rate", "Campaign rate at the last evaluation", ["campaign_id"],
-                                   registry=r)
-        self.campaign_projected = Gauge("hotline_campaign_projected_rate", "Projected rate at the deadline",
+        self.campaign_rate = Gauge("hotline_campaign_rate_ratio", "Campaign rate (0-1) at the last evaluation",
+                                   ["campaign_id"], registry=r)
+        self.campaign_projected = Gauge("hotline_campaign_projected_rate_ratio", "Projected rate (0-1) at the deadline",
                                         ["campaign_id"], registry=r)
-        self.campaign_target = Gauge("hotline_campaign_target", "Campaign target rate", ["campaign_id"], registry=r)
+        self.campaign_target = Gauge("hotline_campaign_target_ratio", "Campaign target rate (0-1)", ["campaign_id"],
+                                     registry=r)
         self.campaign_start = Gauge("hotline_campaign_start_timestamp_seconds", "Campaign start (unix seconds)",
                                     ["campaign_id"], registry=r)
         self.campaign_deadline = Gauge("hotline_campaign_deadline_timestamp_seconds",
@@ -50,16 +51,17 @@ class Metrics:
         self.campaign_at_risk = Gauge("hotline_campaign_at_risk",
                                       "1 when the last evaluation's status is at_risk (projected below target, with "
                                       "enough tickets enrolled and past warm-up), else 0", ["campaign_id"], registry=r)
-        self.calendar_fallback = Gauge("hotline_calendar_fallback_years",
-                                       "1 for a year with no holiday data (weekends-only fallback)", ["year"],
-                                       registry=r)
+        self.calendar_fallback = Gauge("hotline_calendar_year_guessed",
+                                       "1 for a year with no holiday data: its working days are guessed from weekends "
+                                       "only", ["year"], registry=r)
         self.processing = Histogram("hotline_processing_seconds", "Time to process one input, database included",
                                     ["service"], buckets=LATENCY_BUCKETS, registry=r)
         self.dispatch_latency = Histogram("hotline_dispatch_latency_seconds",
                                           "Wall time from intake receipt to the unit's work order being published",
                                           buckets=LATENCY_BUCKETS, registry=r)
-        self.sla_clock = Gauge("hotline_sla_clock_seconds", "The SLA worker's current time (unix seconds)",
-                               registry=r)
+        self.sla_clock = Gauge("hotline_sla_clock_timestamp_seconds",
+                               "The SLA worker's current time (unix seconds): the instant its escalations are judged "
+                               "at (0 on intake and router)", registry=r)
         self.open_work = Gauge("hotline_work_orders_open", "Tickets a unit holds and has not resolved",
                                ["jurisdiction", "unit"], registry=r)
         self.overdue_work = Gauge("hotline_work_orders_overdue", "Open tickets past their resolve deadline",

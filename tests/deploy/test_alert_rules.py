@@ -43,9 +43,9 @@ COUNTERS = {
     "hotline_sla_updates", "hotline_escalations",
 }
 GAUGES = {
-    "hotline_campaign_rate", "hotline_campaign_projected_rate", "hotline_campaign_target", "hotline_campaign_enrolled",
+    "hotline_campaign_rate_ratio", "hotline_campaign_projected_rate_ratio", "hotline_campaign_target_ratio", "hotline_campaign_enrolled",
     "hotline_campaign_at_risk", "hotline_campaign_start_timestamp_seconds", "hotline_campaign_deadline_timestamp_seconds",
-    "hotline_calendar_fallback_years", "hotline_sla_clock_seconds", "hotline_outbox_pending",
+    "hotline_calendar_year_guessed", "hotline_sla_clock_timestamp_seconds", "hotline_outbox_pending",
     "hotline_work_orders_open", "hotline_work_orders_overdue", "hotline_triage_backlog",
     "hotline_unit_response_ratio", "hotline_unit_resolution_ratio", "hotline_unit_satisfaction_ratio",
     "hotline_unit_on_time_ratio", "hotline_unit_return_ratio", "hotline_unit_rehandle_ratio",
@@ -283,7 +283,7 @@ def test_required_alerts_are_there() -> None:
     campaign = by_name["HotlineCampaignAtRisk"][0]
     # the SLA worker's verdict (status at_risk), not projected < target: no alert for an empty or warming-up cohort
     assert "(max by (campaign_id) (hotline_campaign_at_risk) == 1)" in campaign
-    assert "hotline_campaign_target" not in campaign and "on (campaign_id)" in campaign
+    assert "hotline_campaign_target_ratio" not in campaign and "on (campaign_id)" in campaign
     assert "hotline_triage_backlog" in by_name["HotlineTriageBacklog"][0]
     assert "sum by (stage, reason) (rate(hotline_dead_letters_total[5m]))" in by_name["HotlineDeadLetterRate"][0]
     assert "hotline_consumer_lag_messages" in by_name["HotlineConsumerLag"][0]
@@ -327,12 +327,12 @@ def test_unit_is_never_aggregated_without_its_jurisdiction() -> None:
 
 
 def test_metric_name_lexer() -> None:
-    expr = ('label_replace(max by (campaign_id) (hotline_campaign_projected_rate{job="a"}) < on (campaign_id) '
-            'max by (campaign_id) (hotline_campaign_target), "jurisdiction", "$1", "campaign_id", "([a-z]+)-.*")')
-    assert metric_names(expr) == {"hotline_campaign_projected_rate", "hotline_campaign_target"}
+    expr = ('label_replace(max by (campaign_id) (hotline_campaign_projected_rate_ratio{job="a"}) < on (campaign_id) '
+            'max by (campaign_id) (hotline_campaign_target_ratio), "jurisdiction", "$1", "campaign_id", "([a-z]+)-.*")')
+    assert metric_names(expr) == {"hotline_campaign_projected_rate_ratio", "hotline_campaign_target_ratio"}
     assert metric_names('histogram_quantile(0.99, sum by (le) (rate(x_bucket{a=~"$j"}[$__rate_interval]))) > 1e3') \
         == {"x_bucket"}
-    assert metric_names("time() - max(hotline_sla_clock_seconds) > 300") == {"hotline_sla_clock_seconds"}
+    assert metric_names("time() - max(hotline_sla_clock_timestamp_seconds) > 300") == {"hotline_sla_clock_timestamp_seconds"}
 
 
 def test_campaign_ids_begin_with_their_jurisdiction() -> None:
@@ -413,7 +413,7 @@ def test_dashboard_covers_the_required_views() -> None:
         "hotline_work_orders_open", "hotline_work_orders_overdue",
         "hotline_unit_response_ratio", "hotline_unit_resolution_ratio", "hotline_unit_satisfaction_ratio",
         "hotline_unit_on_time_ratio", "hotline_unit_return_ratio", "hotline_unit_rehandle_ratio",
-        "hotline_campaign_rate", "hotline_campaign_target", "hotline_campaign_projected_rate",
+        "hotline_campaign_rate_ratio", "hotline_campaign_target_ratio", "hotline_campaign_projected_rate_ratio",
         "hotline_dispatch_latency_seconds_bucket", "hotline_consumer_lag_messages", "hotline_dead_letters_total",
         "hotline_intake_received_total", "hotline_escalations_total",
     }
@@ -426,12 +426,12 @@ def test_dashboard_covers_the_required_views() -> None:
                for e in exprs if "hotline_intake_received_total" in e)
     assert any("by (kind, level)" in e for e in exprs if "hotline_escalations_total" in e)
     assert any("by (stage, reason)" in e for e in exprs if "hotline_dead_letters_total" in e)
-    burnup = [p for p in dashboard_panels() if any("hotline_campaign_rate" in t["expr"] for t in p.get("targets", []))
-              and any("hotline_campaign_target" in t["expr"] for t in p.get("targets", []))]
+    burnup = [p for p in dashboard_panels() if any("hotline_campaign_rate_ratio" in t["expr"] for t in p.get("targets", []))
+              and any("hotline_campaign_target_ratio" in t["expr"] for t in p.get("targets", []))]
     assert burnup, "campaign rate and target belong in one panel (target line)"
     # the burn-up's target line: 0 at the campaign's start, rising linearly to the target at its deadline
     line = [t["expr"] for t in burnup[0]["targets"] if "clamp(" in t["expr"]]
-    assert len(line) == 1 and "hotline_campaign_target" in line[0], line
+    assert len(line) == 1 and "hotline_campaign_target_ratio" in line[0], line
     assert "(time() - max by (campaign_id) (hotline_campaign_start_timestamp_seconds" in line[0]
     assert "hotline_campaign_deadline_timestamp_seconds" in line[0] and line[0].endswith(", 0, 1)")
     unit_filtered = [e for e in exprs if "hotline_work_orders_o" in e]

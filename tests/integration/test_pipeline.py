@@ -109,7 +109,7 @@ def test_each_worker_serves_metrics(world) -> None:  # type: ignore[no-untyped-d
     assert "hotline_router_work_orders_total{" in router_metrics
     sla_metrics = running.metrics("sla")
     assert 'hotline_escalations_total{jurisdiction="qingpu",kind="resolve_overdue",level="1"}' in sla_metrics
-    assert 'hotline_campaign_target{campaign_id="qingpu-2025-hotspots-12345"} 0.7' in sla_metrics
+    assert 'hotline_campaign_target_ratio{campaign_id="qingpu-2025-hotspots-12345"} 0.7' in sla_metrics
     for series in ("hotline_work_orders_open{", "hotline_work_orders_overdue{", "hotline_unit_response_ratio{",
                    "hotline_unit_satisfaction_ratio{", 'hotline_triage_backlog{jurisdiction="qingpu"}'):
         assert series in sla_metrics, series

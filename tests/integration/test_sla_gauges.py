@@ -55,10 +55,10 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
 
     for metrics in (metrics_a, metrics_b):  # from the definitions, before any evaluation
         for c in rules.campaigns.campaigns:
-            assert gauge(metrics, "hotline_campaign_target", c.id) == c.target
+            assert gauge(metrics, "hotline_campaign_target_ratio", c.id) == c.target
             assert gauge(metrics, "hotline_campaign_start_timestamp_seconds", c.id) == c.start.timestamp()
             assert gauge(metrics, "hotline_campaign_deadline_timestamp_seconds", c.id) == c.deadline.timestamp()
-            assert gauge(metrics, "hotline_campaign_rate", c.id) is None
+            assert gauge(metrics, "hotline_campaign_rate_ratio", c.id) is None
 
     async def go() -> None:
         try:
@@ -67,16 +67,16 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             for app in (a, b):
                 await app.hotline_refresh_scorecards()
             for metrics in (metrics_a, metrics_b):
-                assert gauge(metrics, "hotline_campaign_projected_rate", campaign.id) == 0.95
-                assert gauge(metrics, "hotline_campaign_rate", campaign.id) == 0.9
+                assert gauge(metrics, "hotline_campaign_projected_rate_ratio", campaign.id) == 0.95
+                assert gauge(metrics, "hotline_campaign_rate_ratio", campaign.id) == 0.9
                 assert gauge(metrics, "hotline_campaign_enrolled", campaign.id) == 10
                 assert gauge(metrics, "hotline_campaign_at_risk", campaign.id) == 0
 
             later = report(campaign, 40, 20, 9, 0.5, "at_risk")  # evaluated by replica a only
             await evaluated(later)
             await b.hotline_refresh_scorecards()
-            assert gauge(metrics_b, "hotline_campaign_projected_rate", campaign.id) == 0.5
-            assert gauge(metrics_b, "hotline_campaign_rate", campaign.id) == 0.45
+            assert gauge(metrics_b, "hotline_campaign_projected_rate_ratio", campaign.id) == 0.5
+            assert gauge(metrics_b, "hotline_campaign_rate_ratio", campaign.id) == 0.45
             assert gauge(metrics_b, "hotline_campaign_enrolled", campaign.id) == 20
             assert gauge(metrics_b, "hotline_campaign_at_risk", campaign.id) == 1
 
@@ -87,14 +87,14 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             assert (empty.projected_rate, empty.status) == (0.0, "on_track")
             await evaluated(empty)
             await b.hotline_refresh_scorecards()
-            assert gauge(metrics_b, "hotline_campaign_projected_rate", quiet.id) == 0.0
+            assert gauge(metrics_b, "hotline_campaign_projected_rate_ratio", quiet.id) == 0.0
             assert gauge(metrics_b, "hotline_campaign_at_risk", quiet.id) == 0
 
             over = report(campaign, (campaign.deadline - campaign.start).days, 20, 12, 0.6, "missed")
             await evaluated(over)
             await b.hotline_refresh_scorecards()
-            assert gauge(metrics_b, "hotline_campaign_projected_rate", campaign.id) is None  # withdrawn once judged
-            assert gauge(metrics_b, "hotline_campaign_rate", campaign.id) == 0.6
+            assert gauge(metrics_b, "hotline_campaign_projected_rate_ratio", campaign.id) is None  # withdrawn once judged
+            assert gauge(metrics_b, "hotline_campaign_rate_ratio", campaign.id) == 0.6
             assert gauge(metrics_b, "hotline_campaign_at_risk", campaign.id) == 0
         finally:
             for app in (a, b):
