@@ -1,9 +1,11 @@
 """The production wiring in deploy/ is consistent: alert rules pass `promtool check rules` and their unit tests,
-the Prometheus configuration passes `promtool check config`, and the compose file, the Kubernetes manifests, the
-Alertmanager routes and the Grafana dashboard agree with each other, with the metric names the services expose and
-with the settings the README documents.
+the Prometheus configuration passes `promtool check config`, the Alertmanager configuration `amtool check-config`
+and routes the rules' alerts as documented (`amtool config routes test`), and the compose file, the Kubernetes
+manifests and the Grafana dashboard agree with each other, with the metric and label names the services expose
+(read from the real registry) and with the settings the README documents.
 
-Needs `promtool` on PATH (Debian/Ubuntu: `apt-get install -y prometheus`) and PyYAML; no Docker, no cluster.
+Needs `promtool` and `amtool` on PATH (Debian/Ubuntu: `apt-get install -y prometheus prometheus-alertmanager`;
+scripts/test.sh installs them) and PyYAML; no Docker, no cluster.
 Compose and Kubernetes files are only parsed and checked structurally here, never started.
 """
 
@@ -18,6 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.platform.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -35,28 +41,15 @@ ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 SERVICES = {"intake": 9101, "router": 9102, "sla": 9103}
 JOBS = {f"hotline-{s}" for s in SERVICES}
 
-# The metric names the services expose (prometheus_client adds _total to counters; histograms have _bucket,
-# _count and _sum). Keep in step with services/platform/metrics.py.
-COUNTERS = {
-    "hotline_intake_received", "hotline_intake_received_bytes", "hotline_dead_letters", "hotline_duplicates",
-    "hotline_intake_merged", "hotline_router_decisions", "hotline_router_work_orders", "hotline_router_returns",
-    "hotline_sla_updates", "hotline_escalations",
+# The series the services expose, with their label names, read from the real registry (services/platform/metrics.py):
+# see exported_series() below. Not ours: Prometheus' own series and kafka-exporter's, with their label names.
+EXTERNAL_SERIES: dict[str, frozenset[str]] = {
+    "up": frozenset(),
+    "ALERTS": frozenset({"alertname", "alertstate"}),  # plus the firing rule's labels, added below
+    "kafka_consumergroup_lag": frozenset({"consumergroup", "topic", "partition"}),
+    "kafka_consumergroup_lag_sum": frozenset({"consumergroup", "topic"}),
+    "kafka_brokers": frozenset(),
 }
-GAUGES = {
-    "hotline_campaign_rate_ratio", "hotline_campaign_projected_rate_ratio", "hotline_campaign_target_ratio", "hotline_campaign_enrolled",
-    "hotline_campaign_at_risk", "hotline_campaign_start_timestamp_seconds", "hotline_campaign_deadline_timestamp_seconds",
-    "hotline_calendar_year_guessed", "hotline_sla_clock_timestamp_seconds", "hotline_outbox_pending",
-    "hotline_work_orders_open", "hotline_work_orders_overdue", "hotline_triage_backlog",
-    "hotline_unit_response_ratio", "hotline_unit_resolution_ratio", "hotline_unit_satisfaction_ratio",
-    "hotline_unit_on_time_ratio", "hotline_unit_return_ratio", "hotline_unit_rehandle_ratio",
-    "hotline_consumer_lag_messages", "process_start_time_seconds",
-}
-HISTOGRAMS = {"hotline_processing_seconds", "hotline_dispatch_latency_seconds"}
-SERVICE_METRICS = ({f"{c}_total" for c in COUNTERS} | GAUGES
-                   | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")})
-# Not ours: Prometheus' own series and kafka-exporter's.
-EXTERNAL_METRICS = {"up", "ALERTS", "kafka_consumergroup_lag", "kafka_consumergroup_lag_sum", "kafka_brokers"}
-KNOWN_METRICS = SERVICE_METRICS | EXTERNAL_METRICS
 
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
                 "offset", "inf", "nan"}
@@ -79,6 +72,15 @@ def run_promtool(*args: str, cwd: Path | None = None) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
+
+
+def amtool() -> str:
+    path = shutil.which("amtool")
+    if path is None:
+        pytest.fail("amtool is not on PATH, so the Alertmanager configuration cannot be checked. Install it: "
+                    "`apt-get install -y prometheus-alertmanager` (Debian/Ubuntu; scripts/test.sh does) or put the "
+                    "amtool binary of an Alertmanager release on PATH.", pytrace=False)
+    return path
 
 
 def load_yaml(path: Path) -> Any:
@@ -115,6 +117,71 @@ def rules() -> list[dict[str, Any]]:
 
 def alerting_rules() -> list[dict[str, Any]]:
     return [rule for rule in rules() if "alert" in rule]
+
+
+def exported_series() -> dict[str, frozenset[str]]:
+    """Every sample name a worker exports, with its label names, from the real ``Metrics`` registry. A labelled
+    collector has no sample until it is first used, so each is given one child here."""
+    metrics = Metrics()
+    collectors: list[MetricWrapperBase] = []
+    for value in vars(metrics).values():
+        collectors += [c for c in (value.values() if isinstance(value, dict) else [value])
+                       if isinstance(c, MetricWrapperBase)]
+    assert len(collectors) >= 20, "could not find the collectors of services/platform/metrics.py"
+    for collector in collectors:
+        if collector._labelnames:
+            collector.labels(*("x" for _ in collector._labelnames))
+    series: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            series.setdefault(sample.name, set()).update(sample.labels)
+    return {name: frozenset(labels) for name, labels in series.items()}
+
+
+def target_labels() -> set[str]:
+    """Labels Prometheus adds to every scraped series: job, instance and what the scrape configs' relabelling sets."""
+    labels = {"job", "instance"}
+    for config in ("prometheus.yml", "prometheus-kubernetes.yml"):
+        for sc in load_yaml(PROMETHEUS / config)["scrape_configs"]:
+            for relabel in sc.get("relabel_configs", []) + sc.get("metric_relabel_configs", []):
+                target = relabel.get("target_label", "")
+                if target and not target.startswith("__"):
+                    labels.add(target)
+    return labels
+
+
+def known_series() -> dict[str, frozenset[str]]:
+    series = dict(exported_series())
+    rule_labels = {k for r in alerting_rules() for k in r.get("labels", {})}
+    all_labels = set().union(*series.values(), *EXTERNAL_SERIES.values(), rule_labels)
+    series.update(EXTERNAL_SERIES)
+    series["ALERTS"] = frozenset(EXTERNAL_SERIES["ALERTS"] | all_labels)  # a rule's result keeps any label
+    return series
+
+
+def _strip_strings(expr: str) -> str:
+    return re.sub(r"'(?:\\.|[^'\\])*'", "''", re.sub(r'"(?:\\.|[^"\\])*"', '""', expr))
+
+
+def unknown_labels(expr: str, series: dict[str, frozenset[str]], extra: frozenset[str] = frozenset(),
+                   templates: str = "") -> set[str]:
+    """Label names ``expr`` uses that its metrics do not have: in a selector's matchers (checked against that
+    metric), in by/without/on/ignoring/group_* clauses and label_replace sources (against every metric of the
+    expression, labels label_replace creates and target labels), and in ``templates`` ($labels.x, {{x}})."""
+    created = set(re.findall(r',\s*"(\w+)"\s*,\s*"[^"]*"\s*,\s*"\w*"\s*,\s*"[^"]*"\s*\)', expr))
+    sources = set(re.findall(r',\s*"\w+"\s*,\s*"[^"]*"\s*,\s*"(\w+)"\s*,\s*"[^"]*"\s*\)', expr))
+    names = metric_names(expr)
+    available = set().union(*(series.get(n, frozenset()) for n in names)) | extra | created
+    bad: set[str] = set()
+    for m in re.finditer(r"(?<![\w.$])([A-Za-z_:][\w:]*)\s*\{([^}]*)\}", _strip_strings(expr)):
+        matchers = set(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", m.group(2)))
+        bad |= matchers - series.get(m.group(1), frozenset()) - extra - {"__name__"}
+    for clause in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)",
+                             _strip_strings(expr)):
+        bad |= {label.strip() for label in clause.split(",") if label.strip()} - available
+    bad |= sources - available
+    used = set(re.findall(r"\$labels\.(\w+)", templates)) | set(re.findall(r"\{\{\s*(\w+)\s*\}\}", templates))
+    return bad | (used - available)
 
 
 def rulebook_jurisdictions() -> set[str]:
@@ -310,12 +377,59 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
     assert (firing | quiet) <= names, "tests name alerts the rules do not have"
 
 
+def test_the_registry_is_read_whole() -> None:
+    series = exported_series()
+    assert series["hotline_dead_letters_total"] == {"stage", "reason"}
+    assert series["hotline_processing_seconds_bucket"] == {"service", "le"}
+    assert series["hotline_unit_response_ratio"] == {"jurisdiction", "unit"}
+    assert "hotline_sla_clock_timestamp_seconds" in series and "process_start_time_seconds" in series
+
+
 def test_rules_and_dashboard_use_only_known_metrics() -> None:
+    known = set(known_series())
     used_by_rules = set().union(*(metric_names(r["expr"]) for r in rules()))
     used_by_dashboard = set().union(*(metric_names(e) for e in dashboard_exprs()))
-    assert used_by_rules - KNOWN_METRICS == set(), "alert rules use metrics the services do not expose"
-    assert used_by_dashboard - KNOWN_METRICS == set(), "the dashboard uses metrics the services do not expose"
+    assert used_by_rules - known == set(), "alert rules use metrics the services do not expose"
+    assert used_by_dashboard - known == set(), "the dashboard uses metrics the services do not expose"
     assert {"hotline_work_orders_overdue", "up", "kafka_consumergroup_lag"} <= used_by_rules
+
+
+def test_rules_and_dashboard_use_only_labels_their_metrics_have() -> None:
+    series, extra = known_series(), frozenset(target_labels())
+    for rule in rules():
+        templates = " ".join(rule.get("annotations", {}).values())
+        assert unknown_labels(rule["expr"], series, extra, templates) == set(), rule.get("alert") or rule["record"]
+    for panel in dashboard_panels():
+        for t in panel.get("targets", []):
+            legend = t.get("legendFormat", "")
+            assert unknown_labels(t["expr"], series, extra, legend) == set(), (panel["title"], t["refId"])
+    for a in dashboard().get("annotations", {}).get("list", []):
+        if a.get("expr"):
+            fields = " ".join(str(a.get(k, "")) for k in ("titleFormat", "textFormat")) + " " + \
+                " ".join("{{%s}}" % k.strip() for k in str(a.get("tagKeys", "")).split(",") if k.strip())
+            assert unknown_labels(a["expr"], series, extra, fields) == set(), a["name"]
+    all_labels = set().union(*series.values()) | extra
+    for v in dashboard()["templating"]["list"]:
+        m = re.fullmatch(r"label_values\((?:(.+),\s*)?(\w+)\)", v.get("query", ""))
+        if m is None:
+            continue
+        selector, label = m.groups()
+        if selector is None:
+            assert label in all_labels, v["name"]
+        else:
+            assert unknown_labels(f"sum by ({label}) ({selector})", series, extra) == set(), v["name"]
+
+
+def test_label_checker() -> None:
+    series, extra = known_series(), frozenset({"job", "instance"})
+    ok = ('label_replace(max by (campaign_id) (hotline_campaign_projected_rate_ratio{job="hotline-sla"}), '
+          '"jurisdiction", "$1", "campaign_id", "([a-z]+)-.*")')
+    assert unknown_labels(ok, series, extra, "{{ $labels.jurisdiction }} {{campaign_id}}") == set()
+    assert unknown_labels("sum by (unit) (hotline_triage_backlog)", series, extra) == {"unit"}
+    assert unknown_labels('hotline_triage_backlog{unit="x"} > 0', series, extra) == {"unit"}
+    assert unknown_labels('hotline_dead_letters_total{stage="sla"}', series, extra, "{{ $labels.reason }}") == set()
+    assert unknown_labels("max(hotline_outbox_pending)", series, extra, "{{topic}}") == {"topic"}
+    assert unknown_labels('x_total{stage="a"} and on (job, instance) up', series, extra) == {"stage"}
 
 
 def test_unit_is_never_aggregated_without_its_jurisdiction() -> None:
@@ -332,7 +446,8 @@ def test_metric_name_lexer() -> None:
     assert metric_names(expr) == {"hotline_campaign_projected_rate_ratio", "hotline_campaign_target_ratio"}
     assert metric_names('histogram_quantile(0.99, sum by (le) (rate(x_bucket{a=~"$j"}[$__rate_interval]))) > 1e3') \
         == {"x_bucket"}
-    assert metric_names("time() - max(hotline_sla_clock_timestamp_seconds) > 300") == {"hotline_sla_clock_timestamp_seconds"}
+    assert metric_names("time() - max(hotline_sla_clock_timestamp_seconds) > 300") \
+        == {"hotline_sla_clock_timestamp_seconds"}
 
 
 def test_campaign_ids_begin_with_their_jurisdiction() -> None:
@@ -373,6 +488,44 @@ def test_alertmanager_routes_by_severity_and_jurisdiction() -> None:
         for m in inhibit.get("source_matchers", []) + inhibit.get("target_matchers", []):
             if m.startswith("alertname="):
                 assert m.split("=", 1)[1].strip('"') in alert_names, m
+
+
+def test_amtool_check_config() -> None:
+    result = subprocess.run([amtool(), "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+def documented_routes() -> list[tuple[dict[str, str], str]]:
+    """The routing docs/operations.md promises, for the labels the rules really put on their alerts: an operations
+    alert goes to its jurisdiction's desk (critical: its on-call receiver), one of another or no jurisdiction to
+    the city-level desk, every platform alert to the platform team by severity."""
+    cases: list[tuple[dict[str, str], str]] = []
+    for rule in alerting_rules():
+        labels = {"alertname": rule["alert"], **{k: str(v) for k, v in rule["labels"].items()}}
+        critical = "-critical" if labels["severity"] == "critical" else ""
+        if labels["team"] == "platform":
+            cases.append((labels, f"platform-{labels['severity']}"))
+            continue
+        for jurisdiction in sorted(rulebook_jurisdictions()):
+            cases.append(({**labels, "jurisdiction": jurisdiction, "unit": "区城管执法局"},
+                          f"{jurisdiction}-ops{critical}"))
+        cases.append(({**labels, "jurisdiction": "shanghai"}, f"city-ops{critical}"))
+        cases.append((labels, f"city-ops{critical}"))
+    return cases
+
+
+def test_amtool_routes_alerts_as_documented() -> None:
+    cases = documented_routes()
+    severities = {labels["severity"] for labels, _ in cases}
+    assert severities == {"warning", "critical"} and len(cases) > 20
+    wrong = []
+    for labels, receiver in cases:
+        result = subprocess.run(
+            [amtool(), "config", "routes", "test", f"--config.file={ALERTMANAGER}", f"--verify.receivers={receiver}",
+             *(f"{k}={v}" for k, v in sorted(labels.items()))], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            wrong.append((labels, receiver, result.stdout.strip()))
+    assert wrong == [], "alerts routed elsewhere than documented: (labels, expected, got)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -426,7 +579,8 @@ def test_dashboard_covers_the_required_views() -> None:
                for e in exprs if "hotline_intake_received_total" in e)
     assert any("by (kind, level)" in e for e in exprs if "hotline_escalations_total" in e)
     assert any("by (stage, reason)" in e for e in exprs if "hotline_dead_letters_total" in e)
-    burnup = [p for p in dashboard_panels() if any("hotline_campaign_rate_ratio" in t["expr"] for t in p.get("targets", []))
+    burnup = [p for p in dashboard_panels()
+              if any("hotline_campaign_rate_ratio" in t["expr"] for t in p.get("targets", []))
               and any("hotline_campaign_target_ratio" in t["expr"] for t in p.get("targets", []))]
     assert burnup, "campaign rate and target belong in one panel (target line)"
     # the burn-up's target line: 0 at the campaign's start, rising linearly to the target at its deadline
