@@ -62,6 +62,10 @@ class Metrics:
         self.sla_clock = Gauge("hotline_sla_clock_timestamp_seconds",
                                "The SLA worker's current time (unix seconds): the instant its escalations are judged "
                                "at (0 on intake and router)", registry=r)
+        self.sla_lateness = Gauge("hotline_sla_allowed_lateness_seconds",
+                                  "How far the SLA clock is set behind the wall clock on purpose "
+                                  "(HOTLINE_SLA_ALLOWED_LATENESS_SECONDS with HOTLINE_SLA_CLOCK=wall, else 0)",
+                                  registry=r)
         self.open_work = Gauge("hotline_work_orders_open", "Tickets a unit holds and has not resolved",
                                ["jurisdiction", "unit"], registry=r)
         self.overdue_work = Gauge("hotline_work_orders_overdue", "Open tickets past their resolve deadline",

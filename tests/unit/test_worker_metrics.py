@@ -98,3 +98,14 @@ def test_consumer_lag_of_partitions_moved_away_goes_to_zero() -> None:
     consumer.partitions = {TP(returns, 0): (60, 60)}
     asyncio.run(rt.report_lag())
     assert lag() == {accepted: 0, returns: 0}
+
+
+@pytest.mark.parametrize(("clock", "lateness", "exported"), [("wall", 600.0, 600.0), ("ticks", 600.0, 0.0)])
+def test_the_sla_worker_exports_its_allowed_lateness(rules, clock, lateness, exported) -> None:  # type: ignore[no-untyped-def]
+    """HotlineSlaClockStalled subtracts it: the wall-mode clock runs this far behind on purpose."""
+    from services.sla import agents
+
+    metrics = Metrics()
+    agents.build(Settings(sla_clock=clock, sla_allowed_lateness_seconds=lateness), rules, metrics)
+    assert metrics.registry.get_sample_value("hotline_sla_allowed_lateness_seconds") == exported
+    assert metrics.registry.get_sample_value("hotline_sla_clock_timestamp_seconds") == 0  # until the first sweep
