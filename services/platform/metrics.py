@@ -86,7 +86,10 @@ class Metrics:
         }
         self.consumer_lag = Gauge("hotline_consumer_lag_messages", "Messages not yet processed by this worker",
                                   ["service", "topic"], registry=r)
-        self.outbox_pending = Gauge("hotline_outbox_pending", "Outbox rows waiting to be published", ["service"],
+        self.outbox_pending = Gauge("hotline_outbox_pending",
+                                    "Outbox rows of this service left unpublished for longer than the relay's minimum "
+                                    "age (2 x HOTLINE_RELAY_SECONDS, at least 10 s), as its relay last found them; "
+                                    "capped at 1000, one relay batch: 1000 means 1000 or more", ["service"],
                                     registry=r)
 
     def declare_dead_letters(self, stage: str, reasons: Iterable[str]) -> None:
