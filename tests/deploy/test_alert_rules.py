@@ -301,6 +301,15 @@ def test_promtool_check_kubernetes_prometheus_config(tmp_path: Path) -> None:
     assert pods["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["hotline"]
     job_relabel = [r for r in pods["relabel_configs"] if r.get("target_label") == "job"]
     assert job_relabel and job_relabel[0]["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+    # the exporter's job name is what KafkaExporterDown/Absent select; Strimzi has no Service for it, only a pod
+    exporter = jobs["kafka-exporter"]
+    assert "static_configs" not in exporter and exporter["kubernetes_sd_configs"][0]["role"] == "pod"
+    keep = {r["source_labels"][0]: r["regex"] for r in exporter["relabel_configs"] if r.get("action") == "keep"}
+    assert keep == {"__meta_kubernetes_pod_label_strimzi_io_name": ".+-kafka-exporter",
+                    "__meta_kubernetes_pod_container_port_name": "tcp-prometheus"}
+    exporter_jobs = {m.group(1) for r in alerting_rules() if r["alert"].startswith("KafkaExporter")
+                     for m in [re.search(r'job="([^"]+)"', r["expr"])] if m}
+    assert exporter_jobs == {"kafka-exporter"} and set(jobs) == {"hotline-workers", "kafka-exporter"}
     for sc in config["scrape_configs"]:
         if sc.pop("kubernetes_sd_configs", None) is not None:
             sc["static_configs"] = [{"targets": ["placeholder:9101"]}]
@@ -711,6 +720,18 @@ def test_compose_and_env_example_set_only_documented_settings() -> None:
     example = [line.split("=", 1)[0] for line in (DEPLOY / "hotline.env.example").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
     assert set(example) - known == set(), "hotline.env.example sets undocumented variables"
+
+
+def test_compose_variables_are_documented() -> None:
+    """Every ${VAR} the compose files interpolate is in operations.md's table of compose variables."""
+    used = set()
+    for path in (COMPOSE, COMPOSE_KAFKA3):
+        used |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text(encoding="utf-8")))
+    doc = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = doc.split("Variables of the compose files themselves", 1)[1].split("\n\n", 2)[1]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.MULTILINE))
+    assert {"HOTLINE_IMAGE", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= used
+    assert used == documented, f"compose variables used {sorted(used)}, documented {sorted(documented)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
