@@ -18,7 +18,7 @@ import faust
 
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 from services.domain import sla
-from services.domain.campaigns import (Campaign, CampaignReport, CampaignState, advance as advance_campaign,
+from services.domain.campaigns import (Campaign, CampaignReport, advance as advance_campaign,
                                       evaluation_times, questions)
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
@@ -272,13 +272,6 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 return await store.clock_now(conn)
         return datetime.now(UTC)
 
-    async def stored_campaign_reports(conn: asyncpg.Connection) -> list[CampaignReport]:
-        """The latest stored evaluation of each campaign (read without the campaign's lock)."""
-        rows = await conn.fetch("SELECT state FROM campaign_state WHERE campaign_id = ANY($1::text[]) ORDER BY 1",
-                                [c.id for c in rules.campaigns.campaigns])
-        states = [CampaignState.model_validate(r["state"]) for r in rows]
-        return [s.history[-1] for s in states if s.history]
-
     async def refresh_scorecards() -> None:
         """Unit scorecards, open / overdue work, the triage backlog and the campaign gauges (see
         services/domain/scorecards). Every replica sets the campaign gauges from the stored evaluations here: only
@@ -293,7 +286,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 since = now - timedelta(days=settings.scorecard_window_days)
                 scores = await store.unit_scores(conn, now, since) if ready else []
                 backlog = await store.triage_backlog(conn)
-                reports = await stored_campaign_reports(conn)
+                reports = await store.latest_campaign_reports(conn, [c.id for c in rules.campaigns.campaigns])
         except Exception as exc:  # gauges are refreshed again at the next tick
             log.warning("scorecards_skipped", error=type(exc).__name__)
             return

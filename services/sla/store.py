@@ -109,6 +109,14 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> CampaignS
     return CampaignState.model_validate(state) if state is not None else CampaignState(campaign_id=campaign_id)
 
 
+async def latest_campaign_reports(conn: asyncpg.Connection, campaign_ids: list[str]) -> list[CampaignReport]:
+    """The latest stored evaluation of each of these campaigns, read without their locks (for gauges)."""
+    rows = await conn.fetch("SELECT state FROM campaign_state WHERE campaign_id = ANY($1::text[]) ORDER BY 1",
+                            campaign_ids)
+    states = [CampaignState.model_validate(r["state"]) for r in rows]
+    return [s.history[-1] for s in states if s.history]
+
+
 async def save_campaign(conn: asyncpg.Connection, state: CampaignState, new_reports: list[CampaignReport]) -> None:
     trimmed = state.model_copy(update={"history": state.history[-1:]})  # full history lives in the table below
     await conn.execute(
