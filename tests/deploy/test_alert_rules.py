@@ -58,13 +58,17 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
 
-def promtool() -> str:
-    path = shutil.which("promtool")
+def _tool(name: str, package: str, checks: str, release: str) -> str:
+    path = shutil.which(name)
     if path is None:
-        pytest.fail("promtool is not on PATH, so the alert rules cannot be checked. Install it: "
-                    "`apt-get install -y prometheus` (Debian/Ubuntu) or put the promtool binary of a Prometheus "
-                    "release on PATH.", pytrace=False)
+        pytest.fail(f"{name} is not on PATH, so {checks} cannot be checked. Install it: `apt-get install -y "
+                    f"{package}` (Debian/Ubuntu; scripts/test.sh does) or put the {name} binary of {release} on PATH.",
+                    pytrace=False)
     return path
+
+
+def promtool() -> str:
+    return _tool("promtool", "prometheus", "the alert rules", "a Prometheus release")
 
 
 def run_promtool(*args: str, cwd: Path | None = None) -> str:
@@ -75,12 +79,7 @@ def run_promtool(*args: str, cwd: Path | None = None) -> str:
 
 
 def amtool() -> str:
-    path = shutil.which("amtool")
-    if path is None:
-        pytest.fail("amtool is not on PATH, so the Alertmanager configuration cannot be checked. Install it: "
-                    "`apt-get install -y prometheus-alertmanager` (Debian/Ubuntu; scripts/test.sh does) or put the "
-                    "amtool binary of an Alertmanager release on PATH.", pytrace=False)
-    return path
+    return _tool("amtool", "prometheus-alertmanager", "the Alertmanager configuration", "an Alertmanager release")
 
 
 def load_yaml(path: Path) -> Any:

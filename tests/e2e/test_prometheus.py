@@ -203,32 +203,25 @@ def working_days_ago(calendar: Any, now: datetime, days: float) -> datetime:
     return day
 
 
+def _event(event_id: str, jurisdiction: str, occurred_at: datetime, content: str, address: str,
+           caller: dict[str, str]) -> dict[str, Any]:
+    return {"event_id": event_id, "source": "hotline_12345", "jurisdiction": jurisdiction,
+            "occurred_at": occurred_at.isoformat(), "content": content, "address": address, "urgency": "normal",
+            "caller": caller, "hotline": {"ticket_no": f"12345-{event_id}", "channel": "phone"}}
+
+
 def overdue_event(occurred_at: datetime) -> dict[str, Any]:
-    event_id = f"QP{occurred_at:%Y%m%d}E2E01"
-    return {
-        "event_id": event_id, "source": "hotline_12345", "jurisdiction": "qingpu",
-        "occurred_at": occurred_at.isoformat(),
-        "content": "民佳苑12号楼一楼住户把自家院子围起来，私自扩建，正在搭彩钢板房，天天在电焊，"
-                   "眼看就要封顶了，疑似违法建筑，麻烦城管赶紧来看看。",
-        "address": "上海市青浦区赵巷镇业辉路88弄民佳苑12号",
-        "urgency": "normal",
-        "caller": {"name": "王女士", "phone": "13912345678"},
-        "hotline": {"ticket_no": f"12345-{event_id}", "channel": "phone"},
-    }
+    return _event(f"QP{occurred_at:%Y%m%d}E2E01", "qingpu", occurred_at,
+                  "民佳苑12号楼一楼住户把自家院子围起来，私自扩建，正在搭彩钢板房，天天在电焊，"
+                  "眼看就要封顶了，疑似违法建筑，麻烦城管赶紧来看看。",
+                  "上海市青浦区赵巷镇业辉路88弄民佳苑12号", {"name": "王女士", "phone": "13912345678"})
 
 
 def completed_event(occurred_at: datetime) -> dict[str, Any]:
-    event_id = f"CN{occurred_at:%Y%m%d}E2E02"
-    return {
-        "event_id": event_id, "source": "hotline_12345", "jurisdiction": "changning",
-        "occurred_at": occurred_at.isoformat(),
-        "content": "天山二村15号楼一楼住户把自家院子围起来，正在搭彩钢板房，这两天天天在电焊，"
-                   "眼看就要封顶了，疑似违法建筑，麻烦城管赶紧来看看。",
-        "address": "上海市长宁区天山路街道天山二村15号",
-        "urgency": "normal",
-        "caller": {"name": "李先生", "phone": "13812345678"},
-        "hotline": {"ticket_no": f"12345-{event_id}", "channel": "phone"},
-    }
+    return _event(f"CN{occurred_at:%Y%m%d}E2E02", "changning", occurred_at,
+                  "天山二村15号楼一楼住户把自家院子围起来，正在搭彩钢板房，这两天天天在电焊，"
+                  "眼看就要封顶了，疑似违法建筑，麻烦城管赶紧来看看。",
+                  "上海市长宁区天山路街道天山二村15号", {"name": "李先生", "phone": "13812345678"})
 
 
 def completed_updates(event: dict[str, Any], unit: str) -> list[dict[str, Any]]:
