@@ -56,6 +56,18 @@ def revision() -> str:
     return f"revision: {head or '?'}" + (f" + {changed} uncommitted file(s) under services/ schemas/" if changed else "")
 
 
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """A benchmark's own topic on the embedded broker (replication factor 1)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
 def header(title: str, args: object) -> None:
     print(f"== {title}")
     print(machine())

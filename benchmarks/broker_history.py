@@ -30,10 +30,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import footer, header, pct  # noqa: E402
+from _common import create_topic, footer, header, pct  # noqa: E402
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from services.platform.embedded import EmbeddedStack  # noqa: E402
 
@@ -81,12 +80,7 @@ async def run(args: argparse.Namespace, stack: EmbeddedStack) -> None:
     bootstrap = stack.start_broker()
     assert stack.broker is not None
     proc = psutil.Process(stack.broker.pid)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(TOPIC, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, TOPIC, 1)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     await producer.start()

@@ -32,8 +32,8 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (cpu_delta, cpu_snapshot, diff_hist, footer, header, histogram,  # noqa: E402
-                     histogram_quantile, parse_metrics, pct)
+from _common import (cpu_delta, cpu_snapshot, create_topic, diff_hist, footer, header,  # noqa: E402
+                     histogram, histogram_quantile, parse_metrics, pct)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -49,15 +49,8 @@ async def hop_probe(bootstrap: str, wait_ms: int, n: int = 100, interval: float 
     """One broker hop, producer -> consumer, at 20 messages/s: the latency a consumer with this
     fetch_max_wait_ms sees (Faust's aiokafka driver hard-codes 1500 ms; the workers patch it to
     ``HOTLINE_FETCH_WAIT_MS``)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
     topic = f"bench.hop.{wait_ms}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 4, 1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic, 4)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-hop-{wait_ms}",
                                 auto_offset_reset="earliest", fetch_max_wait_ms=wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
