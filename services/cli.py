@@ -227,7 +227,19 @@ def demo(
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # a wrong HOTLINE_* variable: say which and why, without a traceback
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            name = f"HOTLINE_{where.upper()}: " if where else ""
+            console.print(f"[red]configuration error[/red] {name}{error['msg']}", highlight=False)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

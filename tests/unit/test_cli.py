@@ -43,3 +43,23 @@ def test_replay_refuses_until_without_offset(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["replay", "--events", str(events), "--out", str(tmp_path / "o"),
                                       "--until", "2025-06-30T00:00:00"])
     assert result.exit_code != 0 and "offset" in result.output
+
+
+def test_a_wrong_setting_is_named_without_a_traceback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    for variable, value, expected in [
+        ("HOTLINE_BATCH_MAX", "zero", "HOTLINE_BATCH_MAX: Input should be a valid integer"),
+        ("HOTLINE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL", "HOTLINE_KAFKA_SASL_USERNAME and HOTLINE_KAFKA_SASL_PASSWORD "
+                                                        "are required"),
+    ]:
+        result = subprocess.run([sys.executable, "-m", "services.cli", "topics", "list"], cwd=tmp_path,
+                                env={**os.environ, "PYTHONPATH": str(REPO), variable: value, "COLUMNS": "300"},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "configuration error" in result.stderr and "Traceback" not in result.stderr
+        assert expected in " ".join(result.stderr.split()), result.stderr
