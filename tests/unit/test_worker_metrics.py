@@ -55,6 +55,22 @@ def test_a_fresh_worker_exports_every_dead_letter_reason_as_zero(service: str) -
     assert exported[("process_start_time_seconds", ())] > 0  # the rule's second clause needs the process age
 
 
+def test_the_sla_worker_exports_its_deadline_escalations_as_zero(rules) -> None:  # type: ignore[no-untyped-def]
+    """HotlineResolveOverdueSurge takes increase() of hotline_escalations_total: a series first seen above 0 (a sweep
+    that raises many escalations between two scrapes) would show no increase, so the SLA worker declares them."""
+    from schemas import Jurisdiction
+    from services.sla import agents
+
+    metrics = Metrics()
+    agents.build(Settings(sla_port=PORTS["sla"]), rules, metrics)
+    exported = samples(metrics)
+    for jurisdiction in Jurisdiction:
+        for level in ("1", "2", "3"):
+            key = ("hotline_escalations_total",
+                   (("jurisdiction", jurisdiction.value), ("kind", "resolve_overdue"), ("level", level)))
+            assert exported.get(key) == 0.0, key
+
+
 class FakeConsumer:
     """What report_lag asks of Faust's consumer: the assignment, high-water marks and positions."""
 
