@@ -227,18 +227,15 @@ def demo(
 
 
 def main() -> None:
-    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from services.platform.settings import ConfigurationError
 
     try:
         app()
-    except ValidationError as exc:
-        if exc.title != "Settings":
-            raise
-        # a wrong HOTLINE_* variable: say which and why, without a traceback
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"])
-            name = f"HOTLINE_{where.upper()}: " if where else ""
-            console.print(f"[red]configuration error[/red] {name}{error['msg']}", highlight=False)
+    except ConfigurationError as exc:  # a wrong HOTLINE_* variable: say which and why, without a traceback
+        for problem in exc.problems:
+            console.print(f"[red]configuration error[/red] {escape(problem)}", highlight=False)
         raise SystemExit(2) from None
 
 

@@ -9,7 +9,10 @@ from typing import Any
 import faust
 from faust.types.auth import CredentialsT
 
+from services.platform.logging import get_logger
 from services.platform.settings import Settings
+
+log = get_logger(__name__)
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -39,6 +42,9 @@ def client_options(settings: Settings) -> dict[str, Any]:
 def faust_credentials(settings: Settings) -> CredentialsT | None:
     """The same security as Faust's ``broker_credentials`` (None: plaintext)."""
     protocol = settings.kafka_security_protocol
+    if protocol == "SASL_PLAINTEXT" and settings.kafka_sasl_mechanism == "PLAIN":
+        log.warning("kafka_password_in_clear", detail="SASL PLAIN without TLS sends the Kafka password unencrypted; "
+                                                      "use SASL_SSL or a SCRAM mechanism")
     context = ssl_context(settings)
     if protocol == "PLAINTEXT":
         return None

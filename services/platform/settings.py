@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error must not print the other settings (the database URL and the SASL
+    # password are among them)
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -71,9 +74,31 @@ class Settings(BaseSettings):
                              "not use TLS (SSL or SASL_SSL)")
         if bool(self.kafka_ssl_keyfile) and not self.kafka_ssl_certfile:
             raise ValueError("HOTLINE_KAFKA_SSL_KEYFILE is set without HOTLINE_KAFKA_SSL_CERTFILE")
+        if (self.kafka_sasl_username or self.kafka_sasl_password.get_secret_value()) and not protocol.startswith("SASL"):
+            raise ValueError(f"HOTLINE_KAFKA_SASL_* credentials are set but HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol} "
+                             "does not use SASL (SASL_PLAINTEXT or SASL_SSL)")
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"HOTLINE_{name.upper()}={path}: no such file")
         return self
+
+
+class ConfigurationError(Exception):
+    """The environment's HOTLINE_* settings are invalid: ``problems`` names each variable and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            problems.append(f"HOTLINE_{where.upper()}: {error['msg']}" if where else error["msg"])
+        raise ConfigurationError(problems) from None

@@ -27,11 +27,29 @@ def test_sasl_needs_user_and_password(protocol: str) -> None:
         Settings(kafka_security_protocol=protocol, kafka_sasl_username="hotline")
 
 
+def test_sasl_credentials_without_sasl_are_refused() -> None:
+    with pytest.raises(ValidationError, match="does not use SASL"):
+        Settings(kafka_sasl_username="hotline", kafka_sasl_password="pw")
+
+
+def test_a_missing_certificate_file_is_named() -> None:
+    with pytest.raises(ValidationError, match="HOTLINE_KAFKA_SSL_CAFILE=/nonexistent/ca.pem: no such file"):
+        Settings(kafka_security_protocol="SSL", kafka_ssl_cafile="/nonexistent/ca.pem")
+
+
 def test_tls_files_without_tls_are_refused() -> None:
     with pytest.raises(ValidationError, match="does not use TLS"):
         Settings(kafka_ssl_cafile="/etc/ssl/ca.pem")
     with pytest.raises(ValidationError, match="KEYFILE is set without"):
         Settings(kafka_security_protocol="SSL", kafka_ssl_keyfile="/etc/ssl/key.pem")
+
+
+def test_a_settings_error_does_not_show_the_secrets() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_password="hunter2secret",
+                 database_url="postgresql://hotline:dbpassword9@db/hotline")
+    assert "hunter2secret" not in str(caught.value) and "dbpassword9" not in str(caught.value)
+    assert "HOTLINE_KAFKA_SASL_USERNAME" in str(caught.value)
 
 
 def test_the_password_is_not_in_the_settings_repr() -> None:
@@ -61,9 +79,9 @@ def test_mutual_tls_loads_the_client_certificate(tmp_path) -> None:  # type: ign
 def test_workers_and_plain_clients_connect_the_same_way(protocol: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The workers' Faust credentials turn into the same aiokafka security options as the plain clients use."""
     ca, _, _ = write_ca_and_server_cert(tmp_path)
-    settings = Settings(kafka_security_protocol=protocol, kafka_sasl_username="hotline",
-                        kafka_sasl_password="pw", kafka_sasl_mechanism="SCRAM-SHA-256",
-                        kafka_ssl_cafile=str(ca) if protocol.endswith("SSL") else "")
+    sasl = {"kafka_sasl_username": "hotline", "kafka_sasl_password": "pw"} if protocol.startswith("SASL") else {}
+    settings = Settings(kafka_security_protocol=protocol, kafka_sasl_mechanism="SCRAM-SHA-256",
+                        kafka_ssl_cafile=str(ca) if protocol.endswith("SSL") else "", **sasl)
     credentials = faust_credentials(settings)
     expected_type = faust.SSLCredentials if protocol == "SSL" else faust.SASLCredentials
     assert isinstance(credentials, expected_type)
