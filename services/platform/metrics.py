@@ -48,6 +48,12 @@ class Metrics:
         self.campaign_deadline = Gauge("hotline_campaign_deadline_timestamp_seconds",
                                        "Campaign deadline (unix seconds)", ["campaign_id"], registry=r)
         self.campaign_enrolled = Gauge("hotline_campaign_enrolled", "Tickets enrolled", ["campaign_id"], registry=r)
+        self.campaign_resolved = Gauge("hotline_campaign_resolved",
+                                       "Enrolled tickets done (resolved and not reopened) at the last evaluation",
+                                       ["campaign_id"], registry=r)
+        self.campaign_planned = Gauge("hotline_campaign_planned_cohort",
+                                      "Tickets the plan names for the campaign (e.g. 1864), where it names a number",
+                                      ["campaign_id"], registry=r)
         self.campaign_at_risk = Gauge("hotline_campaign_at_risk",
                                       "1 when the last evaluation's status is at_risk (projected below target, with "
                                       "enough tickets enrolled and past warm-up), else 0", ["campaign_id"], registry=r)

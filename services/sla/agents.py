@@ -173,11 +173,12 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             state, found = advance_campaign(campaign, state, counts, chunk[-1])
             new_reports = state.history[before:]
             await store.save_campaign(conn, state, new_reports)
-            if new_reports:
-                show_campaign(new_reports[-1])
             batch = Batch(conn)
             out = escalate(batch, found)
-            return await write_outbox(conn, "sla", await batch.flush(out)), len(instants) > len(chunk)
+            rows = await write_outbox(conn, "sla", await batch.flush(out))
+        if new_reports:  # only once committed: a rolled-back evaluation must not reach the gauges
+            show_campaign(new_reports[-1])
+        return rows, len(instants) > len(chunk)
 
     facts = {"ready": False}
     facts_lock = asyncio.Lock()
@@ -214,6 +215,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         rt.metrics.campaign_rate.labels(cid).set(report.rate)
         rt.metrics.campaign_target.labels(cid).set(report.target)
         rt.metrics.campaign_enrolled.labels(cid).set(report.enrolled)
+        rt.metrics.campaign_resolved.labels(cid).set(report.resolved)
         rt.metrics.campaign_at_risk.labels(cid).set(1 if report.status == "at_risk" else 0)  # the domain's verdict
         if report.status in ("met", "missed"):
             try:
@@ -286,10 +288,15 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
                 since = now - timedelta(days=settings.scorecard_window_days)
                 scores = await store.unit_scores(conn, now, since) if ready else []
                 backlog = await store.triage_backlog(conn)
-                reports = await store.latest_campaign_reports(conn, [c.id for c in rules.campaigns.campaigns])
         except Exception as exc:  # gauges are refreshed again at the next tick
             log.warning("scorecards_skipped", error=type(exc).__name__)
             return
+        try:  # apart from the scorecards: a campaign read that fails must not blank the unit gauges
+            async with (await rt.pool()).acquire() as conn:
+                reports = await store.latest_campaign_reports(conn, [c.id for c in rules.campaigns.campaigns])
+        except Exception as exc:
+            log.warning("campaign_gauges_skipped", error=type(exc).__name__)
+            reports = []
         for report in reports:
             show_campaign(report)
         for s in scores:
@@ -323,6 +330,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         rt.metrics.campaign_target.labels(campaign.id).set(campaign.target)
         rt.metrics.campaign_start.labels(campaign.id).set(campaign.start.timestamp())
         rt.metrics.campaign_deadline.labels(campaign.id).set(campaign.deadline.timestamp())
+        if campaign.planned_cohort is not None:
+            rt.metrics.campaign_planned.labels(campaign.id).set(campaign.planned_cohort)
 
     app.timer(settings.sla_sweep_seconds)(sweep_now)
     app.timer(settings.scorecard_seconds)(refresh_scorecards)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from services.domain.campaigns import (CampaignBook, CampaignReport, CampaignState, CohortAnswers, CohortQuestions,
                                        cohort_facts)
@@ -19,6 +20,9 @@ from services.domain.scorecards import UnitFact, UnitScore, unit_facts
 from services.domain.sla import SlaRules
 from services.domain.tickets import OPEN_FOR_UNIT, TicketState, Transition
 from services.platform.batch import Batch, StateTable
+from services.platform.logging import get_logger
+
+log = get_logger(__name__)
 
 UPSERT_TICKET = """INSERT INTO tickets (ticket_id, jurisdiction, source, category, status, unit, campaigns, opened_at,
                    next_check, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -111,10 +115,18 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> CampaignS
 
 async def latest_campaign_reports(conn: asyncpg.Connection, campaign_ids: list[str]) -> list[CampaignReport]:
     """The latest stored evaluation of each of these campaigns, read without their locks (for gauges)."""
-    rows = await conn.fetch("SELECT state FROM campaign_state WHERE campaign_id = ANY($1::text[]) ORDER BY 1",
-                            campaign_ids)
-    states = [CampaignState.model_validate(r["state"]) for r in rows]
-    return [s.history[-1] for s in states if s.history]
+    rows = await conn.fetch("SELECT campaign_id, state FROM campaign_state WHERE campaign_id = ANY($1::text[]) "
+                            "ORDER BY 1", campaign_ids)
+    reports = []
+    for row in rows:
+        try:  # one unreadable row (e.g. written by another version) must not hide the other campaigns
+            state = CampaignState.model_validate(row["state"])
+        except ValidationError as exc:
+            log.warning("campaign_state_unreadable", campaign_id=row["campaign_id"], error=str(exc)[:300])
+            continue
+        if state.history:
+            reports.append(state.history[-1])
+    return reports
 
 
 async def save_campaign(conn: asyncpg.Connection, state: CampaignState, new_reports: list[CampaignReport]) -> None:

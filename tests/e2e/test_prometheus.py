@@ -74,7 +74,7 @@ pytestmark = pytest.mark.integration
 RULES = REPO / "deploy" / "prometheus" / "rules" / "hotline.rules.yml"
 JOBS = {"intake": "hotline-intake", "router": "hotline-router", "sla": "hotline-sla"}
 OVERDUE_METRIC = "hotline_work_orders_overdue"
-POLL_SECONDS = 90.0  # everything after the event is published, across all waits
+POLL_SECONDS = 180.0  # everything after the event is published, across all waits (a pass takes ~25 s)
 T = TypeVar("T")
 
 
@@ -319,7 +319,6 @@ MAY_BE_EMPTY = {
     ("Duplicates and merges", "A"): "no input is a duplicate here, and the counter has no series before the first",
     ("Duplicates and merges", "B"): "no report is merged into an open ticket (并单) here; no series before the first",
     ("Overdue and returns over time", "B"): "no unit returns (退单) a ticket here; no series before the first",
-    ("Campaign burn-up", "B"): "a judged campaign's projection is withdrawn; every campaign here ended in 2025",
     ("Campaigns now", "C"): "a judged campaign's projection is withdrawn; every campaign here ended in 2025",
     ("Intake bytes and calendar fallback", "B"): "'> 0' keeps years without holiday data, which the run may not touch",
 }
@@ -431,7 +430,7 @@ def run_dashboard(prometheus: Prometheus, queries: list[DashboardQuery], values:
 
 # ---- the test ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_real_prometheus_scrapes_workers_and_fires_the_overdue_alert(tmp_path, router, rules):  # type: ignore[no-untyped-def]
     binary = prometheus_binary()
     now = datetime.now(CHINA_TZ)
@@ -539,6 +538,7 @@ def test_real_prometheus_scrapes_workers_and_fires_the_overdue_alert(tmp_path, r
                 ("hotline_campaign_deadline_timestamp_seconds",
                  {i: c.deadline.timestamp() for i, c in campaigns.items()}),
                 ("hotline_campaign_enrolled", {i: 0.0 for i in campaigns}),
+                ("hotline_campaign_resolved", {i: 0.0 for i in campaigns}),
                 ("hotline_campaign_rate_ratio", {i: 0.0 for i in campaigns}),
                 ("hotline_campaign_at_risk", {i: 0.0 for i in campaigns})):
             assert poll(deadline, name, lambda name=name: campaign_values(name)) == expected, name
@@ -555,12 +555,15 @@ def test_real_prometheus_scrapes_workers_and_fires_the_overdue_alert(tmp_path, r
         assert firing[0]["labels"]["team"] == "operations"
         assert unit in firing[0]["annotations"]["summary"] and "qingpu" in firing[0]["annotations"]["summary"]
 
-        # No campaign has a ticket: the SLA worker judges none at risk (on track, then missed), so the campaign
-        # alert stays quiet although their projected rates were 0 (with `for: 0s` here, a single at-risk
-        # evaluation would show)
-        campaign_alerts = [a for a in prometheus.api("alerts")["alerts"]
-                           if a["labels"].get("alertname") == "HotlineCampaignAtRisk"]
-        assert campaign_alerts == [], campaign_alerts
+        # No campaign has a ticket, so the SLA worker never judges one at risk: over the whole run (max_over_time
+        # over more than the run lasts), no HotlineCampaignAtRisk alert was pending or firing (with `for: 0s` here a
+        # single at-risk evaluation would have left an ALERTS sample) and hotline_campaign_at_risk stayed 0. That an
+        # empty *live* campaign keeps the alert quiet where `projected < target` would fire is shown by the promtool
+        # tests (tests/deploy) and tests/integration/test_sla_gauges.py.
+        ever = prometheus.query('max_over_time(ALERTS{alertname="HotlineCampaignAtRisk"}[10m])')
+        assert ever == [], ever
+        verdicts = prometheus.query('max_over_time(hotline_campaign_at_risk{job="hotline-sla"}[10m])')
+        assert len(verdicts) == len(campaigns) and all(float(v["value"][1]) == 0 for v in verdicts), verdicts
 
         # 4. every rule of the shipped file loaded and evaluates without error on the real series
         groups = prometheus.api("rules")["groups"]

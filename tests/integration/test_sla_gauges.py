@@ -59,6 +59,7 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             assert gauge(metrics, "hotline_campaign_start_timestamp_seconds", c.id) == c.start.timestamp()
             assert gauge(metrics, "hotline_campaign_deadline_timestamp_seconds", c.id) == c.deadline.timestamp()
             assert gauge(metrics, "hotline_campaign_rate_ratio", c.id) is None
+            assert gauge(metrics, "hotline_campaign_planned_cohort", c.id) == c.planned_cohort  # None: no number
 
     async def go() -> None:
         try:
@@ -95,7 +96,18 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             await b.hotline_refresh_scorecards()
             assert gauge(metrics_b, "hotline_campaign_projected_rate_ratio", campaign.id) is None  # withdrawn once judged
             assert gauge(metrics_b, "hotline_campaign_rate_ratio", campaign.id) == 0.6
+            assert gauge(metrics_b, "hotline_campaign_resolved", campaign.id) == 12
             assert gauge(metrics_b, "hotline_campaign_at_risk", campaign.id) == 0
+
+            # one unreadable stored state (another version's, say) hides neither the other campaigns nor the units
+            pool = await b.hotline_runtime.pool()
+            await pool.execute("INSERT INTO campaign_state (campaign_id, state) VALUES ($1, $2)",
+                               rules.campaigns.campaigns[2].id, '{"not": "a campaign state"}')
+            later = report(campaign, (campaign.deadline - campaign.start).days + 1, 20, 13, 0.65, "missed")
+            await evaluated(later)
+            await b.hotline_refresh_scorecards()
+            assert gauge(metrics_b, "hotline_campaign_resolved", campaign.id) == 13
+            assert metrics_b.registry.get_sample_value("hotline_triage_backlog", {"jurisdiction": "qingpu"}) == 0
         finally:
             for app in (a, b):
                 pool = app.hotline_runtime._pool
