@@ -67,10 +67,13 @@ async def hop(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, tp: TopicP
         marker = f"probe-{i}-{time.time_ns()}".encode()
         started = time.perf_counter()
         await (await producer.send(TOPIC, marker, partition=0))
+        deadline = time.monotonic() + 30
         while True:
             got = await consumer.getmany(tp, timeout_ms=2000)
             if any(m.value == marker for m in got.get(tp, [])):
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"probe {i} did not arrive within 30 s")
         latencies.append((time.perf_counter() - started) * 1e3)
         await asyncio.sleep(0.02)
     return latencies

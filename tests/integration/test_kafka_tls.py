@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.demo.feeder import Feeder
 from services.platform.db import migrate
-from services.platform.embedded import EmbeddedStack, free_port, wait_for_port
+from services.platform.embedded import EmbeddedStack, wait_for_port
 from services.platform.kafka_admin import all_specs, create_topics
 from services.platform.kafka_security import client_options
 from services.platform.settings import Settings
@@ -31,35 +31,37 @@ pytestmark = pytest.mark.integration
 
 
 class TlsProxy:
-    """Accepts TLS on ``port`` with the given certificate and forwards the plaintext to ``target`` on 127.0.0.1."""
+    """Accepts TLS on ``port`` with the given certificate and forwards the plaintext to ``target`` on 127.0.0.1.
+    It listens (on a port the system picks) before the broker starts, so that the broker can advertise it; the
+    target is set once the broker runs."""
 
     def __init__(self, cert: Path, key: Path) -> None:
-        self.port = free_port()
         self.connections = 0
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.load_cert_chain(cert, key)
+        self.target = 0
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def start(self, target: int) -> None:
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, ssl.SSLError):
-                pass
-            finally:
-                writer.close()
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
-            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(handle, "127.0.0.1", self.port, ssl=self._context), self._loop).result(10)
+            asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=context), self._loop).result(10)
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
 
     def stop(self) -> None:
         """Close the listener, cancel the open connections, then stop and close the loop."""
@@ -117,7 +119,7 @@ def test_the_service_runs_over_tls_and_checks_the_broker_certificate(router, tmp
     proxy = TlsProxy(cert, key)
     try:
         stack.start_broker(advertised_port=proxy.port)
-        proxy.start(stack.broker_port)
+        proxy.target = stack.broker_port
         dsn = stack.start_database()
         asyncio.run(migrate(dsn))
         settings = Settings(kafka_bootstrap=f"127.0.0.1:{proxy.port}", database_url=dsn,
