@@ -14,7 +14,6 @@ transaction's connection); queued writes of the same batch are not visible to it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -22,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from pydantic import BaseModel
 
+from services.domain.validation import parse_json
 from services.platform.codec import Outgoing
 
 ESCALATION_INSERT = """
@@ -167,7 +167,7 @@ class StateTable(Generic[M]):
 def json_key(raw: bytes, *fields: str) -> str | None:
     """The first of ``fields`` present as a string in a JSON object message (to prefetch state), unvalidated."""
     try:
-        value = json.loads(raw)
+        value = parse_json(raw)
     except (ValueError, RecursionError):
         return None
     if not isinstance(value, dict):
