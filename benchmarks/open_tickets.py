@@ -187,7 +187,7 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
     from services.platform import db
     from services.platform.settings import Settings
     from services.sla import store
-    from services.sla.agents import build
+    from services.sla.agents import BACKFILL_BUDGET_SECONDS, build
 
     print(f"--- (b) PostgreSQL: {args.tickets:,} rows in tickets")
     conn = await asyncpg.connect(dsn)
@@ -272,18 +272,20 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
               f"MiB) = {size['total'] / loaded:,.0f} bytes per ticket")
 
     # the facts of tickets saved before migration 002 are computed once by the SLA worker (store.backfill_facts,
-    # a batch of 250 per transaction); time a few batches over tickets that have facts already (rewritten alike)
+    # a batch of store.BACKFILL_BATCH per transaction); time a few batches over tickets that have facts already
+    # (rewritten alike)
     await db._init(conn)
-    steps = min(40, loaded // 250)
+    steps = min(40, loaded // store.BACKFILL_BATCH)
     t = Timer()
     for _ in range(steps):
         async with conn.transaction():
             await store.backfill_facts(conn, rules.campaigns)
     if steps:
-        rate = steps * 250 / t.seconds
-        print(f"store.backfill_facts: {steps * 250:,} tickets in {t.seconds:.1f} s = {rate:,.0f} tickets/s "
+        done = steps * store.BACKFILL_BATCH
+        rate = done / t.seconds
+        print(f"store.backfill_facts: {done:,} tickets in {t.seconds:.1f} s = {rate:,.0f} tickets/s "
               f"(an upgraded database of {loaded:,} tickets: about {loaded / rate:,.0f} s, in steps of at most "
-              f"{2.0:.0f} s per sweep)")
+              f"{BACKFILL_BUDGET_SECONDS:.0f} s per sweep)")
     await conn.execute(
         """INSERT INTO facts_backfill (id, facts_key, done_upto, complete) VALUES (1, $1, '', true)
            ON CONFLICT (id) DO UPDATE SET facts_key = EXCLUDED.facts_key, complete = true""",

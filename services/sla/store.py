@@ -253,7 +253,10 @@ def facts_key(book: CampaignBook) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
-async def backfill_facts(conn: asyncpg.Connection, book: CampaignBook, limit: int = 250) -> bool:
+BACKFILL_BATCH = 250  # tickets whose facts one backfill step recomputes, in one transaction
+
+
+async def backfill_facts(conn: asyncpg.Connection, book: CampaignBook, limit: int = BACKFILL_BATCH) -> bool:
     """One step of computing the facts of tickets saved before they were stored (after the upgrade to migration
     002, or after the campaign definitions changed): up to ``limit`` tickets in id order, each locked like a save
     does. Returns True once every ticket is done. Tickets saved meanwhile write their own facts."""
