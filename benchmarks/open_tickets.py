@@ -367,10 +367,7 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
           f"s, min {min(times):.2f} s over {len(times)} runs ({len(cards)} unit scorecards, "
           f"{sum(c.open for c in cards):,} open, {sum(c.overdue for c in cards):,} overdue); longest event-loop stall "
           f"in the last run {stall[0] * 1000:.0f} ms")
-    plan = await conn.fetch(
-        """EXPLAIN (ANALYZE, BUFFERS) SELECT jurisdiction, unit, count(*) FROM unit_facts
-           WHERE (counts_from IS NULL OR counts_from <= $1) AND (opened_at >= $2 OR ticket_open) GROUP BY 1, 2""",
-        now, now - timedelta(days=90))
+    plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + store.UNIT_SCORES, now, now - timedelta(days=90))
     for r in plan:
         print(f"  | {r[0]}")
     await conn.close()

@@ -304,25 +304,31 @@ async def campaign_counts(conn: asyncpg.Connection, campaign_id: str, questions:
                                                                strict=True)})
 
 
+# ``scorecards.compute`` at $1 over the tickets opened since $2 and every ticket still open for a unit, as one
+# GROUP BY over the stored unit facts (``scorecards.tally`` in SQL). Each half of the window condition has its own
+# index (migration 003): once the history outgrows the window, PostgreSQL combines them (a BitmapOr) and the closed
+# tickets older than the window, most of a long history, are not read at all (benchmarks/scorecard_history.py).
+UNIT_SCORES = """SELECT jurisdiction, unit,
+              count(*) FILTER (WHERE kind = 'cycle' AND dispatch) AS dispatches,
+              count(*) FILTER (WHERE ack_judged_from <= $1) AS ack_judged,
+              count(*) FILTER (WHERE ack_in_time_from <= $1) AS ack_in_time,
+              count(*) FILTER (WHERE kind = 'resolve_judged' AND (counts_until IS NULL OR counts_until > $1))
+                AS resolve_judged,
+              count(*) FILTER (WHERE resolved_from <= $1) AS resolved,
+              count(*) FILTER (WHERE on_time_from <= $1) AS resolved_on_time,
+              count(*) FILTER (WHERE kind = 'callback') AS callbacks,
+              count(*) FILTER (WHERE kind = 'callback' AND satisfied) AS satisfied,
+              count(*) FILTER (WHERE kind = 'return') AS returns,
+              count(*) FILTER (WHERE kind = 'callback' AND reopened) AS reopened,
+              count(*) FILTER (WHERE kind = 'open') AS open,
+              count(*) FILTER (WHERE kind = 'overdue' AND (counts_until IS NULL OR counts_until > $1)) AS overdue
+       FROM unit_facts
+       WHERE (counts_from IS NULL OR counts_from <= $1) AND (opened_at >= $2 OR ticket_open)
+       GROUP BY jurisdiction, unit"""
+
+
 async def unit_scores(conn: asyncpg.Connection, now: datetime, since: datetime) -> list[UnitScore]:
     """``scorecards.compute`` at ``now`` over the tickets opened since ``since`` and every ticket still open for
-    a unit, as one GROUP BY over the stored unit facts (``scorecards.tally`` in SQL)."""
-    rows = await conn.fetch(
-        """SELECT jurisdiction, unit,
-                  count(*) FILTER (WHERE kind = 'cycle' AND dispatch) AS dispatches,
-                  count(*) FILTER (WHERE ack_judged_from <= $1) AS ack_judged,
-                  count(*) FILTER (WHERE ack_in_time_from <= $1) AS ack_in_time,
-                  count(*) FILTER (WHERE kind = 'resolve_judged' AND (counts_until IS NULL OR counts_until > $1))
-                    AS resolve_judged,
-                  count(*) FILTER (WHERE resolved_from <= $1) AS resolved,
-                  count(*) FILTER (WHERE on_time_from <= $1) AS resolved_on_time,
-                  count(*) FILTER (WHERE kind = 'callback') AS callbacks,
-                  count(*) FILTER (WHERE kind = 'callback' AND satisfied) AS satisfied,
-                  count(*) FILTER (WHERE kind = 'return') AS returns,
-                  count(*) FILTER (WHERE kind = 'callback' AND reopened) AS reopened,
-                  count(*) FILTER (WHERE kind = 'open') AS open,
-                  count(*) FILTER (WHERE kind = 'overdue' AND (counts_until IS NULL OR counts_until > $1)) AS overdue
-           FROM unit_facts
-           WHERE (counts_from IS NULL OR counts_from <= $1) AND (opened_at >= $2 OR ticket_open)
-           GROUP BY jurisdiction, unit""", now, since)
+    a unit (``UNIT_SCORES``)."""
+    rows = await conn.fetch(UNIT_SCORES, now, since)
     return sorted((UnitScore(**dict(r)) for r in rows), key=lambda s: (s.jurisdiction, s.unit))
