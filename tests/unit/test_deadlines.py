@@ -5,7 +5,7 @@ from datetime import timedelta
 from services.domain import deadlines, sla
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import update, work_order
+from tests.factories import decision, update, work_order
 
 
 def _kinds(found):  # type: ignore[no-untyped-def]
@@ -92,6 +92,30 @@ def test_policies_are_chosen_by_source_category_and_urgency(rules) -> None:  # t
     assert p(jurisdiction="qingpu", source="petition", category="x", urgency="normal").resolve.describe() == "60 days"
     lamp = p(jurisdiction="zhalantun", source="hotline_12345", category="street_lamp", urgency="urgent")
     assert lamp.resolve.describe() == "24 hours" and "24小时" in lamp.citation
+
+
+def test_zhalantun_facility_faults_get_24_hours_whatever_the_urgency(rules) -> None:  # type: ignore[no-untyped-def]
+    """任务清单 二、(一)5: every 道路 / 路灯 (and, by 二、(一)1, 排水管沟) fault found gets a repair crew within 24 hours,
+    not only urgent tickets; 公交站牌 / 候车亭 (street_facilities, 四、(三)10, 城管执法局) keep the default limits."""
+    p = rules.policies.for_ticket
+    for category in ("street_lamp", "road_damage", "drainage_flooding"):
+        for urgency in ("normal", "urgent"):
+            for source in ("hotline_12345", "grid_inspection"):
+                policy = p(jurisdiction="zhalantun", source=source, category=category, urgency=urgency)
+                assert policy.name == "zhalantun-municipal-facility-faults", (category, urgency, source)
+                assert policy.resolve.describe() == "24 hours" and "二、(一)5" in policy.citation
+    assert p(jurisdiction="zhalantun", source="hotline_12345", category="street_facilities",
+             urgency="normal").name == "defaults"
+    assert p(jurisdiction="qingpu", source="hotline_12345", category="street_lamp", urgency="normal").name == "defaults"
+    # a non-urgent street-lamp ticket: resolve due 24 natural hours after dispatch
+    order = work_order("ZL1", cst("2025-06-13 17:00"), unit="住建局", jurisdiction="zhalantun", category="street_lamp",
+                       content="路灯不亮", address="扎兰屯市兴华街道",
+                       decision=decision("ZL1", "住建局", jurisdiction="zhalantun", category="street_lamp"))
+    state = sla.on_work_order(None, order, rules)
+    assert (state.jurisdiction, state.category, state.urgency) == ("zhalantun", "street_lamp", "normal")
+    assert rules.policy_for(state).name == "zhalantun-municipal-facility-faults"
+    _, found, _ = sla.sweep(state, cst("2025-06-20 00:00"), rules)
+    assert ("resolve_overdue", 1, None, cst("2025-06-14 17:00")) in _kinds(found)
     assert p(jurisdiction="qingpu", source="iot_alert", category="x", urgency="normal").name == "iot-alerts"
 
 
