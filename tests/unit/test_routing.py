@@ -86,6 +86,23 @@ def test_citations_point_at_plan_text(router: Router) -> None:
                 assert rule.evidence in text, (rule.id, rule.evidence)
 
 
+# a clause that lists the 街镇 among its units (Qingpu 各镇、街道 / 各街镇, Zhalantun 街道办事处, Changning 各街镇)
+TERRITORY_LISTED = re.compile(r"各镇、街道|各街镇|街道办事处|各镇街|各乡镇")
+TERRITORY_PRACTICE = "街镇托底"  # the note's words when the 街镇 cooperates by practice, not by the clause
+
+
+def test_territory_cooperation_states_its_basis(router: Router) -> None:
+    """``territory_cooperates`` rests on the cited clause listing the 街镇, or on 条块结合、以条为主、街镇托底 practice,
+    which the rule's note must then say; a clause that lists the 街镇 is not ignored."""
+    for j in JURISDICTIONS:
+        for rule in router.rulebook(j).rules:
+            listed = bool(TERRITORY_LISTED.search(rule.citation.clause))
+            if rule.territory_cooperates and not listed:
+                assert TERRITORY_PRACTICE in (rule.note or ""), rule.id
+            if listed and rule.lead != TERRITORY_LEAD:
+                assert rule.territory_cooperates, rule.id
+
+
 def test_units_referenced_exist_and_codes_are_ascii(router: Router) -> None:
     codes = [code for _, code, _ in router.all_units()]
     assert len(codes) == len(set(codes))

@@ -61,7 +61,13 @@ class Rule(_Model):
     sources: list[Source] | None = Field(default=None, description="restricts the rule; default: category's")
     lead: str
     cooperating: list[str] = Field(default_factory=list)
-    territory_cooperates: bool = Field(default=False, description="plan says 各镇、街道 / 街道办事处 cooperate")
+    territory_cooperates: bool = Field(
+        default=False,
+        description="the report's 街镇 is added to cooperating_units. Basis: either the cited clause lists "
+        "各镇、街道 / 各街镇 / 街道办事处 among its units, or the territorial practice 条块结合、以条为主、街镇托底 "
+        "(shared/domain.md), and then `note` says so with the words 街镇托底. False: a line department's or "
+        "utility's matter in which the 街镇 has no part (供水, 燃气, 公交, 信号灯 …)",
+    )
     standard_unit: bool = Field(default=False, description="lead not named by the plan for this topic")
     citation: Citation
     evidence: str | None = Field(default=None, description="verbatim excerpt of the plan file")
