@@ -218,6 +218,14 @@ def test_territory_lead_rule(router: Router) -> None:
     assert d.lead_unit != "@territory"
 
 
+def test_zhalantun_planning_facilities(router: Router) -> None:
+    """任务清单 一、(二)3: 便民服务设施、物业用房不足 → 自然资源局 leads, 住建局 cooperates; 物业 service stays 住建局."""
+    d = router.route(event("zhalantun", "新小区的便民服务设施一直没建，配套用房被开发商卖掉了", "扎兰屯市繁荣街道"))
+    assert (d.rule_id, d.lead_unit, d.cooperating_units) == ("zhalantun.planning-facilities", "自然资源局", ["住建局"])
+    d = router.route(event("zhalantun", "物业不作为，楼道没人扫", "扎兰屯市繁荣街道"))
+    assert d.rule_id == "zhalantun.property-management" and d.lead_unit == "住建局"
+
+
 def test_hint_cannot_override_strong_text(router: Router) -> None:
     d = router.route(event("qingpu", "小区里有人私搭乱建阳光房", "青浦区夏阳街道", category_hint="greenery"))
     assert d.category == "illegal_construction"
