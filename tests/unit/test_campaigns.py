@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from services.domain import sla
@@ -102,3 +103,41 @@ def test_shipped_campaigns_cite_the_plan(rules) -> None:  # type: ignore[no-unty
         assert (REPO / "plans" / c.citation.file).is_file()
         assert c.selector is None  # selector rules are off in the shipped definitions
         assert c.deadline - c.start > timedelta(days=30)
+
+
+# What the plan gives for each shipped campaign: cohort, target, measure, deadline. 6月底前 = before 1 July 00:00 CST;
+# the 2026-01-01 deadlines are this repository's reading of the plan's bare "2025年" (campaigns.yaml says so).
+SHIPPED = {
+    "qingpu-2025-hotspots-12345": (1864, 0.70, "resolved", "2025-07-01 00:00"),
+    "qingpu-2025-hotspots-petitions": (619, 0.90, "resolved", "2025-07-01 00:00"),
+    "qingpu-2025-property-12345": (274, 0.70, "resolved", "2026-01-01 00:00"),
+    "qingpu-2025-property-parking-petitions": (38, 0.90, "resolved", "2026-01-01 00:00"),
+    "qingpu-2025-iot-alert-push": (None, 1.0, "dispatched", "2026-01-01 00:00"),
+}
+
+
+def test_shipped_campaign_targets_and_deadlines(rules) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    ids = {c.id: c for c in rules.campaigns.campaigns}
+    assert set(ids) == set(SHIPPED)
+    for cid, (cohort, target, measure, deadline) in SHIPPED.items():
+        c = ids[cid]
+        assert (c.planned_cohort, c.target, c.measure, c.deadline) == (cohort, target, measure, cst(deadline)), cid
+        assert c.jurisdiction == "qingpu" and c.start < c.deadline
+        # the numbers are in the plan text the campaign quotes (quotes themselves: test_routing.py)
+        quoted = "".join(re.findall(r"「([^」]+)」", c.citation.clause))
+        assert f"{round(target * 100)}%" in quoted.replace(" ", ""), cid
+        if cohort is not None:
+            assert re.search(rf"(?<!\d){cohort} ?件", quoted), cid
+        # a month-end deadline in the quote is the first instant of the next month; otherwise the plan gives only
+        # the year 2025
+        if "月底前" in quoted:
+            month = int(re.search(r"(\d+) ?月底前", quoted).group(1))
+            assert c.deadline == cst(f"2025-{month + 1:02d}-01 00:00"), cid
+        else:
+            assert c.deadline == cst("2026-01-01 00:00"), cid
+    # 619 petitions at 90 %: the target counts in tickets, rounded up
+    petitions = ids["qingpu-2025-hotspots-petitions"]
+    assert (petitions.planned_cohort, petitions.target) == (619, 0.90)
+    assert math.ceil(petitions.target * petitions.planned_cohort) == 558
