@@ -152,9 +152,11 @@ def replay(
     events: Annotated[Path, typer.Option(help="JSONL file of intake events")],
     out: Annotated[Path, typer.Option(help="output directory")],
     updates: Annotated[Optional[Path], typer.Option(help="JSONL file of unit updates")] = None,
-    until: Annotated[Optional[str], typer.Option(help="ISO 8601 time the clock runs to (default: last event)")] = None,
+    until: Annotated[Optional[str], typer.Option(
+        help="ISO 8601 time with offset the clock runs to (default: the time of the last event or update line)")] = None,
 ) -> None:
-    """Run intake → router → SLA offline in event time over the same domain functions as the workers."""
+    """Run intake → router → SLA offline in event time over the same domain functions as the workers.
+    The unit scorecards cover the HOTLINE_SCORECARD_WINDOW_DAYS before the clock's end, as `hotline report` does."""
     from services.domain.sla import SlaRules
     from services.platform.settings import get_settings
     from services.replay.runner import run, write
@@ -162,10 +164,12 @@ def replay(
     until_at = datetime.fromisoformat(until) if until else None
     if until_at is not None and until_at.tzinfo is None:
         raise typer.BadParameter("--until needs a UTC offset, e.g. 2025-07-01T00:00:00+08:00")
+    settings = get_settings()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying", total=None)
-        result = run(events, updates, _router(), SlaRules.load(), until=until_at,
-                     max_returns=get_settings().max_returns, progress=lambda n: progress.advance(task, n))
+        result = run(events, updates, _router(), SlaRules.load(), until=until_at, max_returns=settings.max_returns,
+                     scorecard_window_days=settings.scorecard_window_days,
+                     progress=lambda n: progress.advance(task, n))
     write(result, out)
     console.print_json(json.dumps(result.summary, ensure_ascii=False))
 
@@ -191,17 +195,21 @@ def report(
     Reads a replay output directory (--replay) or, without it, the database of HOTLINE_DATABASE_URL."""
     from services.domain.sla import SlaRules
     from services.platform.settings import get_settings
-    from services.sla.report import from_database, from_replay, render
+    from services.sla.report import from_database, from_replay, render, replay_scope
 
     if replay_dir is not None:
         history, scores = from_replay(replay_dir)
+        as_of, window_days = replay_scope(replay_dir)
         source = f"replay output {replay_dir}"
     else:
         settings = get_settings()
-        now = datetime.fromisoformat(at) if at else datetime.now().astimezone()
-        history, scores = asyncio.run(from_database(settings.database_url, now, settings.scorecard_window_days))
-        source = f"database, scorecards as of {now.isoformat()}"
-    path = render(history, SlaRules.load().campaigns, scores, out, source)
+        as_of = datetime.fromisoformat(at) if at else datetime.now().astimezone()
+        if as_of.tzinfo is None:
+            raise typer.BadParameter("--at needs a UTC offset, e.g. 2025-07-01T00:00:00+08:00")
+        window_days = settings.scorecard_window_days
+        history, scores = asyncio.run(from_database(settings.database_url, as_of, window_days))
+        source = "database"
+    path = render(history, SlaRules.load().campaigns, scores, out, source, as_of=as_of, window_days=window_days)
     console.print(f"wrote {path}")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,29 @@ from pydantic import BaseModel
 from services.domain.dispatch import Routes
 from services.domain.scorecards import compute as compute_scorecards
 from services.domain.sla import SlaRules
+from services.domain.tickets import OPEN_FOR_UNIT, TicketState
+from services.platform.settings import Settings
 from services.replay.inputs import merge, read_lines
 from services.replay.pipeline import Pipeline
+
+
+# the same default as HOTLINE_SCORECARD_WINDOW_DAYS; the command line passes the setting
+SCORECARD_WINDOW_DAYS: int = Settings.model_fields["scorecard_window_days"].default
 
 
 @dataclass
 class ReplayResult:
     pipeline: Pipeline
     summary: dict[str, Any]
-    until: datetime | None
+    until: datetime | None  # where the clock stopped: --until, else the last input's time
+    scorecard_window_days: int = SCORECARD_WINDOW_DAYS
+
+
+def scorecard_tickets(tickets: Iterable[TicketState], until: datetime, window_days: int) -> list[TicketState]:
+    """The tickets a scorecard at ``until`` covers, as the database's (``store.unit_scores``): those opened in the
+    ``window_days`` before it, and every ticket still open for a unit."""
+    since = until - timedelta(days=window_days)
+    return [t for t in tickets if t.opened_at >= since or t.status in OPEN_FOR_UNIT]
 
 
 @contextmanager
@@ -46,9 +60,17 @@ def _collector_paused() -> Iterator[None]:
 
 
 def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None = None,
-        max_returns: int = 2, progress: Callable[[int], None] | None = None) -> ReplayResult:
+        max_returns: int = 2, progress: Callable[[int], None] | None = None,
+        scorecard_window_days: int = SCORECARD_WINDOW_DAYS) -> ReplayResult:
+    """``until``: where the clock stops (default: the time of the last input line, event or update).
+    ``scorecard_window_days``: the unit scorecards cover the tickets opened this many days before that moment
+    and every ticket still open, as ``hotline report`` on the database does (HOTLINE_SCORECARD_WINDOW_DAYS)."""
     with _collector_paused():
-        return _run(events, updates, router, rules, until=until, max_returns=max_returns, progress=progress)
+        result = _run(events, updates, router, rules, until=until, max_returns=max_returns, progress=progress)
+    result.scorecard_window_days = scorecard_window_days
+    result.summary["until"] = result.until.isoformat() if result.until else None
+    result.summary["scorecard_window_days"] = scorecard_window_days
+    return result
 
 
 def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None,
@@ -121,7 +143,8 @@ def write(result: ReplayResult, out: Path) -> None:
                    ensure_ascii=False, indent=2), encoding="utf-8")
     history = {cid: [json.loads(r.model_dump_json()) for r in s.history] for cid, s in p.campaign_states.items()}
     (out / "campaign_history.json").write_text(json.dumps(history, ensure_ascii=False, indent=1), encoding="utf-8")
-    scores = compute_scorecards(p.tickets.values(), result.until) if result.until else []
+    scores = compute_scorecards(scorecard_tickets(p.tickets.values(), result.until, result.scorecard_window_days),
+                                result.until) if result.until else []
     (out / "scorecards.json").write_text(json.dumps([s.as_dict() for s in scores], ensure_ascii=False, indent=1),
                                          encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(result.summary, ensure_ascii=False, indent=2), encoding="utf-8")

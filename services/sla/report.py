@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,21 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def scorecard_scope(as_of: datetime | None, window_days: int | None) -> str:
+    """One sentence saying which tickets the unit scorecards count and at which moment."""
+    if as_of is None or window_days is None:
+        return "Scorecard window and moment not recorded (a replay output written before they were)."
+    since = as_of - timedelta(days=window_days)
+    return (f"Scorecards as of {as_of.isoformat()}, over the tickets opened in the {window_days} days before "
+            f"(since {since.isoformat()}, HOTLINE_SCORECARD_WINDOW_DAYS) and every ticket still open for a unit.")
+
+
 def render(history: dict[str, list[dict[str, Any]]], campaigns: CampaignBook, scores: list[dict[str, Any]],
-           out: Path, source: str) -> Path:
+           out: Path, source: str, *, as_of: datetime | None = None, window_days: int | None = None) -> Path:
+    """``as_of`` and ``window_days``: the moment and the window of the scorecards, stated in the header."""
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Campaigns and unit scorecards", "", f"Source: {source}", "", "## Campaigns", "",
+    scope = scorecard_scope(as_of, window_days)
+    lines = ["# Campaigns and unit scorecards", "", f"Source: {source}", "", scope, "", "## Campaigns", "",
              "| campaign | enrolled | resolved | rate | target | projected | status | as of | plan |",
              "|---|---|---|---|---|---|---|---|---|"]
     charts = []
@@ -83,10 +94,15 @@ def from_replay(directory: Path) -> tuple[dict[str, list[dict[str, Any]]], list[
     return history, scores
 
 
+def replay_scope(directory: Path) -> tuple[datetime | None, int | None]:
+    """The moment (the replay's end: --until or its last input) and the window of a replay's scorecards."""
+    summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
+    until = summary.get("until")
+    return (datetime.fromisoformat(until) if until else None), summary.get("scorecard_window_days")
+
+
 async def from_database(dsn: str, now: datetime, window_days: int) -> tuple[dict[str, list[dict[str, Any]]],
                                                                             list[dict[str, Any]]]:
-    from datetime import timedelta
-
     import asyncpg
 
     from services.platform.db import _init
