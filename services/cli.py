@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +28,79 @@ app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
 
+if TYPE_CHECKING:
+    from services.platform.settings import Settings
+
+# Exit status: 2 for an invalid HOTLINE_* setting (main), 1 for a broker or database that cannot be reached.
+UNREACHABLE = 1
+
+
+def masked_dsn(dsn: str) -> str:
+    """The DSN without its password, to name it in a message."""
+    dsn = re.sub(r"(://[^:/@?]*:)[^@/?]+@", r"\1***@", dsn)
+    return re.sub(r"(password=)[^&]*", r"\1***", dsn)
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()) or "no detail"
+    text = text.removeprefix(f"{name}: ")
+    text = re.sub(r"\('([^']*)', (\d+), <AddressFamily[^>]*>\)", r"\1:\2", text)  # aiokafka's address tuples
+    return f"{name}: {text}"
+
+
+@contextmanager
+def reaching(what: Literal["kafka", "database"], settings: Settings) -> Iterator[None]:
+    """Turn a broker or database that cannot be reached into one line naming it and the variable to set, and
+    exit status 1, instead of a traceback."""
+    import asyncpg
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from rich.markup import escape
+
+    if what == "kafka":
+        errors: tuple[type[BaseException], ...] = (KafkaConnectionError, KafkaTimeoutError, OSError, TimeoutError)
+    else:
+        errors = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InvalidAuthorizationSpecificationError,
+                  asyncpg.InvalidCatalogNameError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+                  asyncpg.ClientConfigurationError, asyncpg.ConnectionDoesNotExistError)
+    try:
+        yield
+    except errors as exc:
+        if what == "kafka":
+            variable = "HOTLINE_KAFKA_BOOTSTRAP"
+            message = f"cannot reach Kafka at {settings.kafka_bootstrap} ({_reason(exc)})"
+            if settings.kafka_security_protocol != "PLAINTEXT":
+                message += f"; check also the HOTLINE_KAFKA_SSL_*/SASL_* settings of {settings.kafka_security_protocol}"
+        else:
+            variable = "HOTLINE_DATABASE_URL"
+            message = f"cannot connect to PostgreSQL at {masked_dsn(settings.database_url)} ({_reason(exc)})"
+        console.print(f"[red]connection error[/red] {variable}: {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(UNREACHABLE) from None
+
+
+async def _probe_kafka(settings: Settings) -> None:
+    """Connect to the brokers once (and close again), so that a wrong address fails before anything starts."""
+    from aiokafka.client import AIOKafkaClient
+
+    from services.platform.kafka_security import client_options
+
+    client = AIOKafkaClient(**client_options(settings))
+    quiet = logging.getLogger("aiokafka")  # it logs each failed attempt; the caller prints one line instead
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        await client.bootstrap()
+    finally:
+        quiet.setLevel(level)
+        await client.close()
+
+
+async def _probe_database(settings: Settings) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(settings.database_url)
+    await conn.close()
+
 
 def _router():  # type: ignore[no-untyped-def]
     from services.domain.routing import Router
@@ -39,12 +116,14 @@ def topics_create() -> None:
 
     settings = get_settings()
     units = [(code, name) for _, code, name in _router().all_units()]
-    results = asyncio.run(create_topics(settings, all_specs(settings, units)))
+    with reaching("kafka", settings):
+        asyncio.run(_probe_kafka(settings))
+        created = asyncio.run(create_topics(settings, all_specs(settings, units)))
     table = Table("topic", "partitions", "status")
-    for r in results:
+    for r in created:
         table.add_row(r.name, str(r.partitions), r.status)
     console.print(table)
-    if any(r.status.startswith("exists-with") for r in results):
+    if any(r.status.startswith("exists-with") for r in created):
         console.print("[red]some topics exist with a different partition count; see the status column[/red]")
         raise typer.Exit(1)
 
@@ -67,7 +146,9 @@ def db_migrate() -> None:
     from services.platform.db import migrate
     from services.platform.settings import get_settings
 
-    applied = asyncio.run(migrate(get_settings().database_url))
+    settings = get_settings()
+    with reaching("database", settings):
+        applied = asyncio.run(migrate(settings.database_url))
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
 
 
@@ -116,6 +197,10 @@ def http() -> None:
 
     settings = get_settings()
     configure(settings.log_level, settings.log_format, "http")
+    with reaching("kafka", settings):
+        asyncio.run(_probe_kafka(settings))
+    with reaching("database", settings):
+        asyncio.run(_probe_database(settings))
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
@@ -207,8 +292,9 @@ def report(
         if as_of.tzinfo is None:
             raise typer.BadParameter("--at needs a UTC offset, e.g. 2025-07-01T00:00:00+08:00")
         window_days = settings.scorecard_window_days
-        history, scores = asyncio.run(from_database(settings.database_url, as_of, window_days))
-        source = "database"
+        with reaching("database", settings):
+            history, scores = asyncio.run(from_database(settings.database_url, as_of, window_days))
+        source = f"database {masked_dsn(settings.database_url)}"
     path = render(history, SlaRules.load().campaigns, scores, out, source, as_of=as_of, window_days=window_days)
     console.print(f"wrote {path}")
 
