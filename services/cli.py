@@ -27,6 +27,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+REPO = Path(__file__).resolve().parents[1]  # the checkout (the project is installed editable)
 
 if TYPE_CHECKING:
     from services.platform.settings import Settings
@@ -259,13 +260,22 @@ def replay(
     console.print_json(json.dumps(result.summary, ensure_ascii=False))
 
 
+ROUTING_EVAL = REPO / "tests" / "data" / "routing_eval.jsonl"
+
+
 @app.command("evaluate-routing")
 def evaluate_routing(
-    input: Annotated[Path, typer.Option("--input", help="labelled JSONL set")] = Path("tests/data/routing_eval.jsonl"),
+    input: Annotated[Optional[Path], typer.Option(
+        "--input", help="labelled JSONL set (default: tests/data/routing_eval.jsonl of the checkout)")] = None,
 ) -> None:
     """Accuracy of the rulebooks on a labelled set, per jurisdiction, as Markdown."""
     from services.domain.routing.evaluation import evaluate, render_markdown
 
+    if input is None:
+        input = ROUTING_EVAL
+        if not input.is_file():
+            raise typer.BadParameter(f"no labelled set at {input} (an installed copy without the checkout's tests/); "
+                                     "give one with --input", param_hint="--input")
     rows = [json.loads(line) for line in input.read_text(encoding="utf-8").splitlines() if line.strip()]
     print(render_markdown(evaluate(_router(), rows)))
 
