@@ -26,7 +26,8 @@ schemas_app = typer.Typer(help="Generated contracts (JSON Schema, AsyncAPI).", n
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 130)  # progress, messages, errors
+results = Console(width=None if sys.stdout.isatty() else 130)  # what a command produces, for `> file`
 REPO = Path(__file__).resolve().parents[1]  # the checkout (the project is installed editable)
 
 if TYPE_CHECKING:
@@ -316,6 +317,24 @@ def schemas_generate() -> None:
 
     for path in write_all():
         console.print(f"wrote {path}")
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option(help="directory for events.jsonl and updates.jsonl")],
+    events: Annotated[int, typer.Option(help="how many reports to generate")] = 400,
+    seed: Annotated[int, typer.Option(help="random seed (the same seed gives the same files)")] = 12345,
+) -> None:
+    """Write a realistic sample, events.jsonl and updates.jsonl, for replay, classify or a feed of your own
+    (with the demo's defaults it is the demo's input)."""
+    from services.demo.sample import generate
+
+    made = generate(_router(), n_events=events, seed=seed)
+    events_path, updates_path = made.write(out)
+    results.print(f"wrote {events_path} and {updates_path}: {made.describe()}", highlight=False, soft_wrap=True)
+    assert made.end is not None
+    results.print(f"replay it: hotline replay --events {events_path} --updates {updates_path} --until "
+                  f"{made.end.isoformat()} --out DIR", highlight=False, soft_wrap=True)
 
 
 @app.command()

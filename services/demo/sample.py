@@ -33,7 +33,18 @@ class Sample:
     events: list[bytes] = field(default_factory=list)
     updates: list[bytes] = field(default_factory=list)
     start: datetime | None = None
-    end: datetime | None = None
+    end: datetime | None = None  # the clock end: 20 days after the last report day, so deadlines run out
+    reports: int = 0  # distinct reports (``n_events``)
+    resent: int = 0  # lines a hotline system sent twice (the same event id): duplicates
+    repeats: int = 0  # later reports of the same matter by someone else (candidates for 并单)
+    broken: int = 0  # deliberately broken event lines (blank, not JSON, missing fields, bad time)
+    impossible_updates: int = 0  # deliberately impossible unit updates (unknown ticket and action)
+
+    def describe(self) -> str:
+        """How the event lines add up, e.g. '441 event lines = 400 reports + 10 sent twice + …'."""
+        return (f"{len(self.events)} event lines = {self.reports} reports + {self.resent} sent twice + "
+                f"{self.repeats} repeat reports of the same matter + {self.broken} broken lines; "
+                f"{len(self.updates)} unit updates ({self.impossible_updates} impossible)")
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -123,6 +134,7 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
         timed_events.append((at, raw))
         if rnd.random() < 0.03:  # the hotline system sends it again
             timed_events.append((at, raw))
+            sample.resent += 1
         if rnd.random() < 0.06:  # someone else reports the same matter (并单)
             later = at + timedelta(hours=rnd.uniform(1, 40))
             again = {**event, "event_id": f"{event_id}R", "occurred_at": later.isoformat(),
@@ -135,6 +147,7 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
                 again["caller"] = {"name": rnd.choice(SURNAMES) + "女士",
                                    "phone": f"15{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}
             timed_events.append((later, _dumps(again)))
+            sample.repeats += 1
         decision = router.route(IntakeEvent.model_validate(event))
         if decision.outcome != "dispatch" or decision.lead_unit is None:
             continue
@@ -147,12 +160,14 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
                       "occurred_at": "2025-05-01 10:00", "content": "路灯不亮", "address": "上海市青浦区"})]
     for k, raw in enumerate(broken):
         timed_events.insert(rnd.randint(0, len(timed_events)), (timed_events[min(k, len(timed_events) - 1)][0], raw))
+    sample.reports, sample.broken = n_events, len(broken)
     timed_events.sort(key=lambda x: x[0])
     timed_updates.sort(key=lambda x: x[0])
     sample.events = [raw for _, raw in timed_events]
     sample.updates = [raw for _, raw in timed_updates]
     sample.updates.append(_dumps({"event_id": "U-BAD", "ticket_id": "NOPE", "action": "teleport", "unit": "x",
                                   "occurred_at": (start + timedelta(days=days)).isoformat()}))
+    sample.impossible_updates = 1
     return sample
 
 
