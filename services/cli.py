@@ -338,6 +338,39 @@ def sample(
 
 
 @app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="topic name, e.g. hotline.deadletter or hotline.unit.qingpu.cgzf "
+                                              "(`hotline topics list` names them all)")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="start at the oldest message "
+                                                                          "(default: only new ones)")] = False,
+    max_messages: Annotated[Optional[int], typer.Option("--max", min=1, help="stop after this many messages "
+                                                                             "(default: run until Ctrl-C)")] = None,
+) -> None:
+    """Print a topic's messages, one JSON line each: partition, offset, key, CloudEvents headers and value.
+    Reads without a consumer group, so the workers are not affected."""
+    from services.platform.settings import get_settings
+    from services.tail import NoSuchTopic, tail as run_tail
+
+    settings = get_settings()
+
+    def write(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    try:
+        with reaching("kafka", settings):
+            asyncio.run(_probe_kafka(settings))
+            asyncio.run(run_tail(settings, topic, from_beginning=from_beginning, max_messages=max_messages,
+                                 write=write))
+    except NoSuchTopic:
+        console.print(f"no topic {topic} on {settings.kafka_bootstrap} (`hotline topics list` prints the names)",
+                      highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def demo(
     events: Annotated[int, typer.Option(help="how many sample events to generate")] = 400,
     seed: Annotated[int, typer.Option(help="random seed of the sample")] = 12345,
