@@ -258,7 +258,7 @@ def replay(
                      scorecard_window_days=settings.scorecard_window_days,
                      progress=lambda n: progress.advance(task, n))
     write(result, out)
-    console.print_json(json.dumps(result.summary, ensure_ascii=False))
+    results.print_json(json.dumps(result.summary, ensure_ascii=False))
 
 
 ROUTING_EVAL = REPO / "tests" / "data" / "routing_eval.jsonl"
@@ -307,7 +307,7 @@ def report(
             history, scores = asyncio.run(from_database(settings.database_url, as_of, window_days))
         source = f"database {masked_dsn(settings.database_url)}"
     path = render(history, SlaRules.load().campaigns, scores, out, source, as_of=as_of, window_days=window_days)
-    console.print(f"wrote {path}")
+    results.print(f"wrote {path}", highlight=False)
 
 
 @schemas_app.command("generate")
@@ -379,7 +379,7 @@ def demo(
     """Start the embedded broker and database and the three workers, feed a realistic sample, show the result."""
     from services.demo.runner import run_demo
 
-    raise typer.Exit(run_demo(n_events=events, seed=seed, keep=keep, console=console))
+    raise typer.Exit(run_demo(n_events=events, seed=seed, keep=keep, console=console, out=results))
 
 
 def main() -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
-from datetime import datetime
+import shlex
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -20,9 +22,10 @@ from services.demo.stack import Running, start
 from services.platform.embedded import stop_on_signals
 from services.domain.sla import SlaRules
 from services.replay.runner import run as replay
+from services.replay.runner import write as write_replay
 from services.sla.report import from_database, render
 
-ROOT = Path(".hotline")
+ROOT = Path(".hotline")  # the stack's data and logs, the sample, the replay output and the report
 
 
 def update_rounds(updates: list[bytes]) -> list[list[bytes]]:
@@ -82,7 +85,7 @@ async def summary(dsn: str) -> dict[str, Any]:
                    ORDER BY campaign_id, at DESC""")],
             "examples": [dict(r) for r in await q(
                 """SELECT DISTINCT ON (outcome) ticket_id, outcome, lead_unit, decision->>'triage_reason' AS triage_reason,
-                          decision->>'explanation' AS explanation
+                          decision->>'redirect_to' AS redirect_to, decision->>'explanation' AS explanation
                    FROM routing_decisions ORDER BY outcome, ticket_id""")],
             "work_order_ids": sorted(r["work_order_id"] for r in await q("SELECT work_order_id FROM work_orders")),
             "escalation_ids": sorted(r["escalation_id"] for r in await q("SELECT escalation_id FROM escalations")),
@@ -98,53 +101,107 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     return table
 
 
-def run_demo(n_events: int, seed: int, keep: bool, console: Console) -> int:
+def replay_command(events: Path, updates: Path, out: Path, until: datetime) -> str:
+    """The `hotline replay` command line that reproduces the demo's result from its files."""
+    return shlex.join([".venv/bin/hotline", "replay", "--events", str(events), "--updates", str(updates),
+                       "--until", until.isoformat(), "--out", str(out)])
+
+
+def look_inside(running: Running, until: datetime) -> list[str]:
+    """With --keep: where everything is, and the lines that point the command line at it."""
+    from pgserver._commands import POSTGRES_BIN_PATH  # the psql that comes with the pgserver wheel
+
+    lines = [
+        f"Broker (Kafka protocol): {running.settings.kafka_bootstrap}",
+        f"Database: {running.dsn}",
+        "To look inside from another terminal in this directory, first:",
+        f"  export HOTLINE_KAFKA_BOOTSTRAP={running.settings.kafka_bootstrap}",
+        f"  export HOTLINE_DATABASE_URL={shlex.quote(running.dsn)}",
+        "then e.g.:",
+        "  .venv/bin/hotline tail hotline.deadletter --from-beginning --max 3",
+        f"  {shlex.quote(str(POSTGRES_BIN_PATH / 'psql'))} \"$HOTLINE_DATABASE_URL\" -c 'SELECT count(*) FROM work_orders'",
+        f"  .venv/bin/hotline report --out .hotline/report-database --at {until.isoformat()}",
+    ]
+    for service in ("intake", "router", "sla"):
+        url = running.metrics_url(service)
+        lines.append(f"/metrics of {service}: {url}  (health: {url.removesuffix('/metrics')}/healthz)")
+    lines.append(f"Logs: {running.stack.logs}")
+    return lines
+
+
+def run_demo(n_events: int, seed: int, keep: bool, console: Console, out: Console | None = None) -> int:
+    """``console`` (stderr) gets progress and messages, ``out`` (stdout) the result."""
     from services.domain.routing import Router
 
+    out = out or console
+    began = time.monotonic()
     stop_on_signals()
     router = Router.load()
     rules = SlaRules.load()
     sample = sample_mod.generate(router, n_events=n_events, seed=seed)
     until = sample.end or datetime.now().astimezone()
-    workdir = Path(tempfile.mkdtemp(prefix="hotline-demo-"))
-    events_path, updates_path = sample.write(workdir)
-    console.print(f"[bold]Sample[/bold]: {len(sample.events)} event lines, {len(sample.updates)} unit updates "
-                  f"({events_path}, {updates_path}); clock runs to {until.isoformat()}")
-    console.print("Starting Tansu (Kafka protocol) and PostgreSQL, provisioning topics, starting 3 workers …")
+    events_path, updates_path = sample.write(ROOT / "sample")
+    out.print(f"[bold]Sample[/bold] ({events_path}, {updates_path}): {sample.describe()}; "
+              f"the clock runs to {until.isoformat()}", highlight=False)
+    console.print("Starting Tansu (Kafka protocol) and PostgreSQL (its database emptied), provisioning topics, "
+                  "starting 3 workers …")
     running = start(ROOT, router, sla_clock="ticks")
     try:
         with Progress(console=console) as progress:
             asyncio.run(feed(running, sample, until, progress))
         result = asyncio.run(summary(running.dsn))
-        _show(console, result, running)
-        history, scores = asyncio.run(from_database(running.dsn, until, running.settings.scorecard_window_days))
-        report = render(history, rules.campaigns, scores, ROOT / "report", f"demo database, as of {until.isoformat()}")
-        console.print(f"Campaign burn-up charts and unit scorecards: {report} (and the PNGs beside it)")
-        offline = replay(events_path, updates_path, router, rules, until=until)
+        _show(out, result)
+        window = running.settings.scorecard_window_days
+        history, scores = asyncio.run(from_database(running.dsn, until, window))
+        report = render(history, rules.campaigns, scores, ROOT / "report", "the demo's database",
+                        as_of=until, window_days=window)
+        out.print(f"Campaign burn-up charts and unit scorecards: {report} (and the PNGs beside it). Its scorecards "
+                  f"count the tickets opened in the {window} days before {until:%Y-%m-%d} (since "
+                  f"{until - timedelta(days=window):%Y-%m-%d}, HOTLINE_SCORECARD_WINDOW_DAYS) and those still open; "
+                  "the tables above count every ticket.", highlight=False)
+        offline = replay(events_path, updates_path, router, rules, until=until, max_returns=running.settings.max_returns,
+                         scorecard_window_days=window)
+        write_replay(offline, ROOT / "replay")
         same_orders = sorted(w.work_order_id for w in offline.pipeline.work_orders) == result["work_order_ids"]
         same_escalations = sorted(e.escalation_id for e in offline.pipeline.escalations) == result["escalation_ids"]
         verdict = "[green]agree[/green]" if same_orders and same_escalations else "[red]DIFFER[/red]"
-        console.print(f"Offline replay of the same files: {len(offline.pipeline.work_orders)} work orders, "
-                      f"{len(offline.pipeline.escalations)} escalations — streaming and replay {verdict}.")
+        out.print(f"Offline replay of the same files ({ROOT / 'replay'}): {len(offline.pipeline.work_orders)} work "
+                  f"orders, {len(offline.pipeline.escalations)} escalations — streaming and replay {verdict}.",
+                  highlight=False)
+        out.print(f"Reproduce the replay: {replay_command(events_path, updates_path, ROOT / 'replay', until)}",
+                  highlight=False, markup=False, soft_wrap=True)
+        console.print(f"Summary ready {time.monotonic() - began:.0f} s after the start.")
         if keep:
+            for line in look_inside(running, until):
+                out.print(line, highlight=False, markup=False, soft_wrap=True)
             console.print("Running until Ctrl-C …")
             try:
                 while True:
                     asyncio.run(asyncio.sleep(3600))
             except KeyboardInterrupt:
                 pass
+        else:
+            out.print(f"Logs: {running.stack.logs}", highlight=False)
         return 0 if same_orders and same_escalations else 1
     finally:
         console.print("Stopping workers, broker and database …")
         running.stop()
+        console.print(f"Stopped, {time.monotonic() - began:.0f} s after the start.")
 
 
-def _show(console: Console, s: dict[str, Any], running: Running) -> None:
+def example_line(d: dict[str, Any]) -> str:
+    """One routing example: ticket, outcome, where it went (unit, redirect target or triage reason), why."""
+    target = d.get("lead_unit") or d.get("redirect_to") or d.get("triage_reason") or ""
+    return f"[bold]{escape(str(d['ticket_id']))}[/bold] {escape(str(d['outcome']))} → {escape(target)}: " \
+           f"{escape(str(d['explanation']))}"
+
+
+def _show(console: Console, s: dict[str, Any]) -> None:
     console.print(_table("Pipeline", [s["intake"]], list(s["intake"])))
     for d in s["examples"]:
-        console.print(f"[bold]{d['ticket_id']}[/bold] {d['outcome']} → {d['lead_unit'] or d['triage_reason'] or ''}: "
-                      f"{d['explanation']}")
-    console.print(_table("Work orders per unit (top 15)", s["units"], ["jurisdiction", "lead_unit", "work_orders"]))
+        console.print(example_line(d), highlight=False)
+    console.print(_table("Work orders per lead unit, whole sample (top 15)", s["units"],
+                         ["jurisdiction", "lead_unit", "work_orders"]))
     console.print(_table("Tickets by status", s["status"], ["status", "n"]))
     console.print(_table("Escalations", s["escalations"], ["kind", "level", "n"]))
     console.print(_table("Dead letters", s["dead_letters"], ["stage", "reason", "n"]))
@@ -153,6 +210,3 @@ def _show(console: Console, s: dict[str, Any], running: Running) -> None:
                   "status": c["status"], "as of": str(c["at"])[:10]} for c in s["campaigns"]]
     console.print(_table("Campaigns (last scheduled evaluation)", campaigns,
                          ["campaign", "enrolled", "resolved", "rate", "target", "projected", "status", "as of"]))
-    for service in ("intake", "router", "sla"):
-        console.print(f"/metrics of {service}: {running.metrics_url(service)}")
-    console.print(f"Logs: {running.stack.logs}")
