@@ -69,9 +69,16 @@ class Rule(_Model):
         "utility's matter in which the 街镇 has no part (供水, 燃气, 公交, 信号灯 …)",
     )
     standard_unit: bool = Field(default=False, description="lead not named by the plan for this topic")
-    citation: Citation
-    evidence: str | None = Field(default=None, description="verbatim excerpt of the plan file")
-    note: str | None = None
+    citation: Citation = Field(
+        description="plan file and clause reference; the clause text after the reference is our summary, not a "
+        "quote (a quote inside it is written in corner brackets 「…」 and must be verbatim)"
+    )
+    evidence: str | None = Field(
+        default=None,
+        description="verbatim excerpt of citation.file, byte for byte (traditional characters and ASCII punctuation "
+        "where the file has them); required unless standard_unit",
+    )
+    note: str | None = Field(default=None, description="why this lead / these units; 「…」 in it is a verbatim quote")
 
     _norm = field_validator("keywords", "exclude", mode="before")(_terms)
 
