@@ -44,6 +44,16 @@ def _mask_leaf(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float)) else "***"
 
 
+def well_formed(text: str) -> str:
+    """``text`` as it can be encoded to UTF-8 (for PostgreSQL, Kafka, the contracts): a lone surrogate, which a
+    JSON escape such as ``"\\ud800"`` decodes to, is written back as that escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def mask_bytes(raw: bytes, limit: int) -> tuple[str, str]:
     """The original input for a dead letter: masked, truncated to ``limit`` bytes, and its encoding."""
     head = raw[:limit]
@@ -54,7 +64,7 @@ def mask_bytes(raw: bytes, limit: int) -> tuple[str, str]:
 
         return base64.b64encode(_DIGIT_RUN_BYTES.sub(b"***", head)).decode("ascii"), "base64"
     try:
-        return json.dumps(_mask_value(json.loads(text)), ensure_ascii=False), "utf-8"
+        return well_formed(json.dumps(_mask_value(json.loads(text)), ensure_ascii=False)), "utf-8"
     except (ValueError, RecursionError):
         return mask_text(text), "utf-8"
 

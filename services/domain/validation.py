@@ -16,7 +16,9 @@ from pydantic_core import from_json
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_DEPTH = 6
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
+# control and invisible formatting characters; and surrogates: in parsed JSON only a lone one (an escape such as
+# "\\ud800" with no partner) is left, which is no character and cannot be stored or sent as UTF-8
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff\ud800-\udfff]")
 _SPACES = re.compile(r"[ \t\r\n\u3000]+")
 # JSON escapes that decode to a character _CONTROL finds: \b, \f and \uXXXX (\t, \n, \r decode to allowed ones)
 _CONTROL_ESCAPE = re.compile(r"\\[bfu]")
@@ -85,8 +87,8 @@ def _control_field(value: Any, path: str = "") -> str | None:
         return path or "(value)" if _CONTROL.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _control_field(key, path) if isinstance(key, str) and _CONTROL.search(key) else None
-            found = found or _control_field(item, f"{path}.{key}" if path else str(key))
+            where = f"{path}.{key}" if path else str(key)
+            found = where if _CONTROL.search(key) else _control_field(item, where)  # a bad key names itself
             if found:
                 return found
     if isinstance(value, list):
@@ -135,7 +137,8 @@ def load_json_object(raw: bytes) -> dict[str, Any] | Rejection:
         return Rejection("not_an_object", None, f"expected a JSON object, got {type(data).__name__}")
     bad = _control_field(data) if _may_hold_control(text) else None
     if bad:
-        return Rejection("control_characters", bad, f"{bad}: contains control or invisible formatting characters")
+        return Rejection("control_characters", bad,
+                         f"{bad}: contains control or invisible formatting characters, or an unpaired surrogate escape")
     return data
 
 

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from pydantic import BaseModel
 
+from services.domain.privacy import well_formed
 from services.domain.validation import parse_json
 from services.platform.codec import Outgoing
 
@@ -175,7 +176,7 @@ def json_key(raw: bytes, *fields: str) -> str | None:
     for name in fields:
         key = value.get(name)
         if isinstance(key, str) and key:
-            return key
+            return key if key == well_formed(key) else None  # unencodable: no row has it, and no query can send it
     return None
 
 

@@ -158,6 +158,8 @@ async def with_retry(action: Callable[[], Awaitable[Any]], what: str, *, max_del
         try:
             return await action()
         except RETRYABLE as exc:
+            if isinstance(exc, ValueError):  # asyncpg's DataError: a value that cannot be sent; a retry cannot mend it
+                raise
             log.warning("retrying", what=what, error=type(exc).__name__, delay_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)

@@ -10,14 +10,17 @@ then is the batch acknowledged to Kafka. An input that raises is redone alone an
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import faust
 from aiohttp import web as aioweb
+from aiokafka.errors import KafkaError
 
 from services.domain.deadletters import dead_letter
 from services.domain.validation import Rejection
@@ -31,6 +34,7 @@ from services.platform.settings import Settings
 from services.platform.topics import names
 
 log = get_logger(__name__)
+FAIL_STOP_STATUS = 70  # EX_SOFTWARE: the worker stopped itself without acknowledging its inputs (Runtime.complete)
 MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
@@ -165,7 +169,40 @@ class Runtime:
         batch processed in one database transaction, then published, then acknowledged to Kafka. ``prefetch``
         may load the state the batch's new inputs need in one query before the handlers run."""
         async for batch in stream.take_events(self.settings.batch_max, within=self.settings.batch_wait_seconds):
-            await self.process_batch(batch, handle, after, prefetch)
+            await self.complete(self.process_batch(batch, handle, after, prefetch))
+
+    async def complete(self, work: Awaitable[None]) -> None:
+        """Run the processing of inputs Faust has handed to an agent to its end. Faust acknowledges the inputs of
+        a batch as soon as the agent stops iterating, however it stops, and commits their offsets when the worker
+        stops; so a stop (SIGTERM, a rolling deploy) waits for the batch's transaction and publish instead of
+        cancelling them, and an exception that nothing below could record (every input's failure ends as a dead
+        letter, so this is the database or the broker failing in a way no retry mends, or a bug) ends the process
+        at once without acknowledging: the inputs are redelivered to the next worker, and none is lost."""
+        task = asyncio.ensure_future(work)
+        stopping = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done() and not stopping:
+                    log.info("stopping_after_batch", service=self.service)
+                stopping = stopping or not task.cancelled()
+            except Exception:  # the task is done; its exception is handled below
+                break
+        if task.cancelled():
+            self.fail_stop(asyncio.CancelledError("the processing of a batch was cancelled"))
+        if task.exception() is not None:
+            self.fail_stop(task.exception())  # type: ignore[arg-type]
+        if stopping:
+            raise asyncio.CancelledError
+
+    def fail_stop(self, exc: BaseException) -> NoReturn:
+        """End the process now, so that Faust neither acknowledges nor commits the inputs in hand."""
+        log.critical("stopping_without_acknowledging", service=self.service, error=type(exc).__name__,
+                     exc_info=exc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(FAIL_STOP_STATUS)
 
     async def process_batch(self, batch: list[faust.EventT], handle: MessageHandler,
                             after: Callable[[Any], Callable[[], None] | None] | None = None,
@@ -191,8 +228,8 @@ class Runtime:
             for event, (_, handler) in zip(batch, items, strict=True):
                 await self.process(event, handler, after(event.message) if after else None)
             return
-        if rows:
-            await self.publish(rows)
+        if rows and not await self.publish(rows):
+            after = None  # the relay publishes them later: the time to publish is not the latency to measure
         if after is not None:
             for event in batch:
                 callback = after(event.message)
@@ -204,7 +241,8 @@ class Runtime:
 
     async def process(self, event: faust.EventT, handler: Handler,
                       on_published: Callable[[], None] | None = None) -> None:
-        """Process one Kafka event effectively once; never raise (a failure ends in a dead letter)."""
+        """Process one Kafka event effectively once: a failure of its handler ends in a dead letter. What raises
+        from here (the dead letter itself cannot be written) is for ``complete`` to stop on."""
         key = self.input_key(self.service, event.message)
         started = time.perf_counter()
         pool = await self.pool()
@@ -215,10 +253,8 @@ class Runtime:
             failed = self._failed(event, exc)
             rows = await db.with_retry(lambda: db.run_once(pool, self.service, key + ":failed", failed),
                                        f"dead-letter {key}")
-        if rows:
-            await self.publish(rows)
-            if on_published is not None:
-                on_published()
+        if rows and await self.publish(rows) and on_published is not None:
+            on_published()
         self.metrics.processing.labels(self.service).observe(time.perf_counter() - started)
 
     def _failed(self, event: faust.EventT, exc: Exception) -> Handler:
@@ -257,15 +293,28 @@ class Runtime:
                      time=time, body=body)
         return Outgoing(msg.topic, msg.key, msg.value, msg.headers + extra_headers) if extra_headers else msg
 
-    async def publish(self, rows: list[tuple[int, Outgoing]]) -> None:
+    async def publish(self, rows: list[tuple[int, Outgoing]]) -> bool:
+        """Send committed outbox rows, retrying while the broker is unreachable. An error no retry mends (a
+        message the broker refuses) leaves the rows to the relay, which sends them again (``hotline_outbox_pending``;
+        ``HotlineOutboxBacklog`` alerts when they pile up); returns whether they went."""
         async def send() -> None:
             producer = self.app.producer
-            futures = [await producer.send(m.topic, m.key.encode() if m.key else None, m.value, None, None,
-                                           list(m.headers)) for _, m in rows]
-            await asyncio.gather(*futures)
+            try:
+                futures = [await producer.send(m.topic, m.key.encode() if m.key else None, m.value, None, None,
+                                               list(m.headers)) for _, m in rows]
+                await asyncio.gather(*futures)
+            except KafkaError as exc:
+                if exc.retriable:
+                    raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc  # db.with_retry retries it
+                raise
 
-        await db.with_retry(send, "publish")
+        try:
+            await db.with_retry(send, "publish")
+        except KafkaError as exc:
+            log.error("publish_failed_left_to_relay", service=self.service, rows=len(rows), error=type(exc).__name__)
+            return False
         self._published.extend(i for i, _ in rows)  # marked in the outbox by ``mark_published``, off this path
+        return True
 
     async def mark_published(self) -> None:
         """Mark what was published in the outbox, a batch of ids per call (every ``MARK_SECONDS``), so the

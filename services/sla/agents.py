@@ -265,7 +265,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         async def clock(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 raw = event.value if isinstance(event.value, bytes) else b""
-                await rt.process(event, lambda batch, raw=raw, m=event.message: on_tick(batch, raw, m))
+                await rt.complete(rt.process(event, lambda batch, raw=raw, m=event.message: on_tick(batch, raw, m)))
                 await sweep_now()
 
     async def current_time() -> datetime | None:

@@ -23,7 +23,7 @@ def _messages(n: int, seed: int = 99) -> list[bytes]:
             "occurred_at": "2025-05-06T09:00:00+08:00", "content": "路灯不亮了好几天", "address": "上海市青浦区夏阳街道"}
     out: list[bytes] = []
     for i in range(n):
-        kind = rnd.randrange(6)
+        kind = rnd.randrange(7)
         if kind == 0:
             out.append(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 200))))
         elif kind == 1:
@@ -36,8 +36,16 @@ def _messages(n: int, seed: int = 99) -> list[bytes]:
             out.append(json.dumps({**base, "event_id": f"OK{i % 50}"}, ensure_ascii=False).encode())  # repeats ids
         elif kind == 4:
             out.append(b"x" * rnd.choice([10, 70_000]))
-        else:
+        elif kind == 5:
             out.append(json.dumps({**base, "event_id": f"D{i}", "occurred_at": "not a time"}).encode())
+        else:  # JSON escapes of unpaired surrogates (no character; not encodable as UTF-8): in a value, a key, the id
+            where = rnd.choice(["content", "key", "event_id"])
+            event = {**base, "event_id": f"S{i}\ud800" if where == "event_id" else f"S{i}"}
+            if where == "content":
+                event["content"] = "路灯\udc00不亮"
+            elif where == "key":
+                event["\ud83dx"] = 1
+            out.append(json.dumps(event).encode())  # ASCII JSON: the lone surrogate is written as its escape
     return out
 
 
