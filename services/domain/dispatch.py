@@ -106,9 +106,9 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
     decision = router.route(ticket.event, exclude_units=frozenset(ticket.tried_units))
     tried = "、".join(ticket.tried_units)
     if len(returns) >= max_returns or decision.outcome != "dispatch":
-        why = (f"returned {len(returns)} times (by {tried})" if len(returns) >= max_returns
-               else f"no candidate left after returns by {tried}")
-        decision = _to_triage(decision, "ownership_dispute", f"Ownership dispute: {why}; the dispatch desk decides.")
+        why = (f"已退单{len(returns)}次（{tried}）" if len(returns) >= max_returns
+               else f"{tried}退单后没有其他候选单位")
+        decision = _to_triage(decision, "ownership_dispute", f"权属争议：{why}，转派单台人工裁定。")
         out = _emit(ticket, decision, router, returned.occurred_at)
         out.escalations.append(Escalation(
             escalation_id=escalation_id(EscalationKind.ownership_dispute.value, ticket.event.event_id, len(returns)),

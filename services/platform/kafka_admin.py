@@ -22,7 +22,7 @@ def all_specs(settings: Settings, unit_codes: list[tuple[str, str]]) -> list[Top
     specs = pipeline_topics(settings)
     for code, name in unit_codes:
         specs.append(TopicSpec(unit_topic(settings.topic_prefix, code), settings.unit_topic_partitions, "ticket_id",
-                               f"WorkOrder copies for {name}", "router", name))
+                               f"WorkOrder copies and RepeatReports for {name}", "router", name))
     return specs
 
 
