@@ -39,6 +39,7 @@ _TYPE_REASONS = {
     "datetime_type": "bad_timestamp",
     "literal_error": "unsupported_version",
 }
+_NAMED_FIELD = re.compile(r"Value error, ([a-z_][a-z0-9_.]*): (.*)", re.DOTALL)
 _WRONG_TYPE = re.compile(r"_type$|^(int|float|bool|string|list|dict|model)_(parsing|type)$")
 
 
@@ -156,6 +157,9 @@ def _rejection_from(exc: ValidationError) -> Rejection:
     else:
         reason = "invalid_value"
     message = first["msg"]
+    named = _NAMED_FIELD.match(message) if field is None else None
+    if named:  # a model-level check names its field the way the contracts write them: "Value error, reason: ..."
+        field, message = named.group(1), named.group(2)
     if len(exc.errors()) > 1:
         message += f" (and {len(exc.errors()) - 1} more problem(s))"
     return Rejection(reason, field, f"{field or 'message'}: {message}")

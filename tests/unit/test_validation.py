@@ -128,3 +128,19 @@ def test_parse_json_is_json_loads(doc: str) -> None:
             assert str(raised.value) == str(exc)
         else:
             assert repr(parse_json(data)) == expected
+
+
+@pytest.mark.parametrize("update, field", [
+    ({"action": "return"}, "reason"),
+    ({"action": "extend"}, "new_due"),
+    ({"action": "callback"}, "satisfied"),
+])
+def test_a_check_across_fields_names_the_field_it_needs(update: dict[str, str], field: str) -> None:
+    """A model-level check (a return without its reason) names the missing field like a field-level one does,
+    instead of leaving the dead letter's field empty."""
+    raw = json.dumps({"event_id": "U-1", "ticket_id": "QP-1", "unit": "区建管委",
+                      "occurred_at": "2025-05-06T10:00:00+08:00", **update}, ensure_ascii=False).encode()
+    rejection = accept_update(raw)
+    assert isinstance(rejection, Rejection)
+    assert (rejection.reason, rejection.field) == ("invalid_value", field)
+    assert rejection.error.startswith(f"{field}: ") and "Value error" not in rejection.error
