@@ -1,5 +1,5 @@
 """Faults on the real embedded broker and database: a router worker killed with SIGKILL in the middle of the
-stream, and PostgreSQL stopped under load. Nothing is lost, nothing is duplicated, and the result equals the
+stream, another stopped with SIGTERM (a rolling deploy), and PostgreSQL stopped under load. Nothing is lost, nothing is duplicated, and the result equals the
 offline replay of the same input. Sizes: HOTLINE_FAULT_EVENTS (default 1500 here; docs/reliability.md records
 runs with 100,000) and HOTLINE_FAULT_DB_PAUSE seconds (default 30)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -96,6 +97,34 @@ def test_router_killed_mid_stream_loses_and_duplicates_nothing(router, rules, tm
             routed = "SELECT count(*) FROM processed_inputs WHERE input_key LIKE 'router:%'"
             await _wait_until(running.dsn, routed, EVENTS // 3, stall=STALL)
             running.stack.kill_worker("router-2")
+            await _settle(running)
+
+        asyncio.run(go())
+        _assert_equals_replay(running, events, router, rules)
+    finally:
+        running.stop()
+
+
+def test_router_stopped_mid_stream_finishes_its_batch(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A rolling deploy: SIGTERM to one of two routers under load. Faust acknowledges the batch in hand when its
+    agent stops, and commits the offsets on the way out; the worker must finish that batch (its transaction and
+    publish) before, or the inputs are acknowledged without having been processed."""
+    sample = generate(router, n_events=EVENTS, seed=33)
+    events, _ = sample.write(tmp_path / "input")
+    running = start(tmp_path, router, sla_clock="ticks", services=("intake", "sla"))
+    try:
+        for name in ("router-1", "router-2"):
+            running.stack.start_worker("router", running.env, name=name)
+            wait_for_port(running.stack.ports[name], timeout=90)
+
+        async def go() -> None:
+            async with Feeder(running.settings, running.dsn) as feeder:
+                await feeder.publish("raw", sample.events, "jurisdiction")
+            routed = "SELECT count(*) FROM processed_inputs WHERE input_key LIKE 'router:%'"
+            await _wait_until(running.dsn, routed, EVENTS // 3, stall=STALL)
+            stopping = running.stack.workers.pop("router-2")
+            os.killpg(stopping.pid, signal.SIGTERM)
+            assert await asyncio.to_thread(stopping.wait, 60) == 0  # it stopped by itself, cleanly
             await _settle(running)
 
         asyncio.run(go())
