@@ -12,7 +12,8 @@ from services.domain.campaigns import CampaignBook
 from services.domain.clock import WorkCalendar, load_overrides
 from services.domain.policies import Policy, PolicyBook
 from services.domain.repeats import RepeatPolicy
-from services.domain.tickets import TicketState
+from services.domain.tickets import Status, TicketState
+from services.domain.validation import Rejection
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "sla"
 
@@ -60,6 +61,15 @@ def on_update(state: TicketState | None, update: UnitUpdate,
               rules: SlaRules) -> lifecycle.Applied | lifecycle.Rejection | lifecycle.Duplicate:
     policy = rules.policy_for(state) if state is not None else None
     return lifecycle.apply_update(state, update, policy, rules.calendar)
+
+
+def may_be_early(state: TicketState | None, rejection: Rejection) -> bool:
+    """Could the message that makes this input apply still be on its way? The ticket is not known yet (its work
+    order or triage item travels on another topic, or a crashed router's relay sends it late), or a returned
+    ticket's next unit answers a re-dispatch not seen yet. Such an input is held, not dead-lettered at once."""
+    if state is None:
+        return rejection.reason == "unknown_ticket"
+    return rejection.reason == "unit_mismatch" and state.status is Status.returned
 
 
 def on_repeat(state: TicketState | None, report: RepeatReport, rules: SlaRules) -> TicketState | lifecycle.Duplicate | None:

@@ -98,6 +98,11 @@ class Metrics:
                                     "capped at 1000, one relay batch: 1000 means 1000 or more", ["service"],
                                     registry=r)
 
+        self.held_inputs = Gauge("hotline_held_inputs",
+                                 "Inputs waiting for the ticket or re-dispatch they name (arrived before it), as the "
+                                 "worker last counted them; dead-lettered after HOTLINE_HOLD_SECONDS", ["service"],
+                                 registry=r)
+
     def declare_dead_letters(self, stage: str, reasons: Iterable[str]) -> None:
         """Export hotline_dead_letters_total{stage, reason} as 0 for each reason before any dead letter: a labelled
         counter has no series until its first increment, and a series born at 1 shows no increase() to alerts."""

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of the pipeline topics (fixed once created)")
     unit_topic_partitions: int = Field(1, ge=1, description="partitions of each unit's work-order topic")
     replication_factor: int = Field(1, ge=1, description="replication factor for new topics (3 in production)")
-    web_host: str = Field("127.0.0.1", description="interface the workers' HTTP (/metrics) binds to")
+    web_host: str = Field(
+        "127.0.0.1", description="interface the workers' HTTP (/metrics, /healthz) and the HTTP entry bind to")
     intake_port: int = Field(9101, description="/metrics port of the intake worker")
     router_port: int = Field(9102, description="/metrics port of the router worker")
     sla_port: int = Field(9103, description="/metrics port of the SLA worker")
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     scorecard_window_days: int = Field(
         90, ge=1, description="scorecards cover tickets opened this many days back (plus every open ticket)")
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
+    hold_seconds: float = Field(
+        900.0, gt=0, description="how long an input naming a ticket not known yet (arrived before its work order) waits "
+        "for it before it is dead-lettered")
     fetch_wait_ms: int = Field(
         50, ge=1, description="longest a worker's fetch waits at the broker for new data (Faust's fixed default is 1500)")
     batch_max: int = Field(200, ge=1, description="most messages a worker processes in one database transaction")

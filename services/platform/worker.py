@@ -10,10 +10,12 @@ then is the batch acknowledged to Kafka. An input that raises is redone alone an
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -23,10 +25,12 @@ from aiohttp import web as aioweb
 from aiokafka.errors import KafkaError
 
 from services.domain.deadletters import dead_letter
+from services.domain.privacy import well_formed
 from services.domain.validation import Rejection
 from services.platform import db
 from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode
+from services.platform.db import write_outbox
 from services.platform.kafka_security import faust_credentials
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
@@ -35,6 +39,8 @@ from services.platform.topics import names
 
 log = get_logger(__name__)
 FAIL_STOP_STATUS = 70  # EX_SOFTWARE: the worker stopped itself without acknowledging its inputs (Runtime.complete)
+HOLD_RETRY_SECONDS = 1.0  # how often held inputs are tried again (Runtime.retry_held)
+HOLD_RETRY_BATCH = 200  # held inputs tried per round, oldest first
 MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
@@ -104,7 +110,10 @@ class Runtime:
         self._pool_lock = asyncio.Lock()
         self._published: list[int] = []
         self._lag_topics: set[str] = set()  # topics whose hotline_consumer_lag_messages this worker has set
+        # the handler of each input topic whose inputs may be held (``hold``), to try them again (``retry_held``)
+        self.held_handlers: dict[str, MessageHandler] = {}
         app.timer(MARK_SECONDS)(self.mark_published)
+        app.timer(HOLD_RETRY_SECONDS)(self.retry_held)
         app.timer(settings.relay_seconds)(self.relay)
         app.timer(10.0)(self.report_lag)
         app.timer(3600.0)(self.prune)
@@ -265,6 +274,84 @@ class Runtime:
             return [await self.dead_letter(batch, self.service, rejection, raw, m.topic, m.partition, m.offset)]
         return handler
 
+    async def hold(self, batch: Batch, ticket_id: str, rejection: Rejection, raw: bytes,
+                   message: Any) -> list[Outgoing]:
+        """Keep an input that names what this worker has not seen yet (a ticket, a re-dispatch) instead of
+        dead-lettering it at once: Kafka orders one partition of one topic, not two topics, and a relayed message
+        arrives late. ``retry_held`` runs it through its handler again until it applies; after
+        ``HOTLINE_HOLD_SECONDS`` its handler's ``hold`` dead-letters it with ``rejection``. The input counts as
+        processed: its key is committed with the held row."""
+        retry = batch.scratch.get(_RETRY)
+        if retry is not None:  # the handler ran again from retry_held
+            if retry.final:
+                return await self.reject(batch, rejection, raw, message)
+            retry.still_held = True
+            return []
+        batch.write(
+            """INSERT INTO held_inputs (service, input_key, ticket_id, topic, partition, "offset", headers, raw, reason,
+               field, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
+            (self.service, self.input_key(self.service, message), ticket_id, message.topic, message.partition,
+             message.offset, json.dumps([[k, _text(v)] for k, v in message.headers or ()]), raw, rejection.reason,
+             rejection.field, well_formed(rejection.error)))
+        log.info("input_held", service=self.service, reason=rejection.reason, topic=message.topic,
+                 partition=message.partition, offset=message.offset)
+        return []
+
+    async def retry_held(self) -> int:
+        """Try the held inputs again, oldest first, each in its own transaction (an input applied commits before
+        the next one of its ticket runs); returns how many are still held."""
+        if not self.held_handlers:
+            return 0
+        try:
+            pool = await self.pool()
+            keys = [r["input_key"] for r in await pool.fetch(
+                "SELECT input_key FROM held_inputs WHERE service = $1 ORDER BY held_at, input_key LIMIT $2",
+                self.service, HOLD_RETRY_BATCH)]
+            for key in keys:
+                await self._retry_one(pool, key)
+            left = int(await pool.fetchval("SELECT count(*) FROM held_inputs WHERE service = $1", self.service))
+        except db.RETRYABLE as exc:
+            log.warning("retry_held_deferred", error=type(exc).__name__)
+            return -1
+        self.metrics.held_inputs.labels(self.service).set(left)
+        return left
+
+    async def _retry_one(self, pool: asyncpg.Pool, key: str) -> None:
+        async def attempt(final: bool) -> list[tuple[int, Outgoing]]:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    """SELECT topic, partition, "offset", headers, raw, reason, field, error,
+                              held_at < now() - make_interval(secs => $3) AS expired
+                       FROM held_inputs WHERE service = $1 AND input_key = $2 FOR UPDATE SKIP LOCKED""",
+                    self.service, key, self.settings.hold_seconds)
+                if row is None:  # applied by another replica meanwhile, or it holds the row now
+                    return []
+                message = HeldMessage(row["topic"], row["partition"], row["offset"],
+                                      [(k, v.encode()) for k, v in row["headers"]])
+                raw = bytes(row["raw"])
+                batch = Batch(conn)
+                retry = _Retry(final=final or row["expired"])
+                batch.scratch[_RETRY] = retry
+                handler = self.held_handlers.get(message.topic)
+                if final or handler is None:  # dead-lettered as it was held
+                    out = await self.reject(batch, Rejection(row["reason"], row["field"], row["error"]), raw, message)
+                else:  # applied, held again, or (expired) dead-lettered by the handler's own ``hold``
+                    out = list(await handler(batch, raw, message))
+                if not retry.still_held:
+                    await conn.execute("DELETE FROM held_inputs WHERE service = $1 AND input_key = $2",
+                                       self.service, key)
+                return await write_outbox(conn, self.service, await batch.flush(out))
+
+        try:
+            rows = await attempt(final=False)
+        except db.RETRYABLE:
+            raise
+        except Exception as exc:  # its handler fails: it ends as the dead letter it was held as, not retried forever
+            log.exception("held_input_failed", input=key, error=type(exc).__name__)
+            rows = await attempt(final=True)
+        if rows:
+            await self.publish(rows)
+
     async def reject(self, batch: Batch, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
         """Dead-letter the input ``message`` (its topic, partition and offset) for this service's stage."""
         return [await self.dead_letter(batch, self.service, rejection, raw, message.topic, message.partition,
@@ -341,3 +428,26 @@ class Runtime:
         if rows:
             log.info("relay_publishing", rows=len(rows))
             await self.publish(rows)
+
+
+_RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
+
+
+@dataclass
+class _Retry:
+    final: bool  # held for longer than HOTLINE_HOLD_SECONDS: ``hold`` dead-letters it now
+    still_held: bool = False
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """Where a held input came from, as its handler reads it from a Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    headers: list[tuple[str, bytes]]
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")

@@ -77,8 +77,8 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         if isinstance(report, Rejection):
             return await rt.reject(batch, report, raw, m)
         ticket = await store.load_ticket(batch, report.ticket_id)
-        if ticket is None:
-            return await rt.reject(batch, unknown_ticket(report.ticket_id), raw, m)
+        if ticket is None:  # the report it repeats may still be on its way (relayed late by a crashed intake)
+            return await rt.hold(batch, report.ticket_id, unknown_ticket(report.ticket_id), raw, m)
         out = dispatch.on_repeat(ticket, report)
         if out.duplicate:
             return []
@@ -125,6 +125,8 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     @app.agent(returns, name="redispatch")
     async def redispatch(stream: faust.StreamT) -> None:
         await rt.consume(stream, on_return, prefetch=store.prefetch)
+
+    rt.held_handlers[rt.topics["accepted"]] = on_accepted
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

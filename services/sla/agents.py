@@ -52,8 +52,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             return await rt.reject(batch, report, raw, m)
         before = await store.load(batch, report.ticket_id)
         result = sla.on_repeat(before, report, rules)
-        if result is None:
-            return await rt.reject(batch, unknown_ticket(report.ticket_id), raw, m)
+        if result is None:  # the ticket's work order or triage item may still be on its way
+            return await rt.hold(batch, report.ticket_id, unknown_ticket(report.ticket_id), raw, m)
         if not isinstance(result, Duplicate):
             store.stage(batch, result, rules)
         return []
@@ -90,8 +90,13 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         before = await store.load(batch, update.ticket_id)
         result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
-            rt.metrics.updates.labels(update.action.value, "rejected").inc()
-            return await rt.reject(batch, result, raw, m)
+            if sla.may_be_early(before, result):
+                out = await rt.hold(batch, update.ticket_id, result, raw, m)  # [] while held, the dead letter after
+            else:
+                out = await rt.reject(batch, result, raw, m)
+            if out:  # a held input counts once it is dead-lettered or applied (hotline_held_inputs meanwhile)
+                rt.metrics.updates.labels(update.action.value, "rejected").inc()
+            return out
         if isinstance(result, Duplicate):
             rt.metrics.duplicates.labels("sla").inc()
             return []
@@ -240,6 +245,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     agent("workorders", on_work_order)
     agent("triage", on_triage)
     agent("updates", on_update)
+    rt.held_handlers.update({t["workorders"]: on_work_order, t["triage"]: on_triage, t["updates"]: on_update})
 
     sweep_lock = asyncio.Lock()
 

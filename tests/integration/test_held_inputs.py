@@ -1,0 +1,227 @@
+"""Inputs that arrive before what they name, on a real PostgreSQL with the workers' real agent functions.
+
+Kafka orders the messages of one partition of one topic only: a unit's acknowledgement (topic ``updates``) can
+reach the SLA worker before the work order it acknowledges (topic ``workorders``), and a message a crashed worker
+committed but never published is relayed seconds later, after messages that depend on it. Such inputs are held
+and applied once what they need has arrived, with the result the offline replay gives; what never arrives is
+dead-lettered after HOTLINE_HOLD_SECONDS. The agents are driven with hand-made batches (no broker): each test
+orders the deliveries as the broker may.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from schemas import WorkOrder
+from services.domain.sla import SlaRules
+from services.platform import db
+from services.platform.codec import Outgoing, encode
+from services.platform.embedded import free_port
+from services.platform.settings import Settings
+from services.replay.pipeline import Pipeline
+
+pytestmark = pytest.mark.integration
+EVENT = {"event_id": "QP-1", "source": "hotline_12345", "jurisdiction": "qingpu",
+         "occurred_at": "2025-05-06T09:00:00+08:00", "content": "小区门口路灯不亮了好几天晚上很黑",
+         "address": "上海市青浦区夏阳街道青湖路100号", "caller": {"name": "张三", "phone": "13812345678"}}
+NOW = datetime(2025, 5, 6, 2, 0, tzinfo=UTC)
+
+
+class _Stream:
+    def __init__(self, batches: list[list[Any]]) -> None:
+        self.batches = batches
+
+    async def take_events(self, n: int, within: float):  # type: ignore[no-untyped-def]
+        for batch in self.batches:
+            yield batch
+
+
+def _event(topic: str, offset: int, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> Any:
+    return SimpleNamespace(value=value, message=SimpleNamespace(topic=topic, partition=0, offset=offset,
+                                                                headers=headers or [], timestamp=None))
+
+
+def _delivered(m: Outgoing, offset: int) -> Any:
+    return _event(m.topic, offset, m.value, list(m.headers))
+
+
+def _capture(app: Any, sink: list[Outgoing], *, drop: bool = False) -> None:
+    """Publish into ``sink`` (or, with ``drop``, not at all: the worker died right after its commit)."""
+    rt = app.hotline_runtime
+
+    async def publish(rows: list[tuple[int, Outgoing]]) -> bool:
+        if not drop:
+            sink.extend(m for _, m in rows)
+            await db.mark_published(await rt.pool(), [i for i, _ in rows])
+        return True
+
+    rt.publish = publish
+
+
+async def _agent(app: Any, name: str, batches: list[list[Any]]) -> None:
+    agent = next(a for a in app.agents.values() if a.name.endswith(name))
+    await agent.fun(_Stream(batches))
+
+
+def _raw(**changes: object) -> bytes:
+    return json.dumps({**EVENT, **changes}, ensure_ascii=False).encode()
+
+
+def _update(order: WorkOrder, event_id: str, action: str, minutes: int) -> bytes:
+    update = {"event_id": event_id, "ticket_id": order.ticket_id, "unit": order.lead_unit, "action": action,
+              "occurred_at": (order.dispatched_at + timedelta(minutes=minutes)).isoformat()}
+    if action == "return":
+        update["reason"] = "不属于本单位职责"
+    return json.dumps(update, ensure_ascii=False).encode()
+
+
+def _work_order(order: WorkOrder, offset: int) -> Any:
+    return _delivered(encode(order, topic="hotline.workorders", key=order.ticket_id, ce_id=order.work_order_id,
+                             source="/hotline/router", subject=order.ticket_id, time=order.dispatched_at), offset)
+
+
+async def _sla_state(app: Any, ticket_id: str) -> tuple[str | None, list[str], int]:
+    pool = await app.hotline_runtime.pool()
+    status = await pool.fetchval("SELECT status FROM tickets WHERE ticket_id = $1", ticket_id)
+    letters = [r["reason"] for r in await pool.fetch("SELECT reason FROM dead_letters ORDER BY 1")]
+    held = await pool.fetchval("SELECT count(*) FROM held_inputs")
+    return status, letters, int(held)
+
+
+def test_updates_that_overtake_their_work_order_are_applied_when_it_arrives(database: str, rules: SlaRules,
+                                                                             router) -> None:  # type: ignore[no-untyped-def]
+    """The unit acknowledges and resolves from its own topic while the SLA worker's work-order agent lags."""
+    offline = Pipeline(router=router, rules=rules)
+    offline.event(_raw(), origin="f", offset=1, received_at=NOW)
+    order = offline.work_orders[0]
+    ack, resolve = _update(order, "ACK-1", "acknowledge", 5), _update(order, "RES-1", "resolve", 60)
+    for i, line in enumerate((ack, resolve)):
+        offline.update(line, origin="f", offset=i, received_at=NOW)
+    assert offline.tickets[order.ticket_id].status.value == "resolved"  # the replay's answer
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack), _event("hotline.updates", 1, resolve)]])
+        assert await _sla_state(app, order.ticket_id) == (None, [], 2)  # held, not dead-lettered
+        assert await rt.retry_held() == 2  # nothing has arrived yet: still held
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("resolved", [], 0)
+        sample = rt.metrics.registry.get_sample_value
+        assert sample("hotline_held_inputs", {"service": "sla"}) == 0
+        assert sample("hotline_sla_updates_total", {"action": "acknowledge", "result": "applied"}) == 1
+        assert sample("hotline_sla_updates_total", {"action": "acknowledge", "result": "rejected"}) is None
+        await (await rt.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_the_next_units_answer_to_a_re_dispatch_waits_for_it(database: str, rules: SlaRules,
+                                                              router) -> None:  # type: ignore[no-untyped-def]
+    """After a return (退单) the router re-dispatches; the new unit's acknowledgement may arrive first."""
+    offline = Pipeline(router=router, rules=rules)
+    offline.event(_raw(content="河道发黑发臭有人往河里排污水，路灯也一直不亮"), origin="f", offset=1, received_at=NOW)
+    first = offline.work_orders[0]
+    back = _update(first, "RET-1", "return", 10)
+    offline.update(back, origin="f", offset=1, received_at=NOW)
+    second = offline.work_orders[1]
+    assert second.lead_unit != first.lead_unit
+    ack = _update(second, "ACK-2", "acknowledge", 5)
+    offline.update(ack, origin="f", offset=2, received_at=NOW)
+    assert offline.tickets[first.ticket_id].status.value == "acknowledged"
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        rt = app.hotline_runtime
+        await _agent(app, "sla-workorders", [[_work_order(first, 0)]])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, back)], [_event("hotline.updates", 1, ack)]])
+        assert await _sla_state(app, first.ticket_id) == ("returned", [], 1)
+        await _agent(app, "sla-workorders", [[_work_order(second, 1)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, first.ticket_id) == ("acknowledged", [], 0)
+        await (await rt.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_what_never_arrives_is_dead_lettered_after_the_hold(database: str, rules: SlaRules) -> None:
+    """An update for a ticket that never comes, and one from a unit that does not hold a ticket (not held)."""
+    update = json.dumps({"event_id": "U-1", "ticket_id": "NOPE", "unit": "区建管委", "action": "acknowledge",
+                         "occurred_at": "2025-05-06T09:00:00+08:00"}, ensure_ascii=False).encode()
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port(), hold_seconds=0.5), rules)
+        published: list[Outgoing] = []
+        _capture(app, published)
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, update)]])
+        assert await _sla_state(app, "NOPE") == (None, [], 1)
+        await asyncio.sleep(0.6)
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, "NOPE") == (None, ["unknown_ticket"], 0)
+        pool = await rt.pool()
+        letter = await pool.fetchrow('SELECT stage, field, topic, "offset" FROM dead_letters')
+        assert dict(letter) == {"stage": "sla", "field": "ticket_id", "topic": "hotline.updates", "offset": 0}
+        assert [m.topic for m in published] == ["hotline.deadletter"]
+        assert rt.metrics.registry.get_sample_value("hotline_sla_updates_total",
+                                                    {"action": "acknowledge", "result": "rejected"}) == 1
+        await pool.close()
+
+    asyncio.run(go())
+
+
+def test_a_repeat_report_that_overtakes_its_relayed_ticket_is_merged(database: str, rules: SlaRules,
+                                                                      router) -> None:  # type: ignore[no-untyped-def]
+    """Intake commits a batch holding QP-1 and dies before publishing it (its outbox row waits for the relay).
+    The partition's next owner skips that batch (already processed) and merges QP-2 into QP-1: the RepeatReport
+    is published at once and reaches the router before QP-1 does."""
+    first, second = _raw(), _raw(event_id="QP-2", occurred_at="2025-05-06T09:10:00+08:00",
+                                 caller={"name": "李四", "phone": "13900000000"})
+    offline = Pipeline(router=router, rules=rules)
+    offline.event(first, origin="f", offset=1, received_at=NOW)
+    assert offline.event(second, origin="f", offset=2, received_at=NOW) == "merged"
+    assert offline.routing["QP-1"].repeats == ["QP-2"]  # the replay's answer
+
+    async def go() -> None:
+        from services.intake.agents import build as build_intake
+        from services.router.agents import build as build_router
+
+        settings = Settings(database_url=database, intake_port=free_port(), router_port=free_port())
+        dead = build_intake(settings)
+        _capture(dead, [], drop=True)  # committed, then killed before publishing
+        await _agent(dead, "intake", [[_event("hotline.events.raw", 0, first)]])
+        live = build_intake(settings)
+        accepted: list[Outgoing] = []
+        _capture(live, accepted)
+        await _agent(live, "intake", [[_event("hotline.events.raw", 0, first)],  # redelivered: skipped
+                                      [_event("hotline.events.raw", 1, second)]])
+        assert [m.topic for m in accepted] == ["hotline.events.accepted"]  # the repeat report only
+        routed = build_router(settings, router)
+        _capture(routed, [])
+        rt = routed.hotline_runtime
+        await _agent(routed, "route", [[_delivered(m, i) for i, m in enumerate(accepted)]])
+        pool = await rt.pool()
+        relayed = await db.unpublished(pool, "intake", older_than_seconds=0)  # what intake's relay sends later
+        await _agent(routed, "route", [[_delivered(m, 100 + i) for i, (_, m) in enumerate(relayed)]])
+        assert await rt.retry_held() == 0
+        state = await pool.fetchval("SELECT state FROM router_tickets WHERE ticket_id = 'QP-1'")
+        assert state["repeats"] == ["QP-2"]
+        assert await pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+        await pool.close()
+
+    asyncio.run(go())
