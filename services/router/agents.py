@@ -23,6 +23,16 @@ from services.router import store
 log = get_logger(__name__)
 
 
+def _unit_code(router: Routes, jurisdiction: str, unit: str) -> str | None:
+    """The unit's topic code; None (logged) for a unit the rulebooks no longer list, e.g. renamed while it held
+    a ticket: its copy cannot be delivered, the ticket's own messages still are."""
+    try:
+        return router.unit_code(jurisdiction, unit)  # type: ignore[attr-defined, no-any-return]
+    except KeyError:
+        log.warning("unit_without_topic", jurisdiction=jurisdiction, unit=unit)
+        return None
+
+
 def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing | IfNew]:
     msgs: list[Outgoing | IfNew] = []
     if out.decision is not None:
@@ -35,10 +45,8 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing |
                            time=w.dispatched_at, body=body))
         recipients = dict.fromkeys([w.lead_unit, *w.cooperating_units, *filter(None, [w.territorial_unit])])
         for unit in recipients:
-            try:
-                code = router.unit_code(w.jurisdiction.value, unit)  # type: ignore[attr-defined]
-            except KeyError:
-                log.warning("unit_without_topic", jurisdiction=w.jurisdiction.value, unit=unit)
+            code = _unit_code(router, w.jurisdiction.value, unit)
+            if code is None:
                 continue
             msgs.append(rt.out(w, unit_topic(rt.settings.topic_prefix, code), w.ticket_id,
                                ce_id=f"{w.work_order_id}@{code}", subject=w.ticket_id, time=w.dispatched_at,
@@ -51,8 +59,8 @@ def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing |
         msgs.append(rt.out(r, sla_topic, r.ticket_id, ce_id=f"repeat:{r.event_id}", subject=r.ticket_id,
                            time=r.occurred_at, body=body))
         unit = out.ticket.current_unit
-        if unit is not None:
-            code = router.unit_code(r.jurisdiction.value, unit)  # type: ignore[attr-defined]
+        code = _unit_code(router, r.jurisdiction.value, unit) if unit is not None else None
+        if code is not None:
             msgs.append(rt.out(r, unit_topic(rt.settings.topic_prefix, code), r.ticket_id,
                                ce_id=f"repeat:{r.event_id}@{code}", subject=r.ticket_id, time=r.occurred_at,
                                body=body))
