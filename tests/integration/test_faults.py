@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -82,8 +83,10 @@ async def _settle(running: Running) -> None:
         await feeder.wait_quiescent(stall=STALL)
 
 
-def test_router_killed_mid_stream_loses_and_duplicates_nothing(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    sample = generate(router, n_events=EVENTS, seed=31)
+def _stop_one_of_two_routers(router, rules, tmp_path: Path, seed: int, stop: Callable[[Running], None]) -> None:  # type: ignore[no-untyped-def]
+    """Two router workers in one consumer group; once a third of the events are routed, ``stop`` ends router-2;
+    then the pipeline must settle on the replay's result."""
+    sample = generate(router, n_events=EVENTS, seed=seed)
     events, _ = sample.write(tmp_path / "input")
     running = start(tmp_path, router, sla_clock="ticks", services=("intake", "sla"))
     try:
@@ -96,41 +99,29 @@ def test_router_killed_mid_stream_loses_and_duplicates_nothing(router, rules, tm
                 await feeder.publish("raw", sample.events, "jurisdiction")
             routed = "SELECT count(*) FROM processed_inputs WHERE input_key LIKE 'router:%'"
             await _wait_until(running.dsn, routed, EVENTS // 3, stall=STALL)
-            running.stack.kill_worker("router-2")
+            await asyncio.to_thread(stop, running)
             await _settle(running)
 
         asyncio.run(go())
         _assert_equals_replay(running, events, router, rules)
     finally:
         running.stop()
+
+
+def test_router_killed_mid_stream_loses_and_duplicates_nothing(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _stop_one_of_two_routers(router, rules, tmp_path, 31, lambda running: running.stack.kill_worker("router-2"))
 
 
 def test_router_stopped_mid_stream_finishes_its_batch(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A rolling deploy: SIGTERM to one of two routers under load. Faust acknowledges the batch in hand when its
     agent stops, and commits the offsets on the way out; the worker must finish that batch (its transaction and
     publish) before, or the inputs are acknowledged without having been processed."""
-    sample = generate(router, n_events=EVENTS, seed=33)
-    events, _ = sample.write(tmp_path / "input")
-    running = start(tmp_path, router, sla_clock="ticks", services=("intake", "sla"))
-    try:
-        for name in ("router-1", "router-2"):
-            running.stack.start_worker("router", running.env, name=name)
-            wait_for_port(running.stack.ports[name], timeout=90)
+    def sigterm(running: Running) -> None:
+        stopping = running.stack.workers.pop("router-2")
+        os.killpg(stopping.pid, signal.SIGTERM)
+        assert stopping.wait(60) == 0  # it stopped by itself, cleanly
 
-        async def go() -> None:
-            async with Feeder(running.settings, running.dsn) as feeder:
-                await feeder.publish("raw", sample.events, "jurisdiction")
-            routed = "SELECT count(*) FROM processed_inputs WHERE input_key LIKE 'router:%'"
-            await _wait_until(running.dsn, routed, EVENTS // 3, stall=STALL)
-            stopping = running.stack.workers.pop("router-2")
-            os.killpg(stopping.pid, signal.SIGTERM)
-            assert await asyncio.to_thread(stopping.wait, 60) == 0  # it stopped by itself, cleanly
-            await _settle(running)
-
-        asyncio.run(go())
-        _assert_equals_replay(running, events, router, rules)
-    finally:
-        running.stop()
+    _stop_one_of_two_routers(router, rules, tmp_path, 33, sigterm)
 
 
 def test_database_stopped_under_load_then_backlog_drains(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
