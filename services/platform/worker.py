@@ -313,6 +313,9 @@ class Runtime:
         except db.RETRYABLE as exc:
             log.warning("retry_held_deferred", error=type(exc).__name__)
             return -1
+        except Exception as exc:  # a held input's dead letter cannot be written: it stays held, tried next round
+            log.exception("retry_held_failed", error=type(exc).__name__)
+            return -1
         self.metrics.held_inputs.labels(self.service).set(left)
         return left
 
