@@ -69,22 +69,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Settings:
+        """Every inconsistency of the Kafka security settings at once, each naming its variables."""
         protocol = self.kafka_security_protocol
-        if protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
-            raise ValueError(f"HOTLINE_KAFKA_SASL_USERNAME and HOTLINE_KAFKA_SASL_PASSWORD are required with "
-                             f"HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol}")
+        has_user = bool(self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value())
+        any_credential = bool(self.kafka_sasl_username or self.kafka_sasl_password.get_secret_value())
+        problems = []
+        if protocol.startswith("SASL") and not has_user:
+            problems.append(f"HOTLINE_KAFKA_SASL_USERNAME and HOTLINE_KAFKA_SASL_PASSWORD are required with "
+                            f"HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol}")
+        if any_credential and not protocol.startswith("SASL"):
+            problems.append(f"HOTLINE_KAFKA_SASL_* credentials are set but HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol} "
+                            "does not use SASL (SASL_PLAINTEXT or SASL_SSL)")
         if (self.kafka_ssl_cafile or self.kafka_ssl_certfile) and not protocol.endswith("SSL"):
-            raise ValueError(f"HOTLINE_KAFKA_SSL_* files are set but HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol} does "
-                             "not use TLS (SSL or SASL_SSL)")
-        if bool(self.kafka_ssl_keyfile) and not self.kafka_ssl_certfile:
-            raise ValueError("HOTLINE_KAFKA_SSL_KEYFILE is set without HOTLINE_KAFKA_SSL_CERTFILE")
-        if (self.kafka_sasl_username or self.kafka_sasl_password.get_secret_value()) and not protocol.startswith("SASL"):
-            raise ValueError(f"HOTLINE_KAFKA_SASL_* credentials are set but HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol} "
-                             "does not use SASL (SASL_PLAINTEXT or SASL_SSL)")
+            problems.append(f"HOTLINE_KAFKA_SSL_* files are set but HOTLINE_KAFKA_SECURITY_PROTOCOL={protocol} does "
+                            "not use TLS (SSL or SASL_SSL)")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            problems.append("HOTLINE_KAFKA_SSL_KEYFILE is set without HOTLINE_KAFKA_SSL_CERTFILE")
         for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
-                raise ValueError(f"HOTLINE_{name.upper()}={path}: no such file")
+                problems.append(f"HOTLINE_{name.upper()}={path}: no such file")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -90,3 +90,15 @@ def test_workers_and_plain_clients_connect_the_same_way(protocol: str, tmp_path)
     for key in ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
         assert from_faust.get(key) == plain.get(key), key
     assert (from_faust.get("ssl_context") is None) == (plain.get("ssl_context") is None)
+
+
+def test_every_security_problem_is_named_at_once() -> None:
+    """An operator fixing a broken configuration sees all of it in one start, not one problem per attempt."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_ssl_cafile="/nonexistent/ca.pem",
+                 kafka_ssl_keyfile="/nonexistent/key.pem")
+    message = str(caught.value)
+    for part in ("HOTLINE_KAFKA_SASL_USERNAME and HOTLINE_KAFKA_SASL_PASSWORD are required",
+                 "does not use TLS", "KEYFILE is set without", "HOTLINE_KAFKA_SSL_CAFILE=/nonexistent/ca.pem: no such file",
+                 "HOTLINE_KAFKA_SSL_KEYFILE=/nonexistent/key.pem: no such file"):
+        assert part in message, part
