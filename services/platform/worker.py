@@ -112,6 +112,7 @@ class Runtime:
         self._lag_topics: set[str] = set()  # topics whose hotline_consumer_lag_messages this worker has set
         # the handler of each input topic whose inputs may be held (``hold``), to try them again (``retry_held``)
         self.held_handlers: dict[str, MessageHandler] = {}
+        self._held_known = 1  # held inputs as last counted (service-wide) plus those held since; 1: not counted yet
         app.timer(MARK_SECONDS)(self.mark_published)
         app.timer(HOLD_RETRY_SECONDS)(self.retry_held)
         app.timer(settings.relay_seconds)(self.relay)
@@ -287,6 +288,8 @@ class Runtime:
                 return await self.reject(batch, rejection, raw, message)
             retry.still_held = True
             return []
+        (await self._held_tickets(batch)).add(ticket_id)
+        self._held_known += 1
         batch.write(
             """INSERT INTO held_inputs (service, input_key, ticket_id, topic, partition, "offset", headers, raw, reason,
                field, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
@@ -297,18 +300,42 @@ class Runtime:
                  partition=message.partition, offset=message.offset)
         return []
 
+    async def held_before(self, batch: Batch, ticket_id: str, raw: bytes, message: Any) -> list[Outgoing] | None:
+        """An input of a ticket that has inputs held waits behind them (held too, ``[]``), so that the ticket's
+        inputs apply in the order they came, as in the replay: an acknowledgement held for its work order must
+        not be overtaken by the resolution that follows it. None: nothing of the ticket is held, go on.
+        ``retry_held`` keeps the order itself. The inputs of one ticket share a partition and so a worker; what
+        another replica held in the last second (a rebalance) may be missed, until its next count."""
+        if _RETRY in batch.scratch or ticket_id not in await self._held_tickets(batch):
+            return None
+        behind = Rejection(HELD_BEHIND, "ticket_id", f"waits behind an earlier held input of ticket {ticket_id!r}")
+        return await self.hold(batch, ticket_id, behind, raw, message)
+
+    async def _held_tickets(self, batch: Batch) -> set[str]:
+        """The tickets with held inputs, read once per batch, and only while some are held."""
+        held: set[str] | None = batch.scratch.get(_HELD)
+        if held is None:
+            held = set()
+            if self._held_known:
+                held = {r["ticket_id"] for r in await batch.conn.fetch(
+                    "SELECT DISTINCT ticket_id FROM held_inputs WHERE service = $1", self.service)}
+            batch.scratch[_HELD] = held
+        return held
+
     async def retry_held(self) -> int:
-        """Try the held inputs again, oldest first, each in its own transaction (an input applied commits before
-        the next one of its ticket runs); returns how many are still held."""
+        """Try the held inputs again, oldest first, each in its own transaction; a ticket's inputs stop at the
+        first that is still held (the rest stay behind it, in order). Returns how many are still held."""
         if not self.held_handlers:
             return 0
         try:
             pool = await self.pool()
-            keys = [r["input_key"] for r in await pool.fetch(
-                "SELECT input_key FROM held_inputs WHERE service = $1 ORDER BY held_at, input_key LIMIT $2",
-                self.service, HOLD_RETRY_BATCH)]
-            for key in keys:
-                await self._retry_one(pool, key)
+            rows = await pool.fetch(
+                """SELECT input_key, ticket_id FROM held_inputs WHERE service = $1
+                   ORDER BY held_at, topic, partition, "offset" LIMIT $2""", self.service, HOLD_RETRY_BATCH)
+            blocked: set[str] = set()
+            for row in rows:
+                if row["ticket_id"] not in blocked and not await self._retry_one(pool, row["input_key"]):
+                    blocked.add(row["ticket_id"])
             left = int(await pool.fetchval("SELECT count(*) FROM held_inputs WHERE service = $1", self.service))
         except db.RETRYABLE as exc:
             log.warning("retry_held_deferred", error=type(exc).__name__)
@@ -316,19 +343,21 @@ class Runtime:
         except Exception as exc:  # a held input's dead letter cannot be written: it stays held, tried next round
             log.exception("retry_held_failed", error=type(exc).__name__)
             return -1
+        self._held_known = left
         self.metrics.held_inputs.labels(self.service).set(left)
         return left
 
-    async def _retry_one(self, pool: asyncpg.Pool, key: str) -> None:
-        async def attempt(final: bool) -> list[tuple[int, Outgoing]]:
+    async def _retry_one(self, pool: asyncpg.Pool, key: str) -> bool:
+        """Run one held input through its handler again; returns whether it is done (applied or dead-lettered)."""
+        async def attempt(final: bool) -> tuple[bool, list[tuple[int, Outgoing]]]:
             async with pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    """SELECT topic, partition, "offset", headers, raw, reason, field, error,
-                              held_at < now() - make_interval(secs => $3) AS expired
+                    """SELECT topic, partition, "offset", headers, raw, held_at < now() - make_interval(secs => $3)
+                              AS expired
                        FROM held_inputs WHERE service = $1 AND input_key = $2 FOR UPDATE SKIP LOCKED""",
                     self.service, key, self.settings.hold_seconds)
-                if row is None:  # applied by another replica meanwhile, or it holds the row now
-                    return []
+                if row is None:  # done by another replica meanwhile, or it holds the row now
+                    return False, []
                 message = HeldMessage(row["topic"], row["partition"], row["offset"],
                                       [(k, v.encode()) for k, v in row["headers"]])
                 raw = bytes(row["raw"])
@@ -336,24 +365,27 @@ class Runtime:
                 retry = _Retry(final=final or row["expired"])
                 batch.scratch[_RETRY] = retry
                 handler = self.held_handlers.get(message.topic)
-                if final or handler is None:  # dead-lettered as it was held
-                    out = await self.reject(batch, Rejection(row["reason"], row["field"], row["error"]), raw, message)
+                if final or handler is None:
+                    why = "its handler failed" if handler else f"no handler reads {message.topic} any more"
+                    out = await self.reject(batch, Rejection("internal_error", None, f"held input: {why}"), raw,
+                                            message)
                 else:  # applied, held again, or (expired) dead-lettered by the handler's own ``hold``
                     out = list(await handler(batch, raw, message))
-                if not retry.still_held:
-                    await conn.execute("DELETE FROM held_inputs WHERE service = $1 AND input_key = $2",
-                                       self.service, key)
-                return await write_outbox(conn, self.service, await batch.flush(out))
+                if retry.still_held:
+                    return False, []
+                await conn.execute("DELETE FROM held_inputs WHERE service = $1 AND input_key = $2", self.service, key)
+                return True, await write_outbox(conn, self.service, await batch.flush(out))
 
         try:
-            rows = await attempt(final=False)
+            done, rows = await attempt(final=False)
         except db.RETRYABLE:
             raise
-        except Exception as exc:  # its handler fails: it ends as the dead letter it was held as, not retried forever
+        except Exception as exc:  # its handler fails: an internal error, as in process(), not retried forever
             log.exception("held_input_failed", input=key, error=type(exc).__name__)
-            rows = await attempt(final=True)
+            done, rows = await attempt(final=True)
         if rows:
             await self.publish(rows)
+        return done
 
     async def reject(self, batch: Batch, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
         """Dead-letter the input ``message`` (its topic, partition and offset) for this service's stage."""
@@ -434,6 +466,8 @@ class Runtime:
 
 
 _RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
+_HELD = "hotline.held_tickets"  # Batch.scratch key: the tickets with held inputs, read once per batch
+HELD_BEHIND = "held_behind"  # held_inputs.reason of an input waiting behind an earlier held one of its ticket
 
 
 @dataclass

@@ -85,6 +85,9 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         if isinstance(report, Rejection):
             return await rt.reject(batch, report, raw, m)
         ticket = await store.load_ticket(batch, report.ticket_id)
+        waiting = await rt.held_before(batch, report.ticket_id, raw, m)  # in order behind the ticket's held repeats
+        if waiting is not None:
+            return waiting
         if ticket is None:  # the report it repeats may still be on its way (relayed late by a crashed intake)
             return await rt.hold(batch, report.ticket_id, unknown_ticket(report.ticket_id), raw, m)
         out = dispatch.on_repeat(ticket, report)

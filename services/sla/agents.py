@@ -88,6 +88,9 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             rt.metrics.updates.labels("unknown", "rejected").inc()
             return await rt.reject(batch, update, raw, m)
         before = await store.load(batch, update.ticket_id)
+        waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
+        if waiting is not None:
+            return waiting
         result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
             if sla.may_be_early(before, result):

@@ -126,6 +126,40 @@ def test_updates_that_overtake_their_work_order_are_applied_when_it_arrives(data
     asyncio.run(go())
 
 
+def test_a_later_update_waits_behind_the_held_one_of_its_ticket(database: str, rules: SlaRules,
+                                                                  router) -> None:  # type: ignore[no-untyped-def]
+    """The acknowledgement is held for its work order; the work order arrives, and the resolution right after it,
+    before the next retry: applied at once it would find the ticket only dispatched, and the acknowledgement,
+    retried after it, would be refused. It waits behind the acknowledgement instead."""
+    offline = Pipeline(router=router, rules=rules)
+    offline.event(_raw(), origin="f", offset=1, received_at=NOW)
+    order = offline.work_orders[0]
+    ack, resolve = _update(order, "ACK-1", "acknowledge", 5), _update(order, "RES-1", "resolve", 60)
+    for i, line in enumerate((ack, resolve)):
+        offline.update(line, origin="f", offset=i, received_at=NOW)
+    expected = [t.action for t in offline.tickets[order.ticket_id].transitions]
+    assert expected[-2:] == ["acknowledge", "resolve"]
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack)]])
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 1, resolve)]])
+        assert await _sla_state(app, order.ticket_id) == ("dispatched", [], 2)  # the resolution waits too
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("resolved", [], 0)
+        pool = await rt.pool()
+        state = await pool.fetchval("SELECT state FROM tickets WHERE ticket_id = $1", order.ticket_id)
+        assert [t["action"] for t in state["transitions"]] == expected
+        await pool.close()
+
+    asyncio.run(go())
+
+
 def test_the_next_units_answer_to_a_re_dispatch_waits_for_it(database: str, rules: SlaRules,
                                                               router) -> None:  # type: ignore[no-untyped-def]
     """After a return (退单) the router re-dispatches; the new unit's acknowledgement may arrive first."""

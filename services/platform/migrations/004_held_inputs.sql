@@ -2,7 +2,8 @@
 -- messages of one partition of one topic, not those of two topics (a unit's acknowledgement can reach the SLA
 -- worker before the work order it acknowledges) nor a message a crashed worker's relay sends late. Such an input
 -- waits here and is applied once what it needs has arrived (Runtime.retry_held, every second); one that waits
--- longer than HOTLINE_HOLD_SECONDS becomes the dead letter it would have been (reason, field, error below).
+-- longer than HOTLINE_HOLD_SECONDS becomes the dead letter it would have been. Later inputs of a ticket with held
+-- inputs wait behind them, so that a ticket's inputs apply in the order they came.
 CREATE TABLE held_inputs (
     service    text        NOT NULL,
     input_key  text        NOT NULL,          -- service:topic:partition:offset, as in processed_inputs
@@ -12,7 +13,8 @@ CREATE TABLE held_inputs (
     "offset"   bigint      NOT NULL,
     headers    jsonb       NOT NULL,          -- [[name, value], ...] (CloudEvents binary mode)
     raw        bytea       NOT NULL,
-    reason     text        NOT NULL,          -- the rejection it becomes if nothing arrives in time
+    reason     text        NOT NULL,          -- why it waits: the rejection it would be, or held_behind (an
+                                              -- earlier input of its ticket is held: it waits behind it, in order)
     field      text,
     error      text        NOT NULL,
     held_at    timestamptz NOT NULL DEFAULT now(),
