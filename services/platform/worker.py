@@ -28,7 +28,7 @@ from services.domain.deadletters import dead_letter
 from services.domain.privacy import well_formed
 from services.domain.validation import Rejection
 from services.platform import db
-from services.platform.batch import Batch, IfNew
+from services.platform.batch import Batch, IfNew, json_key
 from services.platform.codec import Outgoing, encode
 from services.platform.db import write_outbox
 from services.platform.kafka_security import faust_credentials
@@ -39,8 +39,11 @@ from services.platform.topics import names
 
 log = get_logger(__name__)
 FAIL_STOP_STATUS = 70  # EX_SOFTWARE: the worker stopped itself without acknowledging its inputs (Runtime.complete)
+STOP_WAIT_SECONDS = 30.0  # longest a stopping worker waits for its batch in hand (Kubernetes grace period: 45 s)
 HOLD_RETRY_SECONDS = 1.0  # how often held inputs are tried again (Runtime.retry_held)
-HOLD_RETRY_BATCH = 200  # held inputs tried per round, oldest first
+HOLD_RETRY_BATCH = 200  # held inputs tried per round, oldest first (those whose ticket exists, or expired)
+HOLD_MAX = 10_000  # held inputs per service at most: beyond, an early input is dead-lettered at once
+TICKET_KEYS = ("ticket_id", "event_id")  # the message field naming its ticket, first present wins
 MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
@@ -110,9 +113,12 @@ class Runtime:
         self._pool_lock = asyncio.Lock()
         self._published: list[int] = []
         self._lag_topics: set[str] = set()  # topics whose hotline_consumer_lag_messages this worker has set
-        # the handler of each input topic whose inputs may be held (``hold``), to try them again (``retry_held``)
+        # the handler of each input topic whose inputs may be held (``hold``), to try them again (``retry_held``),
+        # and the table of the service's tickets (an input whose ticket exists may apply now)
         self.held_handlers: dict[str, MessageHandler] = {}
-        self._held_known = 1  # held inputs as last counted (service-wide) plus those held since; 1: not counted yet
+        self.held_tickets_table = "tickets"
+        self._held_count = 0  # held inputs of the service, as last counted, plus those held since (HOLD_MAX)
+        self.stop_wait_seconds = STOP_WAIT_SECONDS
         app.timer(MARK_SECONDS)(self.mark_published)
         app.timer(HOLD_RETRY_SECONDS)(self.retry_held)
         app.timer(settings.relay_seconds)(self.relay)
@@ -187,23 +193,36 @@ class Runtime:
         stops; so a stop (SIGTERM, a rolling deploy) waits for the batch's transaction and publish instead of
         cancelling them, and an exception that nothing below could record (every input's failure ends as a dead
         letter, so this is the database or the broker failing in a way no retry mends, or a bug) ends the process
-        at once without acknowledging: the inputs are redelivered to the next worker, and none is lost."""
+        at once without acknowledging: the inputs are redelivered to the next worker, and none is lost. A batch
+        still unfinished ``stop_wait_seconds`` after the stop (the database is down) ends the process the same
+        way, before the orchestrator's kill."""
         task = asyncio.ensure_future(work)
-        stopping = False
+        loop = asyncio.get_running_loop()
+        stop_by: float | None = None  # once the worker is told to stop: how long the batch may still take
         while not task.done():
             try:
-                await asyncio.shield(task)
+                if stop_by is None:
+                    await asyncio.shield(task)
+                else:
+                    await asyncio.wait([task], timeout=max(stop_by - loop.time(), 0.0))
+                    if not task.done():  # e.g. the database is down: stop now, still without acknowledging
+                        break
             except asyncio.CancelledError:
-                if not task.done() and not stopping:
+                if task.cancelled():
+                    break
+                if stop_by is None:
                     log.info("stopping_after_batch", service=self.service)
-                stopping = stopping or not task.cancelled()
+                    stop_by = loop.time() + self.stop_wait_seconds
             except Exception:  # the task is done; its exception is handled below
                 break
+        if not task.done():
+            self.fail_stop(TimeoutError(f"the batch in hand did not finish within {self.stop_wait_seconds:g} s of "
+                                        "the stop"))
         if task.cancelled():
             self.fail_stop(asyncio.CancelledError("the processing of a batch was cancelled"))
         if task.exception() is not None:
             self.fail_stop(task.exception())  # type: ignore[arg-type]
-        if stopping:
+        if stop_by is not None:
             raise asyncio.CancelledError
 
     def fail_stop(self, exc: BaseException) -> NoReturn:
@@ -229,6 +248,12 @@ class Runtime:
         async def load(b: Batch, positions: list[int]) -> None:
             if prefetch is not None:
                 await prefetch(b, [raws[i] for i in positions])
+            if self.held_handlers:  # which of the batch's tickets have held inputs, in one indexed query
+                tickets = {k for i in positions if (k := json_key(raws[i], *TICKET_KEYS)) is not None}
+                held = {r["ticket_id"] for r in await b.conn.fetch(
+                    "SELECT DISTINCT ticket_id FROM held_inputs WHERE service = $1 AND ticket_id = ANY($2::text[])",
+                    self.service, sorted(tickets))}
+                b.scratch[_HELD] = {t: t in held for t in tickets}
 
         pool = await self.pool()
         try:
@@ -281,15 +306,19 @@ class Runtime:
         dead-lettering it at once: Kafka orders one partition of one topic, not two topics, and a relayed message
         arrives late. ``retry_held`` runs it through its handler again until it applies; after
         ``HOTLINE_HOLD_SECONDS`` its handler's ``hold`` dead-letters it with ``rejection``. The input counts as
-        processed: its key is committed with the held row."""
+        processed: its key is committed with the held row. With HOLD_MAX inputs held already, it is
+        dead-lettered at once (a flood of ids that will never come must not grow the table without end)."""
         retry = batch.scratch.get(_RETRY)
         if retry is not None:  # the handler ran again from retry_held
             if retry.final:
                 return await self.reject(batch, rejection, raw, message)
             retry.still_held = True
             return []
-        (await self._held_tickets(batch)).add(ticket_id)
-        self._held_known += 1
+        if self._held_count >= HOLD_MAX:
+            log.warning("hold_full_dead_lettered", service=self.service, held=self._held_count, reason=rejection.reason)
+            return await self.reject(batch, rejection, raw, message)
+        batch.scratch.setdefault(_HELD, {})[ticket_id] = True
+        self._held_count += 1
         batch.write(
             """INSERT INTO held_inputs (service, input_key, ticket_id, topic, partition, "offset", headers, raw, reason,
                field, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
@@ -304,46 +333,51 @@ class Runtime:
         """An input of a ticket that has inputs held waits behind them (held too, ``[]``), so that the ticket's
         inputs apply in the order they came, as in the replay: an acknowledgement held for its work order must
         not be overtaken by the resolution that follows it. None: nothing of the ticket is held, go on.
-        ``retry_held`` keeps the order itself. The inputs of one ticket share a partition and so a worker; what
-        another replica held in the last second (a rebalance) may be missed, until its next count."""
-        if _RETRY in batch.scratch or ticket_id not in await self._held_tickets(batch):
+        ``retry_held`` keeps the order itself."""
+        if _RETRY in batch.scratch:
+            return None
+        known: dict[str, bool] = batch.scratch.setdefault(_HELD, {})
+        if ticket_id not in known:  # not prefetched with the batch (an input processed alone): ask
+            known[ticket_id] = bool(await batch.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM held_inputs WHERE service = $1 AND ticket_id = $2)", self.service,
+                ticket_id))
+        if not known[ticket_id]:
             return None
         behind = Rejection(HELD_BEHIND, "ticket_id", f"waits behind an earlier held input of ticket {ticket_id!r}")
         return await self.hold(batch, ticket_id, behind, raw, message)
 
-    async def _held_tickets(self, batch: Batch) -> set[str]:
-        """The tickets with held inputs, read once per batch, and only while some are held."""
-        held: set[str] | None = batch.scratch.get(_HELD)
-        if held is None:
-            held = set()
-            if self._held_known:
-                held = {r["ticket_id"] for r in await batch.conn.fetch(
-                    "SELECT DISTINCT ticket_id FROM held_inputs WHERE service = $1", self.service)}
-            batch.scratch[_HELD] = held
-        return held
-
     async def retry_held(self) -> int:
-        """Try the held inputs again, oldest first, each in its own transaction; a ticket's inputs stop at the
-        first that is still held (the rest stay behind it, in order). Returns how many are still held."""
+        """Try again the held inputs that can move — their ticket exists now, or they have waited too long —
+        oldest first, each in its own transaction; a ticket's inputs stop at the first that is still held (the
+        rest stay behind it, in order). Returns how many are held."""
         if not self.held_handlers:
             return 0
         try:
             pool = await self.pool()
             rows = await pool.fetch(
-                """SELECT input_key, ticket_id FROM held_inputs WHERE service = $1
-                   ORDER BY held_at, topic, partition, "offset" LIMIT $2""", self.service, HOLD_RETRY_BATCH)
+                f"""SELECT h.input_key, h.ticket_id FROM held_inputs h
+                    WHERE h.service = $1 AND (h.held_at < now() - make_interval(secs => $3)
+                          OR EXISTS (SELECT 1 FROM {self.held_tickets_table} t WHERE t.ticket_id = h.ticket_id))
+                    ORDER BY h.held_at, h.topic, h.partition, h."offset" LIMIT $2""",
+                self.service, HOLD_RETRY_BATCH, self.settings.hold_seconds)
             blocked: set[str] = set()
             for row in rows:
-                if row["ticket_id"] not in blocked and not await self._retry_one(pool, row["input_key"]):
+                if row["ticket_id"] in blocked:
+                    continue
+                try:
+                    done = await self._retry_one(pool, row["input_key"])
+                except db.RETRYABLE:
+                    raise
+                except Exception as exc:  # its dead letter cannot be written: it stays, the others go on
+                    log.exception("retry_held_failed", input=row["input_key"], error=type(exc).__name__)
+                    done = False
+                if not done:
                     blocked.add(row["ticket_id"])
             left = int(await pool.fetchval("SELECT count(*) FROM held_inputs WHERE service = $1", self.service))
         except db.RETRYABLE as exc:
             log.warning("retry_held_deferred", error=type(exc).__name__)
             return -1
-        except Exception as exc:  # a held input's dead letter cannot be written: it stays held, tried next round
-            log.exception("retry_held_failed", error=type(exc).__name__)
-            return -1
-        self._held_known = left
+        self._held_count = left
         self.metrics.held_inputs.labels(self.service).set(left)
         return left
 
@@ -466,7 +500,7 @@ class Runtime:
 
 
 _RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
-_HELD = "hotline.held_tickets"  # Batch.scratch key: the tickets with held inputs, read once per batch
+_HELD = "hotline.held_tickets"  # Batch.scratch key: {ticket: has held inputs} for the batch's tickets
 HELD_BEHIND = "held_behind"  # held_inputs.reason of an input waiting behind an earlier held one of its ticket
 
 

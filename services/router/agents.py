@@ -138,6 +138,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         await rt.consume(stream, on_return, prefetch=store.prefetch)
 
     rt.held_handlers[rt.topics["accepted"]] = on_accepted
+    rt.held_tickets_table = store.TICKETS.table
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -249,6 +249,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     agent("triage", on_triage)
     agent("updates", on_update)
     rt.held_handlers.update({t["workorders"]: on_work_order, t["triage"]: on_triage, t["updates"]: on_update})
+    rt.held_tickets_table = store.TICKETS.table
 
     sweep_lock = asyncio.Lock()
 

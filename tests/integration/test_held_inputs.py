@@ -259,3 +259,161 @@ def test_a_repeat_report_that_overtakes_its_relayed_ticket_is_merged(database: s
         await pool.close()
 
     asyncio.run(go())
+
+
+# --- order, starvation and failures across rounds and replicas (from a review of the first version) ------------------
+
+def _ack_then_resolve(router, rules: SlaRules) -> tuple[WorkOrder, bytes, bytes]:  # type: ignore[no-untyped-def]
+    offline = Pipeline(router=router, rules=rules)
+    offline.event(_raw(), origin="f", offset=1, received_at=NOW)
+    order = offline.work_orders[0]
+    ack, resolve = _update(order, "ACK-1", "acknowledge", 5), _update(order, "RES-1", "resolve", 60)
+    for i, line in enumerate((ack, resolve)):
+        offline.update(line, origin="f", offset=i, received_at=NOW)
+    ticket = offline.tickets[order.ticket_id]
+    assert ticket.status.value == "resolved" and ticket.cycles[-1].acked_at is not None  # the replay's answer
+    return order, ack, resolve
+
+
+async def _acked(app: Any, ticket_id: str) -> bool:
+    state = await (await app.hotline_runtime.pool()).fetchval("SELECT state FROM tickets WHERE ticket_id = $1",
+                                                              ticket_id)
+    return state["cycles"][-1].get("acked_at") is not None
+
+
+def _unknown(i: int) -> bytes:
+    return json.dumps({"event_id": f"B{i}", "ticket_id": f"NOPE-{i}", "unit": "区建管委", "action": "acknowledge",
+                       "occurred_at": "2025-05-06T09:00:00+08:00"}, ensure_ascii=False).encode()
+
+
+def test_held_inputs_of_one_batch_retry_in_offset_order(database: str, rules: SlaRules,
+                                                        router) -> None:  # type: ignore[no-untyped-def]
+    """Offsets 9 and 10: as text, "...:10" sorts before "...:9"."""
+    order, ack, resolve = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 9, ack), _event("hotline.updates", 10, resolve)]])
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        await app.hotline_runtime.retry_held()
+        assert (await _sla_state(app, order.ticket_id), await _acked(app, order.ticket_id)) == (("resolved", [], 0), True)
+        await (await app.hotline_runtime.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_an_input_another_replica_is_retrying_still_blocks_its_ticket(database: str, rules: SlaRules,
+                                                                       router) -> None:  # type: ignore[no-untyped-def]
+    order, ack, resolve = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        import asyncpg
+
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack)], [_event("hotline.updates", 1, resolve)]])
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        other = await asyncpg.connect(database)  # another replica is inside _retry_one for the ack: row locked
+        async with other.transaction():
+            await other.fetchrow("SELECT 1 FROM held_inputs WHERE input_key = 'sla:hotline.updates:0:0' FOR UPDATE")
+            assert await rt.retry_held() == 2  # the resolution does not overtake it
+        await other.close()
+        assert await rt.retry_held() == 0
+        assert (await _sla_state(app, order.ticket_id), await _acked(app, order.ticket_id)) == (("resolved", [], 0), True)
+        await (await rt.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_after_a_rebalance_the_new_owner_keeps_the_order(database: str, rules: SlaRules,
+                                                         router) -> None:  # type: ignore[no-untyped-def]
+    """Replica A holds the acknowledgement and stops; replica B, which had nothing held, takes the partitions."""
+    order, ack, resolve = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        a, b = (build(Settings(database_url=database, sla_port=free_port()), rules) for _ in range(2))
+        _capture(a, [])
+        _capture(b, [])
+        assert await b.hotline_runtime.retry_held() == 0  # B has counted: nothing held
+        await _agent(a, "sla-updates", [[_event("hotline.updates", 0, ack)]])
+        await _agent(b, "sla-workorders", [[_work_order(order, 0)]])
+        await _agent(b, "sla-updates", [[_event("hotline.updates", 1, resolve)]])  # before B's next round
+        assert await b.hotline_runtime.retry_held() == 0
+        assert (await _sla_state(b, order.ticket_id), await _acked(b, order.ticket_id)) == (("resolved", [], 0), True)
+        for app in (a, b):
+            await (await app.hotline_runtime.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_inputs_whose_ticket_never_comes_do_not_starve_the_others(database: str, rules: SlaRules, router,  # type: ignore[no-untyped-def]
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.platform import worker
+
+    monkeypatch.setattr(worker, "HOLD_RETRY_BATCH", 3)  # 200 in production; 3 older held inputs fill a round
+    order, ack, _ = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i))] for i in range(3)])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 3, ack)]])
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        assert await app.hotline_runtime.retry_held() == 3
+        assert await _sla_state(app, order.ticket_id) == ("acknowledged", [], 3)
+        await (await app.hotline_runtime.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_one_held_input_that_cannot_be_dead_lettered_does_not_stop_the_others(database: str, rules: SlaRules) -> None:
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port(), hold_seconds=0.1), rules)
+        _capture(app, [])
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i))] for i in range(2)])
+        real = rt.reject
+
+        async def reject(batch: Any, rejection: Any, raw: bytes, message: Any) -> list[Outgoing]:
+            if message.offset == 0:
+                raise RuntimeError("this dead letter cannot be written")
+            return await real(batch, rejection, raw, message)
+
+        rt.reject = reject  # type: ignore[method-assign]
+        await asyncio.sleep(0.2)
+        assert await rt.retry_held() == 1  # offset 0 stays; offset 1, expired too, is dead-lettered
+        assert (await _sla_state(app, "NOPE-1"))[1] == ["unknown_ticket"]
+        await (await rt.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_beyond_the_cap_an_early_input_is_dead_lettered_at_once(database: str, rules: SlaRules,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of ids that will never come (a unit system with a bug) must not grow the table without end."""
+    from services.platform import worker
+
+    monkeypatch.setattr(worker, "HOLD_MAX", 2)
+
+    async def go() -> None:
+        from services.sla.agents import build
+
+        app = build(Settings(database_url=database, sla_port=free_port()), rules)
+        _capture(app, [])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i)) for i in range(3)]])
+        assert await _sla_state(app, "NOPE-2") == (None, ["unknown_ticket"], 2)
+        await (await app.hotline_runtime.pool()).close()
+
+    asyncio.run(go())

@@ -70,6 +70,26 @@ def test_a_stopping_agent_finishes_its_batch_before_faust_acknowledges_it() -> N
     assert stops == []
 
 
+def test_a_batch_that_cannot_finish_after_the_stop_ends_the_process_without_acknowledging() -> None:
+    """The database is down while the worker is told to stop: it waits ``stop_wait_seconds`` (30 s, under the
+    Kubernetes grace period), then exits without acknowledging, instead of being killed mid-wait."""
+    rt, stops = runtime()
+    rt.stop_wait_seconds = 0.1
+
+    async def work() -> None:
+        await asyncio.sleep(30)  # with_retry waiting for the database
+
+    async def go() -> None:
+        agent = asyncio.ensure_future(rt.complete(work()))
+        await asyncio.sleep(0.05)
+        agent.cancel()
+        with pytest.raises(Stopped):
+            await agent
+
+    asyncio.run(go())
+    assert [type(e) for e in stops] == [TimeoutError]
+
+
 def test_an_exception_nothing_could_record_stops_the_process_without_acknowledging() -> None:
     rt, stops = runtime()
 
@@ -159,7 +179,7 @@ def test_a_value_that_cannot_be_sent_is_not_retried() -> None:
         raise asyncpg.exceptions._base.DataError("invalid input for query argument $1")
 
     with pytest.raises(ValueError):
-        asyncio.run(db.with_retry(action, "test"))
+        asyncio.run(asyncio.wait_for(db.with_retry(action, "test"), 5))  # retried, it would time out instead
     assert calls == 1
 
 

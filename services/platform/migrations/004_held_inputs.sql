@@ -21,3 +21,4 @@ CREATE TABLE held_inputs (
     PRIMARY KEY (service, input_key)
 );
 CREATE INDEX held_inputs_age_idx ON held_inputs (service, held_at);
+CREATE INDEX held_inputs_ticket_idx ON held_inputs (service, ticket_id);
