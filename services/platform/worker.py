@@ -248,12 +248,8 @@ class Runtime:
         async def load(b: Batch, positions: list[int]) -> None:
             if prefetch is not None:
                 await prefetch(b, [raws[i] for i in positions])
-            if self.held_handlers:  # which of the batch's tickets have held inputs, in one indexed query
-                tickets = {k for i in positions if (k := json_key(raws[i], *TICKET_KEYS)) is not None}
-                held = {r["ticket_id"] for r in await b.conn.fetch(
-                    "SELECT DISTINCT ticket_id FROM held_inputs WHERE service = $1 AND ticket_id = ANY($2::text[])",
-                    self.service, sorted(tickets))}
-                b.scratch[_HELD] = {t: t in held for t in tickets}
+            if self.held_handlers:  # the batch's tickets: ``held_before`` asks about them all at once
+                b.scratch[_TICKETS] = {k for i in positions if (k := json_key(raws[i], *TICKET_KEYS)) is not None}
 
         pool = await self.pool()
         try:
@@ -337,10 +333,12 @@ class Runtime:
         if _RETRY in batch.scratch:
             return None
         known: dict[str, bool] = batch.scratch.setdefault(_HELD, {})
-        if ticket_id not in known:  # not prefetched with the batch (an input processed alone): ask
-            known[ticket_id] = bool(await batch.conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM held_inputs WHERE service = $1 AND ticket_id = $2)", self.service,
-                ticket_id))
+        if ticket_id not in known:  # the first question of the batch: ask about all its tickets in one query
+            tickets = sorted({ticket_id, *batch.scratch.get(_TICKETS, ())} - known.keys())
+            held = {r["ticket_id"] for r in await batch.conn.fetch(
+                "SELECT DISTINCT ticket_id FROM held_inputs WHERE service = $1 AND ticket_id = ANY($2::text[])",
+                self.service, tickets)}
+            known.update((t, t in held) for t in tickets)
         if not known[ticket_id]:
             return None
         behind = Rejection(HELD_BEHIND, "ticket_id", f"waits behind an earlier held input of ticket {ticket_id!r}")
@@ -500,7 +498,8 @@ class Runtime:
 
 
 _RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
-_HELD = "hotline.held_tickets"  # Batch.scratch key: {ticket: has held inputs} for the batch's tickets
+_HELD = "hotline.held_tickets"  # Batch.scratch key: {ticket: has held inputs}, asked once per batch
+_TICKETS = "hotline.batch_tickets"  # Batch.scratch key: the tickets the batch's inputs name
 HELD_BEHIND = "held_behind"  # held_inputs.reason of an input waiting behind an earlier held one of its ticket
 
 
