@@ -64,6 +64,15 @@ def _capture(app: Any, sink: list[Outgoing], *, drop: bool = False) -> None:
     rt.publish = publish
 
 
+def _sla(database: str, rules: SlaRules, published: list[Outgoing] | None = None, **settings: Any) -> Any:
+    """The SLA worker's app on ``database``, publishing into ``published``."""
+    from services.sla.agents import build
+
+    app = build(Settings(database_url=database, sla_port=free_port(), **settings), rules)
+    _capture(app, [] if published is None else published)
+    return app
+
+
 async def _agent(app: Any, name: str, batches: list[list[Any]]) -> None:
     agent = next(a for a in app.agents.values() if a.name.endswith(name))
     await agent.fun(_Stream(batches))
@@ -97,19 +106,10 @@ async def _sla_state(app: Any, ticket_id: str) -> tuple[str | None, list[str], i
 def test_updates_that_overtake_their_work_order_are_applied_when_it_arrives(database: str, rules: SlaRules,
                                                                              router) -> None:  # type: ignore[no-untyped-def]
     """The unit acknowledges and resolves from its own topic while the SLA worker's work-order agent lags."""
-    offline = Pipeline(router=router, rules=rules)
-    offline.event(_raw(), origin="f", offset=1, received_at=NOW)
-    order = offline.work_orders[0]
-    ack, resolve = _update(order, "ACK-1", "acknowledge", 5), _update(order, "RES-1", "resolve", 60)
-    for i, line in enumerate((ack, resolve)):
-        offline.update(line, origin="f", offset=i, received_at=NOW)
-    assert offline.tickets[order.ticket_id].status.value == "resolved"  # the replay's answer
+    order, ack, resolve = _ack_then_resolve(router, rules)
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         rt = app.hotline_runtime
         await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack), _event("hotline.updates", 1, resolve)]])
         assert await _sla_state(app, order.ticket_id) == (None, [], 2)  # held, not dead-lettered
@@ -131,20 +131,11 @@ def test_a_later_update_waits_behind_the_held_one_of_its_ticket(database: str, r
     """The acknowledgement is held for its work order; the work order arrives, and the resolution right after it,
     before the next retry: applied at once it would find the ticket only dispatched, and the acknowledgement,
     retried after it, would be refused. It waits behind the acknowledgement instead."""
-    offline = Pipeline(router=router, rules=rules)
-    offline.event(_raw(), origin="f", offset=1, received_at=NOW)
-    order = offline.work_orders[0]
-    ack, resolve = _update(order, "ACK-1", "acknowledge", 5), _update(order, "RES-1", "resolve", 60)
-    for i, line in enumerate((ack, resolve)):
-        offline.update(line, origin="f", offset=i, received_at=NOW)
-    expected = [t.action for t in offline.tickets[order.ticket_id].transitions]
-    assert expected[-2:] == ["acknowledge", "resolve"]
+    order, ack, resolve = _ack_then_resolve(router, rules)
+    expected = ["dispatch", "acknowledge", "resolve"]  # as the replay records them
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         rt = app.hotline_runtime
         await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack)]])
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
@@ -175,10 +166,7 @@ def test_the_next_units_answer_to_a_re_dispatch_waits_for_it(database: str, rule
     assert offline.tickets[first.ticket_id].status.value == "acknowledged"
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         rt = app.hotline_runtime
         await _agent(app, "sla-workorders", [[_work_order(first, 0)]])
         await _agent(app, "sla-updates", [[_event("hotline.updates", 0, back)], [_event("hotline.updates", 1, ack)]])
@@ -197,11 +185,8 @@ def test_what_never_arrives_is_dead_lettered_after_the_hold(database: str, rules
                          "occurred_at": "2025-05-06T09:00:00+08:00"}, ensure_ascii=False).encode()
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port(), hold_seconds=0.5), rules)
         published: list[Outgoing] = []
-        _capture(app, published)
+        app = _sla(database, rules, published, hold_seconds=0.5)
         rt = app.hotline_runtime
         await _agent(app, "sla-updates", [[_event("hotline.updates", 0, update)]])
         assert await _sla_state(app, "NOPE") == (None, [], 1)
@@ -272,6 +257,7 @@ def _ack_then_resolve(router, rules: SlaRules) -> tuple[WorkOrder, bytes, bytes]
         offline.update(line, origin="f", offset=i, received_at=NOW)
     ticket = offline.tickets[order.ticket_id]
     assert ticket.status.value == "resolved" and ticket.cycles[-1].acked_at is not None  # the replay's answer
+    assert [t.action for t in ticket.transitions] == ["dispatch", "acknowledge", "resolve"]
     return order, ack, resolve
 
 
@@ -292,10 +278,7 @@ def test_held_inputs_of_one_batch_retry_in_offset_order(database: str, rules: Sl
     order, ack, resolve = _ack_then_resolve(router, rules)
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         await _agent(app, "sla-updates", [[_event("hotline.updates", 9, ack), _event("hotline.updates", 10, resolve)]])
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
         await app.hotline_runtime.retry_held()
@@ -312,10 +295,7 @@ def test_an_input_another_replica_is_retrying_still_blocks_its_ticket(database: 
     async def go() -> None:
         import asyncpg
 
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         rt = app.hotline_runtime
         await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack)], [_event("hotline.updates", 1, resolve)]])
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
@@ -337,11 +317,7 @@ def test_after_a_rebalance_the_new_owner_keeps_the_order(database: str, rules: S
     order, ack, resolve = _ack_then_resolve(router, rules)
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        a, b = (build(Settings(database_url=database, sla_port=free_port()), rules) for _ in range(2))
-        _capture(a, [])
-        _capture(b, [])
+        a, b = _sla(database, rules), _sla(database, rules)
         assert await b.hotline_runtime.retry_held() == 0  # B has counted: nothing held
         await _agent(a, "sla-updates", [[_event("hotline.updates", 0, ack)]])
         await _agent(b, "sla-workorders", [[_work_order(order, 0)]])
@@ -362,10 +338,7 @@ def test_inputs_whose_ticket_never_comes_do_not_starve_the_others(database: str,
     order, ack, _ = _ack_then_resolve(router, rules)
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i))] for i in range(3)])
         await _agent(app, "sla-updates", [[_event("hotline.updates", 3, ack)]])
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
@@ -378,10 +351,7 @@ def test_inputs_whose_ticket_never_comes_do_not_starve_the_others(database: str,
 
 def test_one_held_input_that_cannot_be_dead_lettered_does_not_stop_the_others(database: str, rules: SlaRules) -> None:
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port(), hold_seconds=0.1), rules)
-        _capture(app, [])
+        app = _sla(database, rules, hold_seconds=0.1)
         rt = app.hotline_runtime
         await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i))] for i in range(2)])
         real = rt.reject
@@ -408,10 +378,7 @@ def test_beyond_the_cap_an_early_input_is_dead_lettered_at_once(database: str, r
     monkeypatch.setattr(worker, "HOLD_MAX", 2)
 
     async def go() -> None:
-        from services.sla.agents import build
-
-        app = build(Settings(database_url=database, sla_port=free_port()), rules)
-        _capture(app, [])
+        app = _sla(database, rules)
         await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i)) for i in range(3)]])
         assert await _sla_state(app, "NOPE-2") == (None, ["unknown_ticket"], 2)
         await (await app.hotline_runtime.pool()).close()
