@@ -75,6 +75,10 @@ class Batch:
     def get(self, kind: str, key: str) -> Any:
         return self._current.get((kind, key))
 
+    def keys(self, kind: str) -> set[str]:
+        """The keys of ``kind`` this batch has read or written (prefetched ones included, found or not)."""
+        return {key for k, key in self._current if k == kind}
+
     def loaded(self, kind: str, key: str, value: Any) -> None:
         """Record state as read from the database (``None``: no row)."""
         self._loaded[(kind, key)] = value

@@ -28,7 +28,7 @@ from services.domain.deadletters import dead_letter
 from services.domain.privacy import well_formed
 from services.domain.validation import Rejection
 from services.platform import db
-from services.platform.batch import Batch, IfNew, json_key
+from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode
 from services.platform.db import write_outbox
 from services.platform.kafka_security import faust_credentials
@@ -43,7 +43,6 @@ STOP_WAIT_SECONDS = 30.0  # longest a stopping worker waits for its batch in han
 HOLD_RETRY_SECONDS = 1.0  # how often held inputs are tried again (Runtime.retry_held)
 HOLD_RETRY_BATCH = 200  # held inputs tried per round, oldest first (those whose ticket exists, or expired)
 HOLD_MAX = 10_000  # held inputs per service at most: beyond, an early input is dead-lettered at once
-TICKET_KEYS = ("ticket_id", "event_id")  # the message field naming its ticket, first present wins
 MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
@@ -248,8 +247,6 @@ class Runtime:
         async def load(b: Batch, positions: list[int]) -> None:
             if prefetch is not None:
                 await prefetch(b, [raws[i] for i in positions])
-            if self.held_handlers:  # the batch's tickets: ``held_before`` asks about them all at once
-                b.scratch[_TICKETS] = {k for i in positions if (k := json_key(raws[i], *TICKET_KEYS)) is not None}
 
         pool = await self.pool()
         try:
@@ -334,7 +331,7 @@ class Runtime:
             return None
         known: dict[str, bool] = batch.scratch.setdefault(_HELD, {})
         if ticket_id not in known:  # the first question of the batch: ask about all its tickets in one query
-            tickets = sorted({ticket_id, *batch.scratch.get(_TICKETS, ())} - known.keys())
+            tickets = sorted({ticket_id, *batch.keys(self.held_tickets_table)} - known.keys())  # those prefetched
             held = {r["ticket_id"] for r in await batch.conn.fetch(
                 "SELECT DISTINCT ticket_id FROM held_inputs WHERE service = $1 AND ticket_id = ANY($2::text[])",
                 self.service, tickets)}
@@ -499,7 +496,6 @@ class Runtime:
 
 _RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
 _HELD = "hotline.held_tickets"  # Batch.scratch key: {ticket: has held inputs}, asked once per batch
-_TICKETS = "hotline.batch_tickets"  # Batch.scratch key: the tickets the batch's inputs name
 HELD_BEHIND = "held_behind"  # held_inputs.reason of an input waiting behind an earlier held one of its ticket
 
 
