@@ -59,6 +59,13 @@ class UnitScore:
         return {**asdict(self), **{f"{r}_ratio": self.ratio(r) for r in RATIOS}}
 
 
+def in_window(tickets: Iterable[TicketState], now: datetime, window_days: int) -> list[TicketState]:
+    """The tickets a scorecard at ``now`` covers: those opened in the ``window_days`` before it, and every ticket
+    still open for a unit (the SLA store's ``UNIT_SCORES`` reads the same from the stored facts)."""
+    since = now - timedelta(days=window_days)
+    return [t for t in tickets if t.opened_at >= since or t.status in OPEN_FOR_UNIT]
+
+
 def compute(tickets: Iterable[TicketState], now: datetime) -> list[UnitScore]:
     scores: dict[tuple[str, str], UnitScore] = {}
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 import gc
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from services.domain.dispatch import Routes
-from services.domain.scorecards import compute as compute_scorecards
+from services.domain.scorecards import compute as compute_scorecards, in_window
 from services.domain.sla import SlaRules
-from services.domain.tickets import OPEN_FOR_UNIT, TicketState
 from services.platform.settings import Settings
 from services.replay.inputs import merge, read_lines
 from services.replay.pipeline import Pipeline
@@ -33,13 +32,6 @@ class ReplayResult:
     summary: dict[str, Any]
     until: datetime | None  # where the clock stopped: --until, else the last input's time
     scorecard_window_days: int = SCORECARD_WINDOW_DAYS
-
-
-def scorecard_tickets(tickets: Iterable[TicketState], until: datetime, window_days: int) -> list[TicketState]:
-    """The tickets a scorecard at ``until`` covers, as the database's (``store.unit_scores``): those opened in the
-    ``window_days`` before it, and every ticket still open for a unit."""
-    since = until - timedelta(days=window_days)
-    return [t for t in tickets if t.opened_at >= since or t.status in OPEN_FOR_UNIT]
 
 
 @contextmanager
@@ -143,7 +135,7 @@ def write(result: ReplayResult, out: Path) -> None:
                    ensure_ascii=False, indent=2), encoding="utf-8")
     history = {cid: [json.loads(r.model_dump_json()) for r in s.history] for cid, s in p.campaign_states.items()}
     (out / "campaign_history.json").write_text(json.dumps(history, ensure_ascii=False, indent=1), encoding="utf-8")
-    scores = compute_scorecards(scorecard_tickets(p.tickets.values(), result.until, result.scorecard_window_days),
+    scores = compute_scorecards(in_window(p.tickets.values(), result.until, result.scorecard_window_days),
                                 result.until) if result.until else []
     (out / "scorecards.json").write_text(json.dumps([s.as_dict() for s in scores], ensure_ascii=False, indent=1),
                                          encoding="utf-8")
