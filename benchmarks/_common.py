@@ -6,12 +6,15 @@ Benchmarks print figures; they are never tests and assert nothing about speed.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import platform
 import re
 import resource
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +70,20 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     finally:
         await admin.close()
 
+
+
+@contextmanager
+def work_dir(root: Path | None, prefix: str) -> Iterator[Path]:
+    """Where a benchmark's embedded stack keeps its files: ``root`` (``--root``, kept afterwards), or a temporary
+    directory removed afterwards, also when the benchmark fails."""
+    if root is not None:
+        yield root
+        return
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 def header(title: str, args: object) -> None:
     print(f"== {title}")

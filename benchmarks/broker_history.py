@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import create_topic, footer, header, pct  # noqa: E402
+from _common import create_topic, footer, header, pct, work_dir  # noqa: E402
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -129,13 +127,12 @@ def main() -> None:
         args.levels, args.fetches, args.probes = "1,1000,2000", 50, 20
     args.levels = sorted(max(1, int(x)) for x in str(args.levels).split(","))  # a fetch needs one record
     header("broker history: fetch cost against the batches a partition holds", args)
-    root = Path(tempfile.mkdtemp(prefix="hotline-bench-history-"))
-    stack = EmbeddedStack(root)
-    try:
-        asyncio.run(run(args, stack))
-    finally:
-        stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with work_dir(None, "hotline-bench-history-") as root:
+        stack = EmbeddedStack(root)
+        try:
+            asyncio.run(run(args, stack))
+        finally:
+            stack.stop()
     footer()
 
 

@@ -24,16 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (cpu_delta, cpu_snapshot, create_topic, diff_hist, footer, header,  # noqa: E402
-                     histogram, histogram_quantile, parse_metrics, pct)
+                     histogram, histogram_quantile, parse_metrics, pct, work_dir)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -248,25 +246,23 @@ def main() -> None:
     router = Router.load()
     events = templates(router, 2000, args.seed)
     print(f"{len(events)} event templates from the sample generator")
-    root = args.root or Path(tempfile.mkdtemp(prefix="hotline-bench-latency-"))
-    running = start(root, router, sla_clock="wall", partitions=args.partitions)
-    print(f"embedded stack + 3 workers up ({root}), SLA clock: wall")
-    try:
-        time.sleep(3)
-        if args.probe:
-            print("broker hop probe (aiokafka producer -> consumer on the embedded Tansu, 100 messages at 20/s):")
-            for wait_ms in (1500, 500, 100, 10):
-                lat = asyncio.run(hop_probe(running.settings.kafka_bootstrap, wait_ms))
-                print(f"  consumer fetch_max_wait_ms={wait_ms:>4}: n={len(lat)} p50 {pct(lat, 50):.0f} ms, "
-                      f"p99 {pct(lat, 99):.0f} ms, max {lat[-1]:.0f} ms")
-        asyncio.run(phase(running, router, events, 5.0, 4.0, 15.0, "W", 9))  # warm-up: connections, caches, JIT-free
-        print("(the 5 events/s phase above is a warm-up)")
-        for k, rate in enumerate(rates):
-            asyncio.run(phase(running, router, events, rate, args.seconds, args.drain, f"L{k}R", k + 1))
-    finally:
-        running.stop()
-        if args.root is None:
-            shutil.rmtree(root, ignore_errors=True)
+    with work_dir(args.root, "hotline-bench-latency-") as root:
+        running = start(root, router, sla_clock="wall", partitions=args.partitions)
+        print(f"embedded stack + 3 workers up ({root}), SLA clock: wall")
+        try:
+            time.sleep(3)
+            if args.probe:
+                print("broker hop probe (aiokafka producer -> consumer on the embedded Tansu, 100 messages at 20/s):")
+                for wait_ms in (1500, 500, 100, 10):
+                    lat = asyncio.run(hop_probe(running.settings.kafka_bootstrap, wait_ms))
+                    print(f"  consumer fetch_max_wait_ms={wait_ms:>4}: n={len(lat)} p50 {pct(lat, 50):.0f} ms, "
+                          f"p99 {pct(lat, 99):.0f} ms, max {lat[-1]:.0f} ms")
+            asyncio.run(phase(running, router, events, 5.0, 4.0, 15.0, "W", 9))  # warm-up: connections, caches, JIT-free
+            print("(the 5 events/s phase above is a warm-up)")
+            for k, rate in enumerate(rates):
+                asyncio.run(phase(running, router, events, rate, args.seconds, args.drain, f"L{k}R", k + 1))
+        finally:
+            running.stop()
     footer()
 
 

@@ -33,7 +33,6 @@ import asyncio
 import gc
 import json
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Timer, footer, header, peak_rss_mib, rss_mib  # noqa: E402
+from _common import Timer, footer, header, peak_rss_mib, rss_mib, work_dir  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 
@@ -430,15 +429,13 @@ def main() -> None:
     if not args.skip_db:
         from services.platform.embedded import EmbeddedStack
 
-        root = args.root or Path(tempfile.mkdtemp(prefix="hotline-bench-pg-"))
-        stack = EmbeddedStack(root)
-        try:
-            dsn = stack.start_database()
-            asyncio.run(in_postgres(args, router, rules, orders, pipeline, dsn))
-        finally:
-            stack.stop()
-            if args.root is None:
-                shutil.rmtree(root, ignore_errors=True)
+        with work_dir(args.root, "hotline-bench-pg-") as root:
+            stack = EmbeddedStack(root)
+            try:
+                dsn = stack.start_database()
+                asyncio.run(in_postgres(args, router, rules, orders, pipeline, dsn))
+            finally:
+                stack.stop()
     print(f"peak RSS of the benchmark process {peak_rss_mib():.0f} MiB")
     footer()
 

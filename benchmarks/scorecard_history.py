@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import sys
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Timer, footer, header  # noqa: E402
+from _common import Timer, footer, header, work_dir  # noqa: E402
 
 NOW = datetime(2025, 6, 10, 4, 0, tzinfo=UTC)
 WINDOW_DAYS = 90
@@ -141,14 +139,12 @@ def main() -> None:
     header("scorecard refresh against history (store.unit_scores + store.triage_backlog)", args)
     from services.platform.embedded import EmbeddedStack
 
-    root = args.root or Path(tempfile.mkdtemp(prefix="hotline-bench-pg-"))
-    stack = EmbeddedStack(root)
-    try:
-        asyncio.run(run(args, stack.start_database()))
-    finally:
-        stack.stop()
-        if args.root is None:
-            shutil.rmtree(root, ignore_errors=True)
+    with work_dir(args.root, "hotline-bench-pg-") as root:
+        stack = EmbeddedStack(root)
+        try:
+            asyncio.run(run(args, stack.start_database()))
+        finally:
+            stack.stop()
     footer()
 
 

@@ -28,16 +28,14 @@ import asyncio
 import itertools
 import json
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (Timer, cpu_delta, cpu_snapshot, diff_hist, footer, header, histogram,  # noqa: E402
-                     histogram_quantile, parse_metrics)
+                     histogram_quantile, parse_metrics, work_dir)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -281,58 +279,56 @@ def main() -> None:
     print(f"sample: {args.events} events -> {len(lines)} raw lines (duplicates, repeats, broken lines included), "
           f"mean {size:.0f} bytes")
 
-    root = args.root or Path(tempfile.mkdtemp(prefix="hotline-bench-stream-"))
-    t = Timer()
-    running = start(root, router, sla_clock="ticks", partitions=args.partitions)
-    print(f"embedded stack + 3 workers up in {t.seconds:.1f} s ({root})")
-    try:
-        time.sleep(3)  # let the consumer groups settle
-        snap = cpu_snapshot(running.stack)
-        secs_pt, pub_pt = asyncio.run(passthrough(running.settings.kafka_bootstrap, args.partitions, lines,
-                                                  args.passthrough_messages))
-        snap2 = cpu_snapshot(running.stack)
-        rate_pt = args.passthrough_messages / secs_pt
-        print(f"(a) passthrough: {args.passthrough_messages:,} messages x 3 hops in {secs_pt:.2f} s "
-              f"(publishing took {pub_pt:.2f} s) -> {rate_pt:,.0f} messages/s end to end")
-        print("\n".join(cpu_delta(snap, snap2, secs_pt)))
+    with work_dir(args.root, "hotline-bench-stream-") as root:
+        t = Timer()
+        running = start(root, router, sla_clock="ticks", partitions=args.partitions)
+        print(f"embedded stack + 3 workers up in {t.seconds:.1f} s ({root})")
+        try:
+            time.sleep(3)  # let the consumer groups settle
+            snap = cpu_snapshot(running.stack)
+            secs_pt, pub_pt = asyncio.run(passthrough(running.settings.kafka_bootstrap, args.partitions, lines,
+                                                      args.passthrough_messages))
+            snap2 = cpu_snapshot(running.stack)
+            rate_pt = args.passthrough_messages / secs_pt
+            print(f"(a) passthrough: {args.passthrough_messages:,} messages x 3 hops in {secs_pt:.2f} s "
+                  f"(publishing took {pub_pt:.2f} s) -> {rate_pt:,.0f} messages/s end to end")
+            print("\n".join(cpu_delta(snap, snap2, secs_pt)))
 
-        metrics_before = {s: running.metrics(s) for s in SERVICES}
-        snap = cpu_snapshot(running.stack)
-        secs, published, db0, db1 = asyncio.run(pipeline(running, lines, args.poll))
-        snap2 = cpu_snapshot(running.stack)
-        metrics_after = {s: running.metrics(s) for s in SERVICES}
-        rate = len(lines) / secs
-        print(f"(b) pipeline: {len(lines):,} raw lines through intake -> router -> SLA in {secs:.2f} s (publishing "
-              f"took {published:.2f} s) -> {rate:,.1f} events/s (completion polled every {args.poll} s)")
-        inputs = {s: db1.get(f"processed:{s}", 0) - db0.get(f"processed:{s}", 0) for s in SERVICES}
-        total_inputs = sum(inputs.values())
-        commits = db1["xact_commit"] - db0["xact_commit"]
-        print(f"  inputs processed: {inputs} = {total_inputs:,}; PostgreSQL commits {commits:,} "
-              f"({commits / total_inputs:.2f} per input, the benchmark's polling included), rows inserted "
-              f"{db1['tup_inserted'] - db0['tup_inserted']:,}, updated {db1['tup_updated'] - db0['tup_updated']:,}")
-        print("  per-stage hotline_processing_seconds (one input = decode + DB transaction + publish):")
-        print("\n".join(stage_report(metrics_before, metrics_after)))
-        print("  CPU during (b):")
-        print("\n".join(cpu_delta(snap, snap2, secs)))
-        ratio = rate / rate_pt
-        print(f"ratio pipeline / passthrough: {ratio:.3f}")
-        print(f"targets: >= {TARGET_EVENTS_PER_S:,} events/s: {'MET' if rate >= TARGET_EVENTS_PER_S else 'NOT MET'} "
-              f"({rate:,.1f}); >= {TARGET_RATIO} of passthrough: {'MET' if ratio >= TARGET_RATIO else 'NOT MET'} "
-              f"({ratio:.3f})")
-        if extra:
-            counts = asyncio.run(count_statements(running, extra))
-            print(f"SQL statements per input (log_statement=all over an extra batch of {len(extra)} events; BEGIN "
-                  f"and COMMIT count as statements; the rows of one executemany are logged one statement each but are "
-                  f"pipelined in a single round trip):")
-            for service, (n, counter) in counts.items():
-                total = sum(counter.values())
-                print(f"  {service:<7} {n:>5} inputs, {total:>6} statements = {total / max(n, 1):5.2f} per input")
-                for word, k in counter.most_common(8):
-                    print(f"      {k / max(n, 1):5.2f}  {word}")
-    finally:
-        running.stop()
-        if args.root is None:
-            shutil.rmtree(root, ignore_errors=True)
+            metrics_before = {s: running.metrics(s) for s in SERVICES}
+            snap = cpu_snapshot(running.stack)
+            secs, published, db0, db1 = asyncio.run(pipeline(running, lines, args.poll))
+            snap2 = cpu_snapshot(running.stack)
+            metrics_after = {s: running.metrics(s) for s in SERVICES}
+            rate = len(lines) / secs
+            print(f"(b) pipeline: {len(lines):,} raw lines through intake -> router -> SLA in {secs:.2f} s (publishing "
+                  f"took {published:.2f} s) -> {rate:,.1f} events/s (completion polled every {args.poll} s)")
+            inputs = {s: db1.get(f"processed:{s}", 0) - db0.get(f"processed:{s}", 0) for s in SERVICES}
+            total_inputs = sum(inputs.values())
+            commits = db1["xact_commit"] - db0["xact_commit"]
+            print(f"  inputs processed: {inputs} = {total_inputs:,}; PostgreSQL commits {commits:,} "
+                  f"({commits / total_inputs:.2f} per input, the benchmark's polling included), rows inserted "
+                  f"{db1['tup_inserted'] - db0['tup_inserted']:,}, updated {db1['tup_updated'] - db0['tup_updated']:,}")
+            print("  per-stage hotline_processing_seconds (one input = decode + DB transaction + publish):")
+            print("\n".join(stage_report(metrics_before, metrics_after)))
+            print("  CPU during (b):")
+            print("\n".join(cpu_delta(snap, snap2, secs)))
+            ratio = rate / rate_pt
+            print(f"ratio pipeline / passthrough: {ratio:.3f}")
+            print(f"targets: >= {TARGET_EVENTS_PER_S:,} events/s: {'MET' if rate >= TARGET_EVENTS_PER_S else 'NOT MET'} "
+                  f"({rate:,.1f}); >= {TARGET_RATIO} of passthrough: {'MET' if ratio >= TARGET_RATIO else 'NOT MET'} "
+                  f"({ratio:.3f})")
+            if extra:
+                counts = asyncio.run(count_statements(running, extra))
+                print(f"SQL statements per input (log_statement=all over an extra batch of {len(extra)} events; BEGIN "
+                      f"and COMMIT count as statements; the rows of one executemany are logged one statement each but are "
+                      f"pipelined in a single round trip):")
+                for service, (n, counter) in counts.items():
+                    total = sum(counter.values())
+                    print(f"  {service:<7} {n:>5} inputs, {total:>6} statements = {total / max(n, 1):5.2f} per input")
+                    for word, k in counter.most_common(8):
+                        print(f"      {k / max(n, 1):5.2f}  {word}")
+        finally:
+            running.stop()
     footer()
 
 
