@@ -4,6 +4,8 @@ content-type."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,3 +61,13 @@ def header(headers: object, name: str) -> str | None:
         if key == name:
             return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
     return None
+
+
+def headers_json(headers: Iterable[tuple[str, bytes | str]]) -> str:
+    """Kafka headers as they are stored in PostgreSQL (jsonb ``[[name, value], ...]``: the outbox, held inputs)."""
+    return json.dumps([[k, v if isinstance(v, str) else v.decode("utf-8", "replace")] for k, v in headers])
+
+
+def headers_from_json(pairs: list[list[str]]) -> tuple[tuple[str, bytes], ...]:
+    """The stored headers (``headers_json``) back as Kafka headers."""
+    return tuple((k, v.encode()) for k, v in pairs)

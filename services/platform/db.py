@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from services.platform.batch import Batch, IfNew
-from services.platform.codec import Outgoing
+from services.platform.codec import Outgoing, headers_from_json, headers_json
 from services.platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -116,7 +116,7 @@ async def write_outbox(conn: asyncpg.Connection, service: str, out: list[Outgoin
            SELECT $1, t, k, v, h::jsonb FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[]) AS x(t, k, v, h)
            RETURNING id""",
         service, [m.topic for m in out], [m.key for m in out], [m.value for m in out],
-        [json.dumps([[k, v.decode()] for k, v in m.headers]) for m in out])
+        [headers_json(m.headers) for m in out])
     return list(zip(sorted(r["id"] for r in ids), out, strict=True))
 
 
@@ -136,7 +136,7 @@ async def unpublished(pool: asyncpg.Pool, service: str, older_than_seconds: floa
            WHERE service = $1 AND published_at IS NULL AND created_at < now() - make_interval(secs => $2)
            ORDER BY id LIMIT $3""", service, older_than_seconds, limit)
     return [(r["id"], Outgoing(r["topic"], r["key"], bytes(r["value"]),
-                               tuple((k, v.encode()) for k, v in r["headers"]))) for r in rows]
+                               headers_from_json(r["headers"]))) for r in rows]
 
 
 async def prune(pool: asyncpg.Pool, service: str, older_than_days: float) -> tuple[int, int]:

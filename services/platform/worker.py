@@ -10,7 +10,6 @@ then is the batch acknowledged to Kafka. An input that raises is redone alone an
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from services.domain.privacy import well_formed
 from services.domain.validation import Rejection
 from services.platform import db
 from services.platform.batch import Batch, IfNew
-from services.platform.codec import Outgoing, encode
+from services.platform.codec import Outgoing, encode, headers_from_json, headers_json
 from services.platform.db import write_outbox
 from services.platform.kafka_security import faust_credentials
 from services.platform.logging import get_logger
@@ -316,7 +315,7 @@ class Runtime:
             """INSERT INTO held_inputs (service, input_key, ticket_id, topic, partition, "offset", headers, raw, reason,
                field, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
             (self.service, self.input_key(self.service, message), ticket_id, message.topic, message.partition,
-             message.offset, json.dumps([[k, _text(v)] for k, v in message.headers or ()]), raw, rejection.reason,
+             message.offset, headers_json(message.headers or ()), raw, rejection.reason,
              rejection.field, well_formed(rejection.error)))
         log.info("input_held", service=self.service, reason=rejection.reason, topic=message.topic,
                  partition=message.partition, offset=message.offset)
@@ -387,8 +386,7 @@ class Runtime:
                     self.service, key, self.settings.hold_seconds)
                 if row is None:  # done by another replica meanwhile, or it holds the row now
                     return False, []
-                message = HeldMessage(row["topic"], row["partition"], row["offset"],
-                                      [(k, v.encode()) for k, v in row["headers"]])
+                message = HeldMessage(row["topic"], row["partition"], row["offset"], headers_from_json(row["headers"]))
                 raw = bytes(row["raw"])
                 batch = Batch(conn)
                 retry = _Retry(final=final or row["expired"])
@@ -512,8 +510,5 @@ class HeldMessage:
     topic: str
     partition: int
     offset: int
-    headers: list[tuple[str, bytes]]
+    headers: tuple[tuple[str, bytes], ...]
 
-
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
