@@ -6,7 +6,7 @@ import asyncio
 import json
 import shlex
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from services.platform.embedded import stop_on_signals
 from services.domain.sla import SlaRules
 from services.replay.runner import run as replay
 from services.replay.runner import write as write_replay
-from services.sla.report import from_database, render
+from services.sla.report import from_database, render, scorecard_scope
 
 ROOT = Path(".hotline")  # the stack's data and logs, the sample, the replay output and the report
 
@@ -155,10 +155,8 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console, out: Consol
         history, scores = asyncio.run(from_database(running.dsn, until, window))
         report = render(history, rules.campaigns, scores, ROOT / "report", "the demo's database",
                         as_of=until, window_days=window)
-        out.print(f"Campaign burn-up charts and unit scorecards: {report} (and the PNGs beside it). Its scorecards "
-                  f"count the tickets opened in the {window} days before {until:%Y-%m-%d} (since "
-                  f"{until - timedelta(days=window):%Y-%m-%d}, HOTLINE_SCORECARD_WINDOW_DAYS) and those still open; "
-                  "the tables above count every ticket.", highlight=False)
+        out.print(f"Campaign burn-up charts and unit scorecards: {report} (and the PNGs beside it). "
+                  f"{scorecard_scope(until, window)} The tables above count every ticket.", highlight=False)
         offline = replay(events_path, updates_path, router, rules, until=until, max_returns=running.settings.max_returns,
                          scorecard_window_days=window)
         write_replay(offline, ROOT / "replay")
