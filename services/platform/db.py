@@ -67,16 +67,38 @@ async def migrate(dsn: str) -> list[str]:
 
 
 Work = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
+Position = tuple[str, int, int]  # an input's topic, partition and offset
+PROGRESS_UPSERT = """
+    INSERT INTO input_progress (service, topic, partition, next_offset)
+    SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o) ORDER BY t, p
+    ON CONFLICT (service, topic, partition)
+    DO UPDATE SET next_offset = GREATEST(input_progress.next_offset, EXCLUDED.next_offset)"""
 
 
-async def run_once(pool: asyncpg.Pool, service: str, input_key: str, work: Work) -> list[tuple[int, Outgoing]] | None:
-    """Run ``work`` for an input exactly once: in one transaction with the input's key and its outbox rows.
+async def record_progress(conn: asyncpg.Connection, service: str, positions: Sequence[Position]) -> None:
+    """Move ``input_progress`` past ``positions`` (in the transaction that processed them): how far the service
+    has read each partition, whichever replica read it, for the expiry of held inputs (migration 005)."""
+    ends: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in positions:
+        ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
+    if ends:
+        keys = sorted(ends)
+        await conn.execute(PROGRESS_UPSERT, service, [t for t, _ in keys], [p for _, p in keys],
+                           [ends[k] for k in keys])
+
+
+async def run_once(pool: asyncpg.Pool, service: str, input_key: str, work: Work,
+                   position: Position | None = None) -> list[tuple[int, Outgoing]] | None:
+    """Run ``work`` for an input exactly once: in one transaction with the input's key and its outbox rows (and
+    the progress past its ``position``).
 
     Returns the outbox rows to publish, or None when this input was processed before (a redelivery:
     whatever it produced is already in the outbox and the relay publishes what is still pending)."""
     async with pool.acquire() as conn, conn.transaction():
         fresh = await conn.fetchval(
             "INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", input_key)
+        if position is not None:
+            await record_progress(conn, service, [position])
         if not fresh:
             return None
         batch = Batch(conn)
@@ -88,22 +110,25 @@ Prefetch = Callable[[Batch, list[int]], Awaitable[None]]
 
 
 async def run_batch(pool: asyncpg.Pool, service: str, items: list[tuple[str, Work]],
-                    prefetch: Prefetch | None = None) -> list[tuple[int, Outgoing]]:
+                    prefetch: Prefetch | None = None,
+                    positions: Sequence[Position] = ()) -> list[tuple[int, Outgoing]]:
     """``run_once`` for a batch of inputs in one transaction and a few statements: the input keys are recorded
     in one insert (inputs seen before are skipped), ``prefetch`` may load the state of the fresh inputs (their
-    positions in ``items``) in one query, the handlers run on a shared ``Batch``, and its writes and outbox rows
-    go out at the end. If any handler raises, nothing of the batch is committed."""
+    places in ``items``) in one query, the handlers run on a shared ``Batch``, and its writes and outbox rows
+    go out at the end, with the progress past the inputs' ``positions``. If any handler raises, nothing of the
+    batch is committed."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """INSERT INTO processed_inputs (input_key) SELECT unnest($1::text[])
                ON CONFLICT DO NOTHING RETURNING input_key""", [key for key, _ in items])
+        await record_progress(conn, service, positions)
         fresh = {r["input_key"] for r in rows}
         batch = Batch(conn)
-        positions = [i for i, (key, _) in enumerate(items) if key in fresh]
-        if prefetch is not None and positions:
-            await prefetch(batch, positions)
+        places = [i for i, (key, _) in enumerate(items) if key in fresh]
+        if prefetch is not None and places:
+            await prefetch(batch, places)
         out: list[Outgoing | IfNew] = []
-        for i in positions:
+        for i in places:
             out.extend(await items[i][1](batch))
         return await write_outbox(conn, service, await batch.flush(out))
 

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
     hold_seconds: float = Field(
         900.0, gt=0, description="how long an input naming a ticket not known yet (arrived before its work order) waits "
-        "for it before it is dead-lettered")
+        "for it before it is dead-lettered (and never before the worker has read the backlog it was held behind)")
     fetch_wait_ms: int = Field(
         50, ge=1, description="longest a worker's fetch waits at the broker for new data (Faust's fixed default is 1500)")
     batch_max: int = Field(200, ge=1, description="most messages a worker processes in one database transaction")

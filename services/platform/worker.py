@@ -115,6 +115,9 @@ class Runtime:
         # and the table of the service's tickets (an input whose ticket exists may apply now)
         self.held_handlers: dict[str, MessageHandler] = {}
         self.held_tickets_table = "tickets"
+        # the topics that open the service's tickets: a held input is dead-lettered only once the service has read
+        # them past where they ended when it was held (``_EXPIRED``), however long a catch-up takes
+        self.hold_waits_for: tuple[str, ...] = ()
         self._held_count = 0  # held inputs of the service, as last counted, plus those held since (HOLD_MAX)
         self.stop_wait_seconds = STOP_WAIT_SECONDS
         app.timer(MARK_SECONDS)(self.mark_published)
@@ -242,6 +245,7 @@ class Runtime:
             raws.append(raw)
             items.append((self.input_key(self.service, event.message),
                           lambda b, raw=raw, m=event.message: handle(b, raw, m)))
+        positions = [_position(event.message) for event in batch]
 
         async def load(b: Batch, positions: list[int]) -> None:
             if prefetch is not None:
@@ -249,7 +253,8 @@ class Runtime:
 
         pool = await self.pool()
         try:
-            rows = await db.with_retry(lambda: db.run_batch(pool, self.service, items, load), "process batch")
+            rows = await db.with_retry(lambda: db.run_batch(pool, self.service, items, load, positions),
+                                     "process batch")
         except Exception as exc:  # one input of the batch is poison: redo one by one, dead-lettering only it
             log.warning("batch_failed_retrying_one_by_one", size=len(batch), error=type(exc).__name__)
             for event, (_, handler) in zip(batch, items, strict=True):
@@ -271,14 +276,16 @@ class Runtime:
         """Process one Kafka event effectively once: a failure of its handler ends in a dead letter. What raises
         from here (the dead letter itself cannot be written) is for ``complete`` to stop on."""
         key = self.input_key(self.service, event.message)
+        position = _position(event.message)
         started = time.perf_counter()
         pool = await self.pool()
         try:
-            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key, handler), f"process {key}")
+            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key, handler, position),
+                                       f"process {key}")
         except Exception as exc:  # a bug or a poison message: record it, keep the worker running
             log.exception("processing_failed", input=key, error=type(exc).__name__)
             failed = self._failed(event, exc)
-            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key + ":failed", failed),
+            rows = await db.with_retry(lambda: db.run_once(pool, self.service, key + ":failed", failed, position),
                                        f"dead-letter {key}")
         if rows and await self.publish(rows) and on_published is not None:
             on_published()
@@ -296,8 +303,9 @@ class Runtime:
                    message: Any) -> list[Outgoing]:
         """Keep an input that names what this worker has not seen yet (a ticket, a re-dispatch) instead of
         dead-lettering it at once: Kafka orders one partition of one topic, not two topics, and a relayed message
-        arrives late. ``retry_held`` runs it through its handler again until it applies; after
-        ``HOTLINE_HOLD_SECONDS`` its handler's ``hold`` dead-letters it with ``rejection``. The input counts as
+        arrives late. ``retry_held`` runs it through its handler again until it applies; once expired
+        (``HOTLINE_HOLD_SECONDS`` passed and the service has read the ticket-opening topics past where they ended
+        when it was held: ``_EXPIRED``) its handler's ``hold`` dead-letters it with ``rejection``. The input counts as
         processed: its key is committed with the held row. With HOLD_MAX inputs held already, it is
         dead-lettered at once (a flood of ids that will never come must not grow the table without end)."""
         retry = batch.scratch.get(_RETRY)
@@ -348,9 +356,10 @@ class Runtime:
             return 0
         try:
             pool = await self.pool()
+            await self._note_waits(pool)
             rows = await pool.fetch(
                 f"""SELECT h.input_key, h.ticket_id FROM held_inputs h
-                    WHERE h.service = $1 AND (h.held_at < now() - make_interval(secs => $3)
+                    WHERE h.service = $1 AND ({_EXPIRED}
                           OR EXISTS (SELECT 1 FROM {self.held_tickets_table} t WHERE t.ticket_id = h.ticket_id))
                     ORDER BY h.held_at, h.topic, h.partition, h."offset" LIMIT $2""",
                 self.service, HOLD_RETRY_BATCH, self.settings.hold_seconds)
@@ -375,14 +384,42 @@ class Runtime:
         self.metrics.held_inputs.labels(self.service).set(left)
         return left
 
+    async def _note_waits(self, pool: asyncpg.Pool) -> None:
+        """Note in the inputs held since the last round (``waits_for``) where the ticket-opening topics end now.
+        While the broker cannot say, they are not noted, and do not expire."""
+        since = await pool.fetchval(
+            "SELECT now() FROM held_inputs WHERE service = $1 AND waits_for IS NULL LIMIT 1", self.service)
+        if since is None:
+            return
+        try:
+            ends = await self.topic_ends(self.hold_waits_for)
+        except Exception as exc:
+            log.warning("hold_watermark_unavailable", service=self.service, error=type(exc).__name__)
+            return
+        await pool.execute(  # rows another replica is retrying (locked) are noted in a later round
+            """UPDATE held_inputs SET waits_for = $3::jsonb WHERE service = $1 AND input_key IN (
+                   SELECT input_key FROM held_inputs WHERE service = $1 AND waits_for IS NULL AND held_at <= $2
+                   FOR UPDATE SKIP LOCKED)""",
+            self.service, since, ends)
+
+    async def topic_ends(self, topics: Sequence[str]) -> dict[str, int]:
+        """``{"topic/partition": offset}``: the offset after the last message of every partition of ``topics``."""
+        if not topics:
+            return {}
+        from faust.types import TP
+
+        consumer = self.app.consumer
+        tps = [TP(t, p) for t in topics for p in range(consumer.topic_partitions(t) or self.settings.partitions)]
+        ends = await asyncio.wait_for(consumer.highwaters(*tps), 10.0)  # not waiting on a consumer not started
+        return {f"{tp.topic}/{tp.partition}": int(offset) for tp, offset in ends.items()}
+
     async def _retry_one(self, pool: asyncpg.Pool, key: str) -> bool:
         """Run one held input through its handler again; returns whether it is done (applied or dead-lettered)."""
         async def attempt(final: bool) -> tuple[bool, list[tuple[int, Outgoing]]]:
             async with pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    """SELECT topic, partition, "offset", headers, raw, held_at < now() - make_interval(secs => $3)
-                              AS expired
-                       FROM held_inputs WHERE service = $1 AND input_key = $2 FOR UPDATE SKIP LOCKED""",
+                    f"""SELECT h.topic, h.partition, h."offset", h.headers, h.raw, {_EXPIRED} AS expired
+                        FROM held_inputs h WHERE h.service = $1 AND h.input_key = $2 FOR UPDATE SKIP LOCKED""",
                     self.service, key, self.settings.hold_seconds)
                 if row is None:  # done by another replica meanwhile, or it holds the row now
                     return False, []
@@ -492,6 +529,19 @@ class Runtime:
             await self.publish(rows)
 
 
+def _position(message: Any) -> db.Position:
+    return message.topic, message.partition, message.offset
+
+
+# Whether the held input ``h`` is dead-lettered now ($3: HOTLINE_HOLD_SECONDS): it has waited that long, and its
+# service has read every partition of the ticket-opening topics up to where it ended when the input was held
+# (``waits_for``, noted by ``_note_waits``; migration 005). A partition the service has no progress of yet does not
+# hold it back.
+_EXPIRED = """(h.held_at < now() - make_interval(secs => $3) AND h.waits_for IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM jsonb_each_text(h.waits_for) AS w(part, end_offset)
+    JOIN input_progress p ON p.service = h.service AND p.topic = split_part(w.part, '/', 1)
+                         AND p.partition = split_part(w.part, '/', 2)::integer
+    WHERE p.next_offset < w.end_offset::bigint))"""
 _RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
 _HELD = "hotline.held_tickets"  # Batch.scratch key: {ticket: has held inputs}, asked once per batch
 HELD_BEHIND = "held_behind"  # held_inputs.reason of an input waiting behind an earlier held one of its ticket

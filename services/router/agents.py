@@ -139,6 +139,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
 
     rt.held_handlers[rt.topics["accepted"]] = on_accepted
     rt.held_tickets_table = store.TICKETS.table
+    rt.hold_waits_for = (rt.topics["accepted"],)  # the topic that opens the router's tickets
 
     app.hotline_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -250,6 +250,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     agent("updates", on_update)
     rt.held_handlers.update({t["workorders"]: on_work_order, t["triage"]: on_triage, t["updates"]: on_update})
     rt.held_tickets_table = store.TICKETS.table
+    rt.hold_waits_for = (t["workorders"], t["triage"])  # the topics that open the SLA worker's tickets
 
     sweep_lock = asyncio.Lock()
 

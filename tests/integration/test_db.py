@@ -21,7 +21,8 @@ def test_migrate_once_run_once_and_prune(tmp_path: Path) -> None:
         dsn = stack.start_database()
 
         async def go() -> None:
-            assert await db.migrate(dsn) == ["001_initial.sql", "002_stored_facts.sql", "003_window_indexes.sql", "004_held_inputs.sql"]
+            assert await db.migrate(dsn) == ["001_initial.sql", "002_stored_facts.sql", "003_window_indexes.sql", "004_held_inputs.sql",
+                                             "005_hold_watermark.sql"]
             assert await db.migrate(dsn) == []  # idempotent
             pool = await db.create_pool(dsn)
             calls = 0

@@ -51,9 +51,19 @@ def _delivered(m: Outgoing, offset: int) -> Any:
     return _event(m.topic, offset, m.value, list(m.headers))
 
 
-def _capture(app: Any, sink: list[Outgoing], *, drop: bool = False) -> None:
-    """Publish into ``sink`` (or, with ``drop``, not at all: the worker died right after its commit)."""
+def _capture(app: Any, sink: list[Outgoing], *, drop: bool = False,
+             ends: dict[str, int] | Exception | None = None) -> None:
+    """Publish into ``sink`` (or, with ``drop``, not at all: the worker died right after its commit). The broker
+    says the ticket-opening topics end at ``ends`` (``{"topic/partition": offset}``; default: they are empty; an
+    exception: the broker cannot say)."""
     rt = app.hotline_runtime
+
+    async def topic_ends(topics: Any) -> dict[str, int]:
+        if isinstance(ends, Exception):
+            raise ends
+        return dict(ends or {})
+
+    rt.topic_ends = topic_ends
 
     async def publish(rows: list[tuple[int, Outgoing]]) -> bool:
         if not drop:
@@ -64,12 +74,13 @@ def _capture(app: Any, sink: list[Outgoing], *, drop: bool = False) -> None:
     rt.publish = publish
 
 
-def _sla(database: str, rules: SlaRules, published: list[Outgoing] | None = None, **settings: Any) -> Any:
+def _sla(database: str, rules: SlaRules, published: list[Outgoing] | None = None,
+         ends: dict[str, int] | Exception | None = None, **settings: Any) -> Any:
     """The SLA worker's app on ``database``, publishing into ``published``."""
     from services.sla.agents import build
 
     app = build(Settings(database_url=database, sla_port=free_port(), **settings), rules)
-    _capture(app, [] if published is None else published)
+    _capture(app, [] if published is None else published, ends=ends)
     return app
 
 
@@ -382,5 +393,64 @@ def test_beyond_the_cap_an_early_input_is_dead_lettered_at_once(database: str, r
         await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i)) for i in range(3)]])
         assert await _sla_state(app, "NOPE-2") == (None, ["unknown_ticket"], 2)
         await (await app.hotline_runtime.pool()).close()
+
+    asyncio.run(go())
+
+
+# --- the hold outlasts a catch-up (migration 005) ----------------------------------------------------------------------
+
+def _another(router, rules: SlaRules, n: int) -> WorkOrder:  # type: ignore[no-untyped-def]
+    """The work order of another ticket: it moves the work-order topic on without opening the test's ticket."""
+    offline = Pipeline(router=router, rules=rules)
+    offline.event(_raw(event_id=f"OTHER-{n}"), origin="f", offset=1, received_at=NOW)
+    return offline.work_orders[0]
+
+
+def test_a_held_acknowledgement_outlasts_its_hold_while_work_orders_are_behind(
+        database: str, rules: SlaRules, router) -> None:  # type: ignore[no-untyped-def]
+    """After an outage the SLA worker reads the unit's acknowledgement long before the backlog of work orders
+    ahead of its own: held past HOTLINE_HOLD_SECONDS, it is not dead-lettered while the work orders that were on
+    the topic when it was held are still unread, and it applies when its work order comes."""
+    order, ack, _ = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        app = _sla(database, rules, ends={"hotline.workorders/0": 2, "hotline.triage/0": 0}, hold_seconds=0.1)
+        rt = app.hotline_runtime
+        await _agent(app, "sla-workorders", [[_work_order(_another(router, rules, 1), 0)]])  # 1 of the 2 read
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack)]])
+        await asyncio.sleep(0.2)
+        assert await rt.retry_held() == 1  # its hold has run out, the backlog has not
+        assert await _sla_state(app, order.ticket_id) == (None, [], 1)
+        await _agent(app, "sla-workorders", [[_work_order(order, 1)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("acknowledged", [], 0)
+        await (await rt.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_what_never_arrives_is_dead_lettered_once_the_backlog_is_read(database: str, rules: SlaRules,
+                                                                      router) -> None:  # type: ignore[no-untyped-def]
+    """While the broker cannot say where the topics end, nothing expires; then the input waits for the backlog
+    the broker names, and is dead-lettered once that is read without its ticket."""
+    async def go() -> None:
+        app = _sla(database, rules, ends=ConnectionError("broker down"), hold_seconds=0.1)
+        rt = app.hotline_runtime
+        await _agent(app, "sla-workorders", [[_work_order(_another(router, rules, 1), 0)]])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, _unknown(1))]])
+        await asyncio.sleep(0.2)
+        assert await rt.retry_held() == 1  # where the backlog ends is not known: it waits
+        _capture(app, [], ends={"hotline.workorders/0": 2, "hotline.triage/0": 0})
+        assert await rt.retry_held() == 1  # one work order of the backlog is unread
+        pool = await rt.pool()
+        assert await pool.fetchval("SELECT waits_for FROM held_inputs") == {"hotline.workorders/0": 2,
+                                                                            "hotline.triage/0": 0}
+        _capture(app, [], ends={"hotline.workorders/0": 9})  # later ends are not what the input waits for
+        await _agent(app, "sla-workorders", [[_work_order(_another(router, rules, 2), 1)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, "NOPE-1") == (None, ["unknown_ticket"], 0)
+        assert await pool.fetchval("SELECT next_offset FROM input_progress WHERE service = 'sla' "
+                                   "AND topic = 'hotline.workorders' AND partition = 0") == 2
+        await pool.close()
 
     asyncio.run(go())
