@@ -87,6 +87,7 @@ def make_app(service: str, settings: Settings, port: int) -> faust.App:
         topic_allow_declare=False,  # topics are provisioned by `hotline topics create`
         topic_disable_leader=True,
         web_enabled=True,
+        web_bind=settings.web_host,  # the address the worker listens on (web_host alone only names its URL)
         web_host=settings.web_host,
         web_port=port,
         web_in_thread=False,

@@ -117,6 +117,17 @@ def test_each_worker_serves_metrics(world) -> None:  # type: ignore[no-untyped-d
     assert "hotline_consumer_lag_messages{" in router_metrics
 
 
+def test_workers_listen_only_on_the_configured_interface(world) -> None:  # type: ignore[no-untyped-def]
+    """HOTLINE_WEB_HOST (default 127.0.0.1) is where /metrics and /healthz listen, not only the URL they name."""
+    import psutil
+
+    running, _, _, _ = world
+    for service in ("intake", "router", "sla"):
+        listening = {(c.laddr.ip, c.laddr.port) for c in psutil.Process(running.stack.workers[service].pid)
+                     .net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        assert listening == {("127.0.0.1", running.stack.ports[service])}, service
+
+
 def test_logs_carry_no_personal_data(world) -> None:  # type: ignore[no-untyped-def]
     running, sample, _, _ = world
     callers = [json.loads(e)["caller"] for e in sample.events if e.startswith(b"{") and b'"caller"' in e]
