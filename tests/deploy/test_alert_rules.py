@@ -365,7 +365,8 @@ def test_required_alerts_are_there() -> None:
     assert "kafka_consumergroup_lag" in by_name["HotlineConsumerGroupLag"][0]
     assert by_name["HotlineWorkerDown"] == ['up{job=~"hotline-.*"} == 0']
     assert sorted(by_name["HotlineWorkerAbsent"]) == sorted(f'absent(up{{job="{job}"}})' for job in JOBS)
-    assert 'increase(hotline_escalations_total{kind="resolve_overdue"}[1h])' in by_name["HotlineResolveOverdueSurge"][0]
+    assert 'increase(hotline_escalations_total{kind="resolve_overdue", level="1"}[1h])' \
+        in by_name["HotlineResolveOverdueSurge"][0]
     durations = {r["alert"]: r.get("for") for r in alerting_rules()}
     assert durations["HotlineWorkerDown"] == "2m" and durations["HotlineConsumerLag"] == "10m"
     assert durations["HotlineCampaignAtRisk"] == "1h" and durations["HotlineTriageBacklog"] == "30m"
@@ -603,6 +604,21 @@ def test_dashboard_covers_the_required_views() -> None:
     assert "hotline_campaign_deadline_timestamp_seconds" in pace[0] and pace[0].endswith(", 0, 1)")
     unit_filtered = [e for e in exprs if "hotline_work_orders_o" in e]
     assert unit_filtered and all('jurisdiction=~"$jurisdiction"' in e and 'unit=~"$unit"' in e for e in unit_filtered)
+
+
+def test_resolve_overdue_surge_counts_new_breaches_only() -> None:
+    """The SLA worker raises levels 1, 2 and 3 of resolve_overdue for the same breach (services/domain/deadlines.py),
+    so only level 1 counts new missed deadlines: the surge alert and its dashboard panel select level="1", or old
+    tickets re-escalating would look like a surge (hotline.rules.test.yml shows that they stay quiet)."""
+    (rule,) = [r for r in alerting_rules() if r["alert"] == "HotlineResolveOverdueSurge"]
+    panels = [p for p in dashboard_panels() if "HotlineResolveOverdueSurge" in p.get("description", "")]
+    assert panels, "the dashboard has no panel for HotlineResolveOverdueSurge"
+    exprs = [rule["expr"], *(t["expr"] for p in panels for t in p["targets"])]
+    for expr in exprs:
+        selectors = re.findall(r"hotline_escalations_total\{([^}]*)\}", expr)
+        assert selectors, expr
+        for selector in selectors:
+            assert 'kind="resolve_overdue"' in selector and 'level="1"' in selector, expr
 
 
 def test_grafana_provisioning_matches_compose_mounts() -> None:
