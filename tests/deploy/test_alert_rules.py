@@ -679,6 +679,32 @@ def test_compose_services_and_wiring() -> None:
     assert "--kafka.server=kafka:9092" in services["kafka-exporter"]["command"]
 
 
+def _seconds(duration: str | int) -> float:
+    """A compose duration (``45s``, ``1m30s``) or a plain number of seconds."""
+    if isinstance(duration, int):
+        return float(duration)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s|ms|us)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def test_stop_grace_outlasts_the_workers_own_stop() -> None:
+    """A stopping worker waits up to STOP_WAIT_SECONDS for its batch in hand before it leaves the group; Docker's
+    SIGKILL (stop_grace_period) and Kubernetes' (terminationGracePeriodSeconds) must come later, not race it."""
+    from services.platform.worker import STOP_WAIT_SECONDS
+
+    config = k8s("ConfigMap")[0]["data"]
+    floor = max(STOP_WAIT_SECONDS, float(config["HOTLINE_SESSION_TIMEOUT_SECONDS"])) + 10
+    for name, service in hotline_services(compose()).items():
+        if name == "init":
+            continue
+        assert _seconds(service["stop_grace_period"]) >= floor, name
+    for d in k8s("Deployment"):
+        assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= floor, d["metadata"]["name"]
+    assert _seconds("1m30s") == 90 and _seconds(45) == 45
+
+
 def test_compose_bind_mounts_exist_and_configs_are_mounted() -> None:
     services = compose()["services"]
     for name, service in services.items():
