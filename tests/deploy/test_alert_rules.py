@@ -823,6 +823,16 @@ def test_kubernetes_config_and_secret_hold_documented_settings() -> None:
             assert refs == {("configMapRef", "hotline-config"), ("secretRef", secret["metadata"]["name"])}
 
 
+def test_every_pod_spec_disables_service_links() -> None:
+    """Kubernetes injects <SERVICE>_PORT=tcp://<ip>:<port> (and more) for every Service of the namespace unless a pod
+    sets enableServiceLinks: false. The settings read every HOTLINE_* variable: a Service named hotline-http would
+    set HOTLINE_HTTP_PORT to a URL and the pod would exit with a settings error."""
+    pods = [(path, doc) for path, doc in k8s_docs() if "template" in doc.get("spec", {})]
+    assert {doc["kind"] for _, doc in pods} == {"Deployment", "Job"}
+    for path, doc in pods:
+        assert doc["spec"]["template"]["spec"].get("enableServiceLinks") is False, f"{path.name}: {doc['kind']}"
+
+
 def test_kubernetes_init_job_orders_topics_before_migrations() -> None:
     jobs = k8s("Job")
     commands = []
