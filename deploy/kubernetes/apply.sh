@@ -18,7 +18,7 @@ render() {  # print a manifest, with the image replaced when one was given
 
 kubectl apply -f 00-namespace.yaml -f 10-configmap.yaml -f 12-serviceaccount.yaml
 if ! kubectl -n "$ns" get secret hotline-db >/dev/null 2>&1; then
-  echo "error: Secret $ns/hotline-db is missing; create it first (see 11-secret.example.yaml)" >&2
+  echo "error: Secret $ns/hotline-db is missing; create it first (see examples/secret.example.yaml)" >&2
   exit 1
 fi
 

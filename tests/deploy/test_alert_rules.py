@@ -33,6 +33,7 @@ RULE_TESTS = PROMETHEUS / "rules" / "hotline.rules.test.yml"
 COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_KAFKA3 = DEPLOY / "compose.kafka-3.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
+SECRET_EXAMPLE = KUBERNETES / "examples" / "secret.example.yaml"  # outside the applied directory, on purpose
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "hotline.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "hotline.yml"
@@ -796,15 +797,29 @@ def test_kubernetes_manifests_are_well_formed() -> None:
         if doc["kind"] in NAMESPACED:
             assert doc["metadata"].get("namespace") == "hotline", f"{path}: {doc['kind']} {doc['metadata']['name']}"
         kinds[doc["kind"]] = kinds.get(doc["kind"], 0) + 1
-    assert kinds.get("Namespace") == 1 and kinds.get("ConfigMap") == 1 and kinds.get("Secret") == 1
+    assert kinds.get("Namespace") == 1 and kinds.get("ConfigMap") == 1
     assert kinds.get("Job", 0) >= 1 and kinds.get("PodMonitor") == 1
     assert kinds.get("Deployment") == kinds.get("Service") == kinds.get("PodDisruptionBudget") == 3
+
+
+def test_no_placeholder_secret_in_the_applied_directory() -> None:
+    """`kubectl apply -f deploy/kubernetes/` applies every manifest directly in it (subdirectories only with -R): a
+    placeholder Secret there would overwrite the real hotline-db with CHANGE_ME. The example lives in examples/."""
+    for path in sorted(KUBERNETES.iterdir()):
+        if path.is_file():
+            assert "CHANGE_ME" not in path.read_text(encoding="utf-8"), path.name
+    assert not [doc for _, doc in k8s_docs() if doc["kind"] == "Secret"]
+    secret = load_yaml(SECRET_EXAMPLE)
+    assert secret["kind"] == "Secret" and secret["metadata"]["namespace"] == "hotline"
+    assert secret["metadata"]["name"] == "hotline-db"
+    apply = (KUBERNETES / "apply.sh").read_text(encoding="utf-8")
+    assert "examples/" not in " ".join(line for line in apply.splitlines() if "kubectl apply" in line)
 
 
 def test_kubernetes_config_and_secret_hold_documented_settings() -> None:
     known = readme_settings()
     config = k8s("ConfigMap")[0]["data"]
-    secret = k8s("Secret")[0]
+    secret = load_yaml(SECRET_EXAMPLE)
     secret_keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
     assert set(config) - known == set() and secret_keys - known == set()
     assert "HOTLINE_DATABASE_URL" in secret_keys and "HOTLINE_DATABASE_URL" not in config
