@@ -750,6 +750,7 @@ def test_compose_three_broker_override() -> None:
     assert sorted(env["KAFKA_NODE_ID"] for env in brokers.values()) == ["1", "2", "3"]
     for env in brokers.values():
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2" and env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics come from `hotline topics create` only"
     for name in ("init", *SERVICES):
         env = environment(merged[name])
         assert env["HOTLINE_REPLICATION_FACTOR"] == "3"
@@ -846,6 +847,23 @@ def test_every_pod_spec_disables_service_links() -> None:
     assert {doc["kind"] for _, doc in pods} == {"Deployment", "Job"}
     for path, doc in pods:
         assert doc["spec"]["template"]["spec"].get("enableServiceLinks") is False, f"{path.name}: {doc['kind']}"
+
+
+def test_kafka_without_auto_creation_is_a_stated_requirement() -> None:
+    """The workers' client (aiokafka) asks for auto-creation in its metadata requests, and Kafka (and a default
+    Strimzi cluster) allows it: a worker that starts before the init Job would create its topics with one partition
+    and the Job would fail on every release. Compose disables it; for a cluster of its own the operator must, so the
+    Kubernetes manifests and the docs name the setting, and none claims a worker never creates topics."""
+    from aiokafka.protocol.metadata import MetadataRequest, MetadataRequest_v4
+
+    assert MetadataRequest(["t"]).build(MetadataRequest_v4).allow_auto_topic_creation is True, \
+        "aiokafka no longer asks for auto-creation: the requirement (and this test) can be revisited"
+    for path in (KUBERNETES / "10-configmap.yaml", KUBERNETES / "20-init-job.yaml", REPO / "README.md",
+                 REPO / "docs" / "operations.md"):
+        text = path.read_text(encoding="utf-8")
+        assert 'auto.create.topics.enable' in text, path.name
+        assert "never creates topics" not in text and "not harmful" not in text, path.name
+    assert 'auto.create.topics.enable: "false"' in (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
 
 
 def test_kubernetes_init_job_orders_topics_before_migrations() -> None:
