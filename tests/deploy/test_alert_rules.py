@@ -770,6 +770,16 @@ def test_compose_and_env_example_set_only_documented_settings() -> None:
     assert set(example) - known == set(), "hotline.env.example sets undocumented variables"
 
 
+def test_every_deployment_makes_the_workers_listen_on_every_interface() -> None:
+    """HOTLINE_WEB_HOST is the address the workers listen on (Faust's web_bind); its default 127.0.0.1 would hide
+    /metrics and /healthz from Prometheus and from probes that connect to the pod or container address."""
+    assert environment(compose()["services"]["intake"])["HOTLINE_WEB_HOST"] == "0.0.0.0"
+    assert k8s("ConfigMap")[0]["data"]["HOTLINE_WEB_HOST"] == "0.0.0.0"
+    example = (DEPLOY / "hotline.env.example").read_text(encoding="utf-8").splitlines()
+    assert "HOTLINE_WEB_HOST=0.0.0.0" in example
+    assert "HOTLINE_WEB_HOST=0.0.0.0" in (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+
+
 def test_compose_variables_are_documented() -> None:
     """Every ${VAR} the compose files interpolate is in operations.md's table of compose variables."""
     used = set()
