@@ -1,20 +1,23 @@
 """Working-day arithmetic on the Chinese calendar (statutory holidays and 调休 make-up days).
 
 ``chinese_calendar`` knows 2004–2026. Later years come from an override file (the State Council
-publishes each schedule late in the year before). A year known to neither falls back to
-"Monday to Friday" and is recorded in ``WorkCalendar.fallback_years`` so the adapter can log it and
-expose it as a metric.
+publishes each schedule late in the year before). A year known to neither falls back to Monday to Friday
+without the statutory holidays (``statutory_holidays``) and is recorded in ``WorkCalendar.fallback_years`` so
+the adapter can log it and expose it as a metric: the schedule's bridge days and 调休 make-up working days cannot
+be derived, only the holidays the law fixes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import yaml
+from lunardate import LunarDate
 
 CHINA_TZ = ZoneInfo("Asia/Shanghai")
 DAY = timedelta(days=1)
@@ -40,6 +43,27 @@ def load_overrides(path: Path) -> dict[int, YearOverride]:
             source=str(spec.get("source", "")),
         )
     return years
+
+
+@lru_cache(maxsize=64)
+def statutory_holidays(year: int) -> frozenset[date]:
+    """The days off every citizen has in ``year`` under 《全国年节及纪念日放假办法》 as revised in 2024 (in force from
+    2025): 元旦 1 January; 春节 除夕 and 正月初一 to 初三; 清明 (the solar term's day); 劳动节 1–2 May; 端午 (五月初五);
+    中秋 (八月十五); 国庆 1–3 October; and, for each of these that falls on a Saturday or Sunday, the next working
+    day off in its place (补假). The State Council's yearly schedule always contains these days and adds bridge days
+    and 调休 make-up working days, which only it decides."""
+    new_year = LunarDate(year, 1, 1).to_solar_date()
+    days = {date(year, 1, 1), *(new_year + timedelta(days=i) for i in range(-1, 3)),
+            date(year, 5, 1), date(year, 5, 2), date(year, 10, 1), date(year, 10, 2), date(year, 10, 3),
+            LunarDate(year, 5, 5).to_solar_date(), LunarDate(year, 8, 15).to_solar_date()}
+    days |= {d for d, name in chinese_calendar.get_solar_terms(date(year, 4, 1), date(year, 4, 10)) if name == "清明"}
+    in_lieu: set[date] = set()
+    for day in sorted(d for d in days if d.weekday() >= 5):
+        substitute = day
+        while substitute.weekday() >= 5 or substitute in days or substitute in in_lieu:
+            substitute += DAY
+        in_lieu.add(substitute)
+    return frozenset(days | in_lieu)
 
 
 def _dates(items: list[object] | None) -> list[date]:
@@ -97,7 +121,7 @@ class WorkCalendar:
         try:
             return bool(chinese_calendar.is_workday(day)), False
         except NotImplementedError:
-            return day.weekday() < 5, True
+            return day.weekday() < 5 and day not in statutory_holidays(day.year), True
 
     def add_working_days(self, start: datetime, days: float) -> datetime:
         """The instant when ``days`` × 24 h of working-day time have elapsed after ``start``, in the time zone

@@ -236,7 +236,7 @@ def test_planned_ids_are_escalation_ids() -> None:
 
 def test_guessed_calendar_years_are_recorded_as_when_each_plan_computed_its_levels(rules) -> None:  # type: ignore[no-untyped-def]
     """2027 is known to neither chinese_calendar nor the (empty) override file. A ticket dispatched on Friday
-    18 Dec 2026 breaches on 25 Dec; its level 3 (5 working days later) falls on 1 Jan 2027. The candidates work
+    18 Dec 2026 breaches on 25 Dec; its level 3 (5 working days later) falls in January 2027. The candidates work
     that out ahead, but the year counts as guessed only while the overdue levels are part of the plan (the ticket
     not resolved before the breach), as when each plan computed them."""
     from services.domain.clock import WorkCalendar
