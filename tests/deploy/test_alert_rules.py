@@ -849,6 +849,41 @@ def test_kubernetes_config_and_secret_hold_documented_settings() -> None:
             assert refs == {("configMapRef", "hotline-config"), ("secretRef", secret["metadata"]["name"])}
 
 
+def test_documented_kafka_acls_cover_the_real_topics_and_groups() -> None:
+    """operations.md grants the workers topics by the prefix `<HOTLINE_TOPIC_PREFIX>.` and the consumer groups
+    hotline-<service>: every topic `hotline topics create` makes begins with that prefix, and the group is the Faust
+    app id make_app gives each service."""
+    import inspect
+
+    from services.domain.routing import Router
+    from services.platform.kafka_admin import all_specs
+    from services.platform.settings import Settings
+    from services.platform.worker import make_app
+
+    units = [(code, name) for _, code, name in Router.load().all_units()]
+    for prefix in ("hotline", "city-a"):
+        specs = all_specs(Settings(topic_prefix=prefix), units)
+        assert len(specs) > 9 and all(s.name.startswith(prefix + ".") for s in specs), prefix
+    assert 'f"hotline-{service}",' in inspect.getsource(make_app), "the app id (consumer group) changed"
+    doc = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    acls = doc.split("**Kafka ACLs.**", 1)[1].split("\n**", 1)[0]
+    assert "| workers | topics, prefix `hotline.` | Describe, Read, Write |" in acls
+    assert "| init Job (`hotline topics create`) | topics, prefix `hotline.` | Describe, Create |" in acls
+    assert all(f"`hotline-{service}`" in acls for service in SERVICES)
+
+
+def test_the_pod_monitor_keeps_the_metrics_own_labels() -> None:
+    """The Prometheus Operator gives PodMonitor targets the labels job, instance, namespace, pod, container and
+    endpoint, and ServiceMonitor targets a `service` label as well. No worker metric has one of the first (a clash
+    would rename it to exported_<name>); several have `service`, which is why operations.md says to prefer the
+    PodMonitor, or to set honorLabels: true on a ServiceMonitor."""
+    exported = set().union(*exported_series().values())
+    assert exported & {"job", "instance", "namespace", "pod", "container", "endpoint"} == set()
+    assert "service" in exported
+    doc = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert "honorLabels: true" in doc and "exported_service" in doc
+
+
 def test_every_pod_spec_disables_service_links() -> None:
     """Kubernetes injects <SERVICE>_PORT=tcp://<ip>:<port> (and more) for every Service of the namespace unless a pod
     sets enableServiceLinks: false. The settings read every HOTLINE_* variable: a Service named hotline-http would
@@ -920,6 +955,8 @@ def test_kubernetes_workers() -> None:
 
         services = [s for s in k8s("Service") if selects({"matchLabels": s["spec"]["selector"]}, labels)]
         assert len(services) == 1 and services[0]["spec"]["ports"][0]["port"] == port, service
+        # the label a ServiceMonitor's jobLabel must name for the job to be hotline-<service> (operations.md)
+        assert services[0]["metadata"]["labels"]["app.kubernetes.io/name"] == f"hotline-{service}"
         pdbs = [p for p in k8s("PodDisruptionBudget") if selects(p["spec"]["selector"], labels)]
         assert len(pdbs) == 1 and pdbs[0]["spec"]["minAvailable"] < d["spec"]["replicas"], service
 
