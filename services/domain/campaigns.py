@@ -315,10 +315,18 @@ def velocity_window(campaign: Campaign, at: datetime) -> float:
     return min(float(campaign.velocity_window_days), elapsed_days)
 
 
+def cohort_size(campaign: Campaign, enrolled: int) -> int:
+    """How many tickets the target is a share of: the plan's fixed set where it names one (化解率 of 1864 tickets:
+    until all of them are enrolled, the rest count as not resolved yet), else the tickets enrolled so far."""
+    return max(enrolled, campaign.planned_cohort or 0)
+
+
 def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> CampaignReport:
-    """The campaign as of ``at``: the cohort is every enrolled ticket opened by ``at``; the pace compares how many
-    of that cohort were done at ``at`` and one velocity window earlier."""
-    n = counts.enrolled(at)
+    """The campaign as of ``at``: the cohort is every enrolled ticket opened by ``at`` (and, where the plan names
+    its fixed set, at least that many: ``cohort_size``); the pace compares how many of that cohort were done at
+    ``at`` and one velocity window earlier."""
+    enrolled = counts.enrolled(at)
+    n = cohort_size(campaign, enrolled)
     done_now = counts.done(at, at)
     window = velocity_window(campaign, at)
     if window > 0:
@@ -333,11 +341,11 @@ def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> Campaign
     needed = shortfall / days_left if days_left > 0 else float(shortfall)
     if at >= campaign.deadline:
         status: CampaignStatus = "met" if n and rate >= campaign.target else "missed"
-    elif n < campaign.min_enrolled or projected >= campaign.target or _warming_up(campaign, counts, at):
+    elif enrolled < campaign.min_enrolled or projected >= campaign.target or _warming_up(campaign, counts, at):
         status = "on_track"
     else:
         status = "at_risk"
-    return CampaignReport(campaign_id=campaign.id, at=at, enrolled=n, resolved=done_now, rate=round(rate, 6),
+    return CampaignReport(campaign_id=campaign.id, at=at, enrolled=enrolled, resolved=done_now, rate=round(rate, 6),
                           target=campaign.target, deadline=campaign.deadline, planned_cohort=campaign.planned_cohort,
                           projected_rate=round(projected, 6), needed_per_day=round(needed, 3), status=status)
 

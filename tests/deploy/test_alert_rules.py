@@ -595,9 +595,10 @@ def test_dashboard_covers_the_required_views() -> None:
               and any("hotline_campaign_target_ratio" in t["expr"] for t in p.get("targets", []))]
     assert burnup, "campaign progress and its target belong in one panel (a burn-up in tickets)"
     targets = [t["expr"] for t in burnup[0]["targets"]]
-    # the count the domain judges against: ceil(target x enrolled) (services/domain/campaigns.evaluate)
+    # the count the domain judges against: ceil(target x the larger of enrolled and the plan's number of tickets)
+    # (services/domain/campaigns.cohort_size)
     assert any(e.startswith("ceil(") and "hotline_campaign_target_ratio" in e and "hotline_campaign_enrolled" in e
-               for e in targets), targets
+               and "hotline_campaign_planned_cohort" in e for e in targets), targets
     # the plan's pace: target x the plan's number of tickets, from 0 at the start to all of it at the deadline
     pace = [e for e in targets if "clamp(" in e]
     assert len(pace) == 1 and "hotline_campaign_planned_cohort" in pace[0], pace

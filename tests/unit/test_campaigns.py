@@ -56,6 +56,19 @@ def test_met_and_missed_at_the_deadline(rules) -> None:  # type: ignore[no-untyp
     assert evaluate(_campaign(), _tickets(rules, 10, 6), cst("2025-07-01 00:00")).status == "missed"
 
 
+def test_a_plan_that_names_its_tickets_is_judged_on_all_of_them(rules) -> None:  # type: ignore[no-untyped-def]
+    """化解率 of 1864 tickets (shared/domain.md: "of a fixed set of tickets ... the share resolved by the deadline"):
+    7 resolved of the 10 enrolled so far is 7 of 1864, not 70 %; with more enrolled than planned, all count."""
+    planned = _campaign(planned_cohort=1864)
+    at_deadline = evaluate(planned, _tickets(rules, 10, 7), cst("2025-07-01 00:00"))
+    assert (at_deadline.enrolled, at_deadline.resolved, at_deadline.rate, at_deadline.status) == (
+        10, 7, round(7 / 1864, 6), "missed")
+    before = evaluate(planned, _tickets(rules, 10, 7), cst("2025-06-10 00:00"))
+    assert before.status == "at_risk" and before.projected_rate < 0.7
+    assert before.needed_per_day == round((math.ceil(0.7 * 1864) - 7) / 21, 3)
+    assert evaluate(_campaign(planned_cohort=8), _tickets(rules, 10, 7), cst("2025-07-01 00:00")).status == "met"
+
+
 def test_schedule_is_daily_and_ends_at_the_deadline() -> None:
     c = _campaign()
     times = evaluation_times(c, None, cst("2025-08-01 00:00"))
