@@ -12,9 +12,8 @@ from datetime import datetime
 from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
-from services.domain.validation import Rejection, unknown_ticket
 from services.domain.tickets import OPEN_FOR_UNIT, Cycle, DueSegment, Status, TicketState, Transition
-
+from services.domain.validation import Rejection, unknown_ticket
 
 
 @dataclass(frozen=True)
@@ -37,23 +36,28 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
 
 
 KEEPS_STATUS = frozenset({"repeat", "extend"})  # recorded in the history, the status stays what it was
+# What the units (and the hotline's callback team) do; the rest of the history is recorded by the service itself
+# (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
+UNIT_ACTIONS = frozenset(action.value for action in UnitAction)
 
 
 def _order(t: Transition) -> tuple[datetime, int, str]:
-    """Event time, then: the ticket's opening first, a unit's updates next, what the router did in answer to a
-    return (re-dispatch, dispute triage) last; ties broken by id."""
-    if t.update_id.startswith("decision:") or t.update_id.endswith("#1"):
-        rank = 0
-    elif t.update_id.startswith(("dispatch:", "triage:")):
-        rank = 2
-    else:
-        rank = 1
-    return (t.at, rank, t.update_id)
+    """Event time; at the same instant, the lifecycle's own steps (opening, dispatch, the units' updates,
+    re-dispatch, triage) before repeat reports, the former in the order they were applied (the sort is stable and a
+    new transition comes last), repeat reports by id. Each step is applied only after every step before it in the
+    order 派单 → 签收 → 办结 → 回访 and never dated before them (``before_dispatch``, ``out_of_order``), so time
+    and application order agree, and at the same instant application order is the only one that is right: an
+    acknowledgement and a resolution stamped with the same second must stay in that order, whatever their ids."""
+    if t.action == "repeat":
+        return (t.at, 1, t.update_id)
+    return (t.at, 0, "")
 
 
 def _with(state: TicketState, transition: Transition, **changes: object) -> TicketState:
     """Add a transition. The history is kept in event-time order and numbered in that order, and the set of
-    applied ids is kept sorted, so the state does not depend on the order in which inputs arrived."""
+    applied ids is kept sorted. A repeat report may arrive after later steps and takes its place by time; every
+    other step is in time order already when it is applied (see ``_order``), so the status is that of the latest
+    step, and the state does not depend on the order in which the inputs that were applied arrived."""
     ordered = sorted([*state.transitions, transition], key=_order)
     transitions: list[Transition] = []
     before: Status | None = None  # the status the previous transition led to
@@ -133,11 +137,31 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
                          f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible")
     if update.action is not UnitAction.callback and update.unit != state.unit:
         return Rejection("unit_mismatch", "unit", f"ticket is held by {state.unit!r}, not {update.unit!r}")
-    if update.occurred_at < cycle.start:
+    dispatched_at = next(c.start for c in reversed(state.cycles) if c.kind == "dispatch")
+    if update.occurred_at < dispatched_at:
         return Rejection("before_dispatch", "occurred_at",
-                         f"{update.occurred_at.isoformat()} precedes the current dispatch at {cycle.start.isoformat()}")
+                         f"{update.occurred_at.isoformat()} precedes the current dispatch at {dispatched_at.isoformat()}")
+    # a re-handling cycle starts at the unsatisfied callback, a unit step: what precedes it is out of order
+    latest = _latest_unit_step(state)
+    if latest is not None and update.occurred_at < latest.at:
+        return Rejection("out_of_order", "occurred_at",
+                         f"{update.action.value} at {update.occurred_at.isoformat()} is earlier than the "
+                         f"{latest.action} at {latest.at.isoformat()} already applied; a unit's updates must come in "
+                         f"event-time order")
     handler = _HANDLERS[update.action]
     return handler(state, cycle, update, policy, calendar)
+
+
+def _latest_unit_step(state: TicketState) -> Transition | None:
+    """The latest update of a unit (or the callback team) applied to the ticket. An update dated before it is
+    refused: the handlers judge an update by the status at its arrival, which would not be the status at its
+    event time. What the service records itself does not count: dispatches are guarded by ``before_dispatch``,
+    repeat reports keep the status, sweeps add no transition."""
+    latest: Transition | None = None
+    for t in state.transitions:
+        if t.action in UNIT_ACTIONS and (latest is None or t.at >= latest.at):
+            latest = t
+    return latest
 
 
 def _illegal(state: TicketState, update: UnitUpdate) -> Rejection:
@@ -176,6 +200,10 @@ def _extend(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-
     if state.status not in OPEN_FOR_UNIT:
         return _illegal(state, update)
     current = cycle.resolve_due_at(update.occurred_at)
+    if update.occurred_at > current:
+        return Rejection("extension_after_due", "occurred_at",
+                         f"extension requested at {update.occurred_at.isoformat()}, after the deadline "
+                         f"{current.isoformat()} had passed; 延期 must be requested within the time limit")
     if update.new_due is None or update.new_due <= current:
         return Rejection("extension_not_later", "new_due",
                          f"new_due must be later than the current deadline {current.isoformat()}")

@@ -54,7 +54,8 @@ DEAD_LETTER_REASONS = (
     "empty", "too_large", "invalid_utf8", "invalid_json", "not_an_object", "too_deep", "control_characters",
     "missing_field", "unknown_field", "unknown_source", "unknown_jurisdiction", "bad_timestamp", "wrong_type",
     "too_long", "empty_field", "unsupported_version", "invalid_value", "unknown_ticket", "unit_mismatch",
-    "before_dispatch", "invalid_transition", "extension_not_later", "internal_error",
+    "before_dispatch", "out_of_order", "invalid_transition", "extension_after_due", "extension_not_later",
+    "internal_error",
 )
 
 
