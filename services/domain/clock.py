@@ -168,18 +168,30 @@ class WorkCalendar:
 
     def working_days_between(self, start: datetime, end: datetime) -> float:
         """Working-day time between two instants, in days (negative if ``end`` precedes ``start``)."""
+        days, guessed = self.span(start, end)
+        self.fallback_years.update(guessed)
+        return days
+
+    def span(self, start: datetime, end: datetime) -> tuple[float, frozenset[int]]:
+        """``working_days_between`` without recording guessed calendar years: the days, and the years whose
+        working days had to be guessed."""
         if end < start:
-            return -self.working_days_between(end, start)
+            days, guessed = self.span(end, start)
+            return -days, guessed
         cursor = start.astimezone(CHINA_TZ)
         stop = end.astimezone(CHINA_TZ)
         total = timedelta()
+        years: set[int] = set()
         while cursor < stop:
             next_midnight = datetime.combine(cursor.date() + DAY, time(0), CHINA_TZ)
             segment_end = min(next_midnight, stop)
-            if self.is_workday(cursor.date()):
+            workday, guessed = self._day(cursor.date())
+            if guessed:
+                years.add(cursor.year)
+            if workday:
                 total += segment_end - cursor
             cursor = segment_end
-        return total / DAY
+        return total / DAY, _years(years)
 
 
 _NONE: frozenset[int] = frozenset()

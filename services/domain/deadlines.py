@@ -108,8 +108,9 @@ def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCale
         levels, ack_guessed = _levels(ticket_id, cycle, EscalationKind.ack_overdue, cycle.ack_due,
                                       policy.ack_levels, calendar)
         out += levels
+    limit = policy.resolve if cycle.kind == "dispatch" else policy.rehandle
     for threshold in policy.warnings:
-        at = _first_crossing(cycle, lambda due, t=threshold: cycle.start + (due - cycle.start) * t)
+        at = _first_crossing(cycle, lambda due, t=threshold: _share(cycle.start, due, t, limit, calendar))
         if at is not None:
             out.append(_plan(ticket_id, cycle, EscalationKind.resolve_warning, 1, at, cycle.resolve_due_at(at),
                              threshold))
@@ -119,6 +120,17 @@ def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCale
                                           policy.resolve_levels, calendar)
         out += levels
     return _Candidates(tuple(sorted(out, key=_by_time)), breach, ack_guessed, overdue_guessed)
+
+
+def _share(start: datetime, due: datetime, share: float, limit: Limit, calendar: WorkCalendar) -> datetime:
+    """When ``share`` of the time from ``start`` to ``due`` has passed, counted as the limit counts it: working
+    time for a limit in working days (a warning at half of 5 working days across 国庆 comes after 2.5 working
+    days, not in the middle of the holiday), elapsed time for a limit in hours or days. The years whose days are
+    guessed on the way were recorded when ``due`` was worked out."""
+    if limit.unit != "working_days":
+        return start + (due - start) * share
+    days, _ = calendar.span(start, due)
+    return calendar.reach(start, days * share)[0]
 
 
 def _by_time(p: Planned) -> tuple[datetime, str]:

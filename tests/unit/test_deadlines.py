@@ -18,8 +18,8 @@ def test_untouched_ticket_gets_warnings_then_overdue_levels(rules) -> None:  # t
     assert _kinds(found) == [
         ("ack_overdue", 1, None, cst("2025-06-10 09:00")),
         ("ack_overdue", 2, None, cst("2025-06-11 09:00")),
-        ("resolve_warning", 1, 0.5, cst("2025-06-12 21:00")),
-        ("resolve_warning", 1, 0.75, cst("2025-06-14 15:00")),  # 75 % of the calendar span to the deadline
+        ("resolve_warning", 1, 0.5, cst("2025-06-11 21:00")),  # 2.5 of the 5 working days
+        ("resolve_warning", 1, 0.75, cst("2025-06-13 03:00")),  # 3.75 of them
         ("resolve_overdue", 1, None, cst("2025-06-16 09:00")),
         ("resolve_overdue", 2, None, cst("2025-06-17 09:00")),
         ("resolve_overdue", 3, None, cst("2025-06-23 09:00")),
@@ -27,6 +27,24 @@ def test_untouched_ticket_gets_warnings_then_overdue_levels(rules) -> None:  # t
     assert upcoming is None
     again, nothing, _ = sla.sweep(state, cst("2025-07-30 00:00"), rules)
     assert nothing == [] and again == state  # emitted once
+
+
+def test_warnings_count_working_time_across_a_holiday(rules) -> None:  # type: ignore[no-untyped-def]
+    """Dispatched the day before 国庆 2025 (1–8 Oct off, Saturday 11 Oct a make-up working day), due 14 Oct: the
+    50 % warning comes after 2.5 working days, not in the middle of the holiday (calendar half: 7 Oct)."""
+    state = sla.on_work_order(None, work_order("T1", cst("2025-09-30 10:00")), rules)
+    _, found, _ = sla.sweep(state, cst("2025-10-31 00:00"), rules)
+    warnings = [(e.threshold, e.at) for e in found if e.kind.value == "resolve_warning"]
+    assert warnings == [(0.5, cst("2025-10-10 22:00")), (0.75, cst("2025-10-13 04:00"))]
+    assert [e.at for e in found if e.kind.value == "resolve_overdue"][0] == cst("2025-10-14 10:00")
+
+
+def test_warnings_of_a_limit_in_hours_count_elapsed_time() -> None:
+    from services.domain.clock import WorkCalendar
+    from services.domain.policies import Limit
+
+    start, due = cst("2025-09-30 20:00"), cst("2025-10-01 20:00")  # 24 hours, into the holiday
+    assert deadlines._share(start, due, 0.5, Limit(24, "hours"), WorkCalendar()) == cst("2025-10-01 08:00")
 
 
 def test_timely_ticket_gets_nothing(rules) -> None:  # type: ignore[no-untyped-def]
@@ -181,8 +199,13 @@ def _reference_scheduled(state, policy, calendar):  # type: ignore[no-untyped-de
                     if done is None or at < done:
                         plan(c, EscalationKind.ack_overdue, level, at, c.ack_due)
         done = end(c, c.resolved_at)
+        limit = policy.resolve if c.kind == "dispatch" else policy.rehandle
         for t in policy.warnings:
-            at = crossing(c, lambda due, c=c, t=t: c.start + (due - c.start) * t)
+            if limit.unit == "working_days":
+                at = crossing(c, lambda due, c=c, t=t: calendar.add_working_days(
+                    c.start, t * calendar.working_days_between(c.start, due)))
+            else:
+                at = crossing(c, lambda due, c=c, t=t: c.start + (due - c.start) * t)
             if at is not None and (done is None or at < done):
                 plan(c, EscalationKind.resolve_warning, 1, at, c.resolve_due_at(at), t)
         breach = crossing(c, lambda due: due)
