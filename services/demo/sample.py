@@ -201,7 +201,7 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str,
     if rnd.random() < 0.08:  # acknowledged, never resolved
         return out
     if rnd.random() < 0.06 and event.source != "petition":  # petitions already have 60 days
-        t2 = t + timedelta(days=1)
+        t2 = t + timedelta(hours=2)  # requested within the limit (after it: extension_after_due)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
         t = t2
     t = t + timedelta(days=rnd.uniform(0.3, 8.5))
