@@ -52,7 +52,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         batch.scratch["open"] = open_reports
 
     async def handle(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
-        rt.metrics.received_bytes.inc(len(raw))
+        batch.count(lambda: rt.metrics.received_bytes.inc(len(raw)))
         parsed = batch.scratch["parsed"].get(id(raw)) if "parsed" in batch.scratch else None
         if parsed is None:  # not prefetched (an input redone on its own): look everything up for it alone
             await prefetch(batch, [raw])
@@ -61,7 +61,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             return await rt.reject(batch, parsed, raw, m)
         known: set[str] = batch.scratch["known"]
         if parsed.event_id in known:
-            rt.metrics.duplicates.labels("intake").inc()
+            batch.count(rt.metrics.duplicates.labels("intake").inc)
             return []
         known.add(parsed.event_id)
         key = policy.address_key(parsed.address)
@@ -73,10 +73,10 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
                merged, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
             (parsed.event_id, ticket_id, parsed.jurisdiction.value, parsed.source.value, parsed.occurred_at, key,
              parsed.content, found is not None, parsed.model_dump_json(exclude={"caller"})))
-        rt.metrics.received.labels(parsed.source.value, parsed.jurisdiction.value).inc()
+        batch.count(rt.metrics.received.labels(parsed.source.value, parsed.jurisdiction.value).inc)
         received = ((RECEIVED_HEADER, str(int((m.timestamp or time.time()) * 1000)).encode()),)
         if found is not None:
-            rt.metrics.merged.labels(parsed.jurisdiction.value).inc()
+            batch.count(rt.metrics.merged.labels(parsed.jurisdiction.value).inc)
             report = repeat_report(parsed, ticket_id, found[1])
             return [rt.out(report, "accepted", ticket_id, ce_id=parsed.event_id, subject=ticket_id,
                            time=parsed.occurred_at, extra_headers=received)]

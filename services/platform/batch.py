@@ -52,6 +52,7 @@ class Batch:
         self._flushers: dict[str, Callable[[Batch, dict[str, tuple[Any, Any]]], None]] = {}
         self._escalations: dict[str, tuple[Any, ...]] = {}
         self._seq = 0
+        self._counts: list[Callable[[], None]] = []
         self.scratch: dict[str, Any] = {}  # a handler's own per-batch memo (e.g. inputs parsed by its prefetch)
 
     # --- writes ---------------------------------------------------------------------------------------------
@@ -63,6 +64,17 @@ class Batch:
             key = ("#", self._seq)
         rows.pop(key, None)  # a replacement goes last, keeping statement order per key
         rows[key] = tuple(args)
+
+    def count(self, record: Callable[[], None]) -> None:
+        """A metric update (a counter's ``inc``) that takes effect when the batch's transaction has committed
+        (``committed``): a batch rolled back and retried, or redone one input at a time, counts its inputs once."""
+        self._counts.append(record)
+
+    def committed(self) -> None:
+        """The transaction committed: apply the metric updates of ``count``."""
+        counts, self._counts = self._counts, []
+        for record in counts:
+            record()
 
     def escalation(self, row: Sequence[Any]) -> None:
         """Queue an escalation row (the columns of ESCALATION_INSERT); the first with an id wins."""
@@ -125,7 +137,7 @@ class Batch:
                 if item.escalation_id in new:
                     new.discard(item.escalation_id)  # the same escalation queued twice is published once
                     if item.on_new is not None:
-                        item.on_new()
+                        self.count(item.on_new)
                     messages.append(item.message)
             else:
                 messages.append(item)

@@ -94,16 +94,20 @@ async def run_once(pool: asyncpg.Pool, service: str, input_key: str, work: Work,
 
     Returns the outbox rows to publish, or None when this input was processed before (a redelivery:
     whatever it produced is already in the outbox and the relay publishes what is still pending)."""
-    async with pool.acquire() as conn, conn.transaction():
-        fresh = await conn.fetchval(
-            "INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", input_key)
-        if position is not None:
-            await record_progress(conn, service, [position])
-        if not fresh:
-            return None
-        batch = Batch(conn)
-        out = await batch.flush(await work(batch))
-        return await write_outbox(conn, service, out)
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO processed_inputs (input_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+                input_key)
+            if position is not None:
+                await record_progress(conn, service, [position])
+            if not fresh:
+                return None
+            batch = Batch(conn)
+            out = await batch.flush(await work(batch))
+            rows = await write_outbox(conn, service, out)
+        batch.committed()
+        return rows
 
 
 Prefetch = Callable[[Batch, list[int]], Awaitable[None]]
@@ -117,20 +121,23 @@ async def run_batch(pool: asyncpg.Pool, service: str, items: list[tuple[str, Wor
     places in ``items``) in one query, the handlers run on a shared ``Batch``, and its writes and outbox rows
     go out at the end, with the progress past the inputs' ``positions``. If any handler raises, nothing of the
     batch is committed."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """INSERT INTO processed_inputs (input_key) SELECT unnest($1::text[])
-               ON CONFLICT DO NOTHING RETURNING input_key""", [key for key, _ in items])
-        await record_progress(conn, service, positions)
-        fresh = {r["input_key"] for r in rows}
-        batch = Batch(conn)
-        places = [i for i, (key, _) in enumerate(items) if key in fresh]
-        if prefetch is not None and places:
-            await prefetch(batch, places)
-        out: list[Outgoing | IfNew] = []
-        for i in places:
-            out.extend(await items[i][1](batch))
-        return await write_outbox(conn, service, await batch.flush(out))
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                """INSERT INTO processed_inputs (input_key) SELECT unnest($1::text[])
+                   ON CONFLICT DO NOTHING RETURNING input_key""", [key for key, _ in items])
+            await record_progress(conn, service, positions)
+            fresh = {r["input_key"] for r in rows}
+            batch = Batch(conn)
+            places = [i for i, (key, _) in enumerate(items) if key in fresh]
+            if prefetch is not None and places:
+                await prefetch(batch, places)
+            out: list[Outgoing | IfNew] = []
+            for i in places:
+                out.extend(await items[i][1](batch))
+            published = await write_outbox(conn, service, await batch.flush(out))
+        batch.committed()
+        return published
 
 
 async def write_outbox(conn: asyncpg.Connection, service: str, out: list[Outgoing]) -> list[tuple[int, Outgoing]]:

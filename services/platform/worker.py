@@ -418,29 +418,34 @@ class Runtime:
     async def _retry_one(self, pool: asyncpg.Pool, key: str) -> bool:
         """Run one held input through its handler again; returns whether it is done (applied or dead-lettered)."""
         async def attempt(final: bool) -> tuple[bool, list[tuple[int, Outgoing]]]:
-            async with pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    f"""SELECT h.topic, h.partition, h."offset", h.headers, h.raw, {_EXPIRED} AS expired
-                        FROM held_inputs h WHERE h.service = $1 AND h.input_key = $2 FOR UPDATE SKIP LOCKED""",
-                    self.service, key, self.settings.hold_seconds)
-                if row is None:  # done by another replica meanwhile, or it holds the row now
-                    return False, []
-                message = HeldMessage(row["topic"], row["partition"], row["offset"], headers_from_json(row["headers"]))
-                raw = bytes(row["raw"])
-                batch = Batch(conn)
-                retry = _Retry(final=final or row["expired"])
-                batch.scratch[_RETRY] = retry
-                handler = self.held_handlers.get(message.topic)
-                if final or handler is None:
-                    why = "its handler failed" if handler else f"no handler reads {message.topic} any more"
-                    out = await self.reject(batch, Rejection("internal_error", None, f"held input: {why}"), raw,
-                                            message)
-                else:  # applied, held again, or (expired) dead-lettered by the handler's own ``hold``
-                    out = list(await handler(batch, raw, message))
-                if retry.still_held:
-                    return False, []
-                await conn.execute("DELETE FROM held_inputs WHERE service = $1 AND input_key = $2", self.service, key)
-                return True, await write_outbox(conn, self.service, await batch.flush(out))
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"""SELECT h.topic, h.partition, h."offset", h.headers, h.raw, {_EXPIRED} AS expired
+                            FROM held_inputs h WHERE h.service = $1 AND h.input_key = $2 FOR UPDATE SKIP LOCKED""",
+                        self.service, key, self.settings.hold_seconds)
+                    if row is None:  # done by another replica meanwhile, or it holds the row now
+                        return False, []
+                    message = HeldMessage(row["topic"], row["partition"], row["offset"],
+                                          headers_from_json(row["headers"]))
+                    raw = bytes(row["raw"])
+                    batch = Batch(conn)
+                    retry = _Retry(final=final or row["expired"])
+                    batch.scratch[_RETRY] = retry
+                    handler = self.held_handlers.get(message.topic)
+                    if final or handler is None:
+                        why = "its handler failed" if handler else f"no handler reads {message.topic} any more"
+                        out = await self.reject(batch, Rejection("internal_error", None, f"held input: {why}"), raw,
+                                                message)
+                    else:  # applied, held again, or (expired) dead-lettered by the handler's own ``hold``
+                        out = list(await handler(batch, raw, message))
+                    if retry.still_held:
+                        return False, []
+                    await conn.execute("DELETE FROM held_inputs WHERE service = $1 AND input_key = $2", self.service,
+                                       key)
+                    rows = await write_outbox(conn, self.service, await batch.flush(out))
+                batch.committed()  # metric updates of what is done (none of a round that leaves it held)
+                return True, rows
 
         try:
             done, rows = await attempt(final=False)
@@ -468,7 +473,7 @@ class Runtime:
             (record.dead_letter_id, record.stage, record.reason, record.field, record.error, record.original,
              record.original_encoding, record.original_size, record.topic, record.partition, record.offset,
              record.received_at))
-        self.metrics.rejected.labels(stage, rejection.reason).inc()
+        batch.count(self.metrics.rejected.labels(stage, rejection.reason).inc)
         log.info("dead_letter", stage=stage, reason=rejection.reason, field=rejection.field, topic=topic,
                  partition=partition, offset=offset)
         return self.out(record, "deadletter", record.dead_letter_id, ce_id=record.dead_letter_id, subject=None,

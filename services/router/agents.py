@@ -33,13 +33,13 @@ def _unit_code(router: Routes, jurisdiction: str, unit: str) -> str | None:
         return None
 
 
-def _messages(rt: Runtime, router: Routes, out: RouterOutput) -> list[Outgoing | IfNew]:
+def _messages(rt: Runtime, batch: Batch, router: Routes, out: RouterOutput) -> list[Outgoing | IfNew]:
     msgs: list[Outgoing | IfNew] = []
     if out.decision is not None:
-        rt.metrics.decisions.labels(out.ticket.event.jurisdiction.value, out.decision.outcome.value).inc()
+        batch.count(rt.metrics.decisions.labels(out.ticket.event.jurisdiction.value, out.decision.outcome.value).inc)
     w = out.work_order
     if w is not None:
-        rt.metrics.work_orders.labels(w.jurisdiction.value, w.lead_unit).inc()
+        batch.count(rt.metrics.work_orders.labels(w.jurisdiction.value, w.lead_unit).inc)
         body = w.model_dump_json().encode()  # one body for the SLA topic and every unit's copy
         msgs.append(rt.out(w, "workorders", w.ticket_id, ce_id=w.work_order_id, subject=w.ticket_id,
                            time=w.dispatched_at, body=body))
@@ -94,7 +94,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         if out.duplicate:
             return []
         store.save(batch, out)
-        return _messages(rt, router, out)
+        return _messages(rt, batch, router, out)
 
     async def on_accepted(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         if header(m.headers, "ce_type") == TYPES[RepeatReport]:
@@ -104,10 +104,10 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
             return await rt.reject(batch, event, raw, m)
         out = dispatch.decide(await store.load_ticket(batch, event.event_id), event, router)
         if out.duplicate:
-            rt.metrics.duplicates.labels("router").inc()
+            batch.count(rt.metrics.duplicates.labels("router").inc)
             return []
         store.save(batch, out)
-        return _messages(rt, router, out)
+        return _messages(rt, batch, router, out)
 
     async def on_return(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         update = decode(UnitUpdate, raw)
@@ -119,9 +119,9 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         out = dispatch.on_return(ticket, update, router, settings.max_returns)
         if out.duplicate:
             return []
-        rt.metrics.returns.labels(ticket.event.jurisdiction.value, update.unit).inc()
+        batch.count(rt.metrics.returns.labels(ticket.event.jurisdiction.value, update.unit).inc)
         store.save(batch, out)
-        return _messages(rt, router, out)
+        return _messages(rt, batch, router, out)
 
     def latency(m: faust.types.Message) -> Callable[[], None] | None:
         received = header(m.headers, RECEIVED_HEADER)

@@ -85,7 +85,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     async def on_update(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
-            rt.metrics.updates.labels("unknown", "rejected").inc()
+            batch.count(rt.metrics.updates.labels("unknown", "rejected").inc)
             return await rt.reject(batch, update, raw, m)
         before = await store.load(batch, update.ticket_id)
         waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
@@ -98,12 +98,12 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             else:
                 out = await rt.reject(batch, result, raw, m)
             if out:  # a held input counts once it is dead-lettered or applied (hotline_held_inputs meanwhile)
-                rt.metrics.updates.labels(update.action.value, "rejected").inc()
+                batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
             return out
         if isinstance(result, Duplicate):
-            rt.metrics.duplicates.labels("sla").inc()
+            batch.count(rt.metrics.duplicates.labels("sla").inc)
             return []
-        rt.metrics.updates.labels(update.action.value, "applied").inc()
+        batch.count(rt.metrics.updates.labels(update.action.value, "applied").inc)
         store.stage(batch, result.state, rules)
         if isinstance(result, Applied) and result.redispatch:
             return [rt.out(update, "returns", update.ticket_id, ce_id=update.event_id, subject=update.ticket_id,
@@ -141,15 +141,18 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     async def _sweep_batch(pool: asyncpg.Pool, now: datetime) -> tuple[set[str], list[tuple[int, Outgoing]]]:
         """One transaction over up to SWEEP_BATCH due tickets (those another worker holds are skipped): their due
         escalations are inserted in one statement and published if new, the tickets written once each."""
-        async with pool.acquire() as conn, conn.transaction():
-            batch = Batch(conn)
-            due = await store.lock_due(batch, now, SWEEP_BATCH)
-            out: list[Outgoing | IfNew] = []
-            for before in due:
-                state, found, upcoming = sla.sweep(before, now, rules)
-                store.stage(batch, state, rules, next_check=upcoming)
-                out.extend(escalate(batch, found))
-            return {t.ticket_id for t in due}, await write_outbox(conn, "sla", await batch.flush(out))
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                batch = Batch(conn)
+                due = await store.lock_due(batch, now, SWEEP_BATCH)
+                out: list[Outgoing | IfNew] = []
+                for before in due:
+                    state, found, upcoming = sla.sweep(before, now, rules)
+                    store.stage(batch, state, rules, next_check=upcoming)
+                    out.extend(escalate(batch, found))
+                rows = await write_outbox(conn, "sla", await batch.flush(out))
+            batch.committed()
+            return {t.ticket_id for t in due}, rows
 
     def escalate(batch: Batch, found: list[Escalation]) -> list[IfNew]:
         """Queue the escalations' rows; each is published (and counted) only if its id is new."""
@@ -184,6 +187,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             batch = Batch(conn)
             out = escalate(batch, found)
             rows = await write_outbox(conn, "sla", await batch.flush(out))
+        batch.committed()
         if new_reports:  # only once committed: a rolled-back evaluation must not reach the gauges
             show_campaign(new_reports[-1])
         return rows, len(instants) > len(chunk)

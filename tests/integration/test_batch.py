@@ -64,7 +64,9 @@ def test_batch_writes_state_and_escalations(database: str) -> None:
             published: list[str] = []
             out = await batch.flush([_message("plain"), IfNew("new", _message("e-new"), lambda: published.append("new")),
                                      IfNew("new", _message("e-new-again")), IfNew("old", _message("e-old"))])
+            assert published == []  # counted once the transaction commits
         assert [m.value for m in out] == [b"plain", b"e-new"]  # 'old' was there: not published again
+        batch.committed()
         assert published == ["new"]
         assert flushed == [{"T1": (None, '{"v": 2}')}]  # as loaded (absent) and the latest state
         states = {r["ticket_id"]: r["state"] for r in await pool.fetch("SELECT * FROM router_tickets")}

@@ -1,4 +1,5 @@
-"""The worker runtime on a real PostgreSQL: a poison input in a batch ends as a dead letter, the rest commit."""
+"""The worker runtime on a real PostgreSQL: a poison input in a batch ends as a dead letter, the rest commit, and
+each input is counted once although its batch ran twice."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def test_poison_input_is_dead_lettered_and_the_batch_survives(tmp_path: Path) ->
 
             rt.publish = publish  # type: ignore[method-assign]
 
+            counted: list[bytes] = []
+
             async def handle(batch: Batch, raw: bytes, m: Any) -> list[Outgoing]:
+                batch.count(lambda: counted.append(raw))  # as the agents count their metrics
                 if raw == b"poison":
                     raise ValueError("cannot digest this")
                 await batch.conn.execute("INSERT INTO sla_clock (id, now) VALUES (1, now()) ON CONFLICT DO NOTHING")
@@ -60,6 +64,10 @@ def test_poison_input_is_dead_lettered_and_the_batch_survives(tmp_path: Path) ->
                             "router:hotline.events.accepted:0:2"]
             assert sorted(m.value for m in published if m.topic == "hotline.workorders") == [b"a", b"b"]
             assert [m.topic for m in published].count("hotline.deadletter") == 1
+            # "a" ran in the failed batch and again on its own; the poison's count went with its rollback
+            assert counted == [b"a", b"b"]
+            assert rt.metrics.registry.get_sample_value(
+                "hotline_dead_letters_total", {"stage": "router", "reason": "internal_error"}) == 1
             await pool.close()
 
         asyncio.run(go())

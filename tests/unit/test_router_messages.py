@@ -12,6 +12,7 @@ from services.domain import dispatch
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
 from services.platform.worker import Runtime, make_app
+from services.platform.batch import Batch
 from services.router.agents import _messages
 from tests.conftest import cst
 
@@ -42,5 +43,6 @@ def test_a_repeat_for_a_ticket_whose_unit_lost_its_topic_still_reaches_the_sla_w
     rt = Runtime("router", make_app("router", settings, 9102), settings, Metrics())
     unit = decided.work_order.lead_unit
     code = router.unit_code("qingpu", unit)
-    assert [m.topic for m in _messages(rt, router, out)] == ["hotline.workorders", f"hotline.unit.{code}"]
-    assert [m.topic for m in _messages(rt, _Renamed(router, unit), out)] == ["hotline.workorders"]  # type: ignore[arg-type]
+    batch = Batch(None)  # type: ignore[arg-type]  # counts only; no database is touched
+    assert [m.topic for m in _messages(rt, batch, router, out)] == ["hotline.workorders", f"hotline.unit.{code}"]
+    assert [m.topic for m in _messages(rt, batch, _Renamed(router, unit), out)] == ["hotline.workorders"]  # type: ignore[arg-type]
