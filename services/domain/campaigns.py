@@ -124,6 +124,10 @@ def next_evaluation(campaign: Campaign, after: datetime | None) -> datetime | No
 
 
 def enrolled(campaign: Campaign, ticket: TicketState) -> bool:
+    """Whether the ticket counts for the campaign: its event named the campaign (or the campaign's selector fits
+    it), and it is a ticket of the campaign's jurisdiction (a plan's campaign counts that district's tickets)."""
+    if ticket.jurisdiction != campaign.jurisdiction:
+        return False
     if campaign.id in ticket.campaigns:
         return True
     if campaign.selector:  # optional rules, off in the shipped definitions

@@ -7,7 +7,7 @@ from services.domain import sla
 from services.domain.campaigns import (Campaign, CampaignState, CohortIndex, advance, evaluate as evaluate_counts,
                                        evaluation_times, next_evaluation)
 from tests.conftest import cst
-from tests.factories import CITE, update, work_order
+from tests.factories import CITE, decision, update, work_order
 
 
 def _campaign(**kw) -> Campaign:  # type: ignore[no-untyped-def]
@@ -67,6 +67,16 @@ def test_a_plan_that_names_its_tickets_is_judged_on_all_of_them(rules) -> None: 
     assert before.status == "at_risk" and before.projected_rate < 0.7
     assert before.needed_per_day == round((math.ceil(0.7 * 1864) - 7) / 21, 3)
     assert evaluate(_campaign(planned_cohort=8), _tickets(rules, 10, 7), cst("2025-07-01 00:00")).status == "met"
+
+
+def test_a_ticket_of_another_jurisdiction_does_not_count(rules) -> None:  # type: ignore[no-untyped-def]
+    """A 扎兰屯 event that names a 青浦 campaign (a misconfigured source system) is not part of it."""
+    qingpu, = _tickets(rules, 1, 1)
+    other = sla.on_work_order(None, work_order("Z1", cst("2025-06-02 10:00"), jurisdiction="zhalantun",
+                                               decision=decision("Z1", jurisdiction="zhalantun"),
+                                               campaigns=["c1"]), rules)
+    assert other.campaigns == ["c1"] and other.jurisdiction != qingpu.jurisdiction
+    assert evaluate(_campaign(), [qingpu, other], cst("2025-06-10 00:00")).enrolled == 1
 
 
 def test_schedule_is_daily_and_ends_at_the_deadline() -> None:
