@@ -66,6 +66,14 @@ def statutory_holidays(year: int) -> frozenset[date]:
     return frozenset(days | in_lieu)
 
 
+def _statutory_or_none(year: int) -> frozenset[date]:
+    """``statutory_holidays``, or none for a year beyond the lunar tables (lunardate knows 1900–2099)."""
+    try:
+        return statutory_holidays(year)
+    except ValueError:
+        return frozenset()
+
+
 def _dates(items: list[object] | None) -> list[date]:
     out: list[date] = []
     for item in items or []:
@@ -121,7 +129,7 @@ class WorkCalendar:
         try:
             return bool(chinese_calendar.is_workday(day)), False
         except NotImplementedError:
-            return day.weekday() < 5 and day not in statutory_holidays(day.year), True
+            return day.weekday() < 5 and day not in _statutory_or_none(day.year), True
 
     def add_working_days(self, start: datetime, days: float) -> datetime:
         """The instant when ``days`` × 24 h of working-day time have elapsed after ``start``, in the time zone

@@ -55,6 +55,17 @@ async def create_topics(settings: Settings, specs: list[TopicSpec]) -> list[Topi
         await admin.close()
 
 
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """How many partitions each of ``topics`` has, from the cluster's metadata (topics it does not know: absent)."""
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        return {d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0 and d["partitions"]}
+    finally:
+        await admin.close()
+
+
 def _errors(response: object) -> list[tuple[str, int, str | None]]:
     out = []
     for item in getattr(response, "topic_errors", []):

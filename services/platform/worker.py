@@ -30,6 +30,7 @@ from services.platform import db
 from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode, headers_from_json, headers_json
 from services.platform.db import write_outbox
+from services.platform.kafka_admin import partition_counts
 from services.platform.kafka_security import faust_credentials
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
@@ -42,6 +43,7 @@ STOP_WAIT_SECONDS = 30.0  # longest a stopping worker waits for its batch in han
 HOLD_RETRY_SECONDS = 1.0  # how often held inputs are tried again (Runtime.retry_held)
 HOLD_RETRY_BATCH = 200  # held inputs tried per round, oldest first (those whose ticket exists, or expired)
 HOLD_MAX = 10_000  # held inputs per service at most: beyond, an early input is dead-lettered at once
+PARTITIONS_SECONDS = 300.0  # how long the partition counts of the ticket-opening topics are taken as known
 MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
 MessageHandler = Callable[[Batch, bytes, Any], Awaitable[Sequence[Outgoing | IfNew]]]
@@ -120,6 +122,7 @@ class Runtime:
         # the topics that open the service's tickets: a held input is dead-lettered only once the service has read
         # them past where they ended when it was held (``_EXPIRED``), however long a catch-up takes
         self.hold_waits_for: tuple[str, ...] = ()
+        self._partitions: tuple[float, dict[str, int]] | None = None  # (when asked, partition count per topic)
         self._held_count = 0  # held inputs of the service, as last counted, plus those held since (HOLD_MAX)
         self.stop_wait_seconds = STOP_WAIT_SECONDS
         app.timer(MARK_SECONDS)(self.mark_published)
@@ -387,11 +390,12 @@ class Runtime:
         return left
 
     async def _note_waits(self, pool: asyncpg.Pool) -> None:
-        """Note in the inputs held since the last round (``waits_for``) where the ticket-opening topics end now.
-        While the broker cannot say, they are not noted, and do not expire."""
-        since = await pool.fetchval(
-            "SELECT now() FROM held_inputs WHERE service = $1 AND waits_for IS NULL LIMIT 1", self.service)
-        if since is None:
+        """Note in the inputs held since the last round (``waits_for``) where the ticket-opening topics end now,
+        read after the inputs were found held (committed). While the broker cannot say, they are not noted, and
+        do not expire."""
+        keys = [r["input_key"] for r in await pool.fetch(
+            "SELECT input_key FROM held_inputs WHERE service = $1 AND waits_for IS NULL", self.service)]
+        if not keys:
             return
         try:
             ends = await self.topic_ends(self.hold_waits_for)
@@ -400,19 +404,27 @@ class Runtime:
             return
         await pool.execute(  # rows another replica is retrying (locked) are noted in a later round
             """UPDATE held_inputs SET waits_for = $3::jsonb WHERE service = $1 AND input_key IN (
-                   SELECT input_key FROM held_inputs WHERE service = $1 AND waits_for IS NULL AND held_at <= $2
-                   FOR UPDATE SKIP LOCKED)""",
-            self.service, since, ends)
+                   SELECT input_key FROM held_inputs WHERE service = $1 AND input_key = ANY($2::text[])
+                   AND waits_for IS NULL FOR UPDATE SKIP LOCKED)""",
+            self.service, keys, ends)
 
     async def topic_ends(self, topics: Sequence[str]) -> dict[str, int]:
-        """``{"topic/partition": offset}``: the offset after the last message of every partition of ``topics``."""
+        """``{"topic/partition": offset}``: the offset after the last message of every partition of ``topics``
+        (their partition counts from the cluster's metadata, asked at most every PARTITIONS_SECONDS)."""
         if not topics:
             return {}
         from faust.types import TP
 
-        consumer = self.app.consumer
-        tps = [TP(t, p) for t in topics for p in range(consumer.topic_partitions(t) or self.settings.partitions)]
-        ends = await asyncio.wait_for(consumer.highwaters(*tps), 10.0)  # not waiting on a consumer not started
+        loop = asyncio.get_running_loop()
+        if self._partitions is None or loop.time() - self._partitions[0] > PARTITIONS_SECONDS:
+            counts = await partition_counts(self.settings, list(topics))
+            if set(counts) != set(topics):
+                raise LookupError(f"the broker does not know {sorted(set(topics) - set(counts))}")
+            self._partitions = (loop.time(), counts)
+        counts = self._partitions[1]
+        tps = [TP(t, p) for t in topics for p in range(counts[t])]
+        # bounded: a consumer not started yet would never answer
+        ends = await asyncio.wait_for(self.app.consumer.highwaters(*tps), 10.0)
         return {f"{tp.topic}/{tp.partition}": int(offset) for tp, offset in ends.items()}
 
     async def _retry_one(self, pool: asyncpg.Pool, key: str) -> bool:
@@ -542,13 +554,16 @@ def _position(message: Any) -> db.Position:
 
 # Whether the held input ``h`` is dead-lettered now ($3: HOTLINE_HOLD_SECONDS): it has waited that long, and its
 # service has read every partition of the ticket-opening topics up to where it ended when the input was held
-# (``waits_for``, noted by ``_note_waits``; migration 005). A partition the service has no progress of yet does not
-# hold it back.
+# (``waits_for``, noted by ``_note_waits``; migration 005), and no earlier input of its ticket is still held (a
+# ticket's inputs expire in the order they came, like they apply). A partition the service has no progress of yet
+# does not hold it back.
 _EXPIRED = """(h.held_at < now() - make_interval(secs => $3) AND h.waits_for IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM jsonb_each_text(h.waits_for) AS w(part, end_offset)
     JOIN input_progress p ON p.service = h.service AND p.topic = split_part(w.part, '/', 1)
                          AND p.partition = split_part(w.part, '/', 2)::integer
-    WHERE p.next_offset < w.end_offset::bigint))"""
+    WHERE p.next_offset < w.end_offset::bigint) AND NOT EXISTS (
+    SELECT 1 FROM held_inputs o WHERE o.service = h.service AND o.ticket_id = h.ticket_id
+    AND (o.held_at, o.topic, o.partition, o."offset") < (h.held_at, h.topic, h.partition, h."offset")))"""
 _RETRY = "hotline.retry_held"  # Batch.scratch key: the held input being tried again
 _HELD = "hotline.held_tickets"  # Batch.scratch key: {ticket: has held inputs}, asked once per batch
 HELD_BEHIND = "held_behind"  # held_inputs.reason of an input waiting behind an earlier held one of its ticket

@@ -454,3 +454,30 @@ def test_what_never_arrives_is_dead_lettered_once_the_backlog_is_read(database: 
         await pool.close()
 
     asyncio.run(go())
+
+
+def test_a_tickets_held_inputs_expire_in_the_order_they_came(database: str, rules: SlaRules,
+                                                             router) -> None:  # type: ignore[no-untyped-def]
+    """Two replicas note the acknowledgement and the resolution behind it in different rounds, so the resolution
+    waits for less of the backlog than the acknowledgement: it still does not expire before it (dead-lettering
+    the resolution first would lose it once the work order came)."""
+    order, ack, resolve = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        app = _sla(database, rules, hold_seconds=0.1)
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack)], [_event("hotline.updates", 1, resolve)]])
+        await _agent(app, "sla-workorders", [[_work_order(_another(router, rules, 1), 0)]])  # read to 1
+        pool = await rt.pool()
+        await pool.execute("UPDATE held_inputs SET waits_for = $1::jsonb WHERE \"offset\" = 0",
+                           {"hotline.workorders/0": 2})
+        await pool.execute("UPDATE held_inputs SET waits_for = '{}'::jsonb WHERE \"offset\" = 1")
+        await asyncio.sleep(0.2)
+        assert await rt.retry_held() == 2
+        assert await _sla_state(app, order.ticket_id) == (None, [], 2)
+        await _agent(app, "sla-workorders", [[_work_order(order, 1)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("resolved", [], 0)
+        await pool.close()
+
+    asyncio.run(go())

@@ -60,3 +60,21 @@ def test_an_update_whose_ticket_never_comes_waits_for_the_broker_then_expires(
         assert (letters, held) == (["unknown_ticket"], 0)
     finally:
         running.stop()
+
+
+def test_partition_counts_come_from_the_cluster(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What ``Runtime.topic_ends`` asks for: every partition the topic has, whichever replica asks (the consumer's
+    own view of the counts is filled on the group leader only) and whatever HOTLINE_PARTITIONS says."""
+    from services.platform.embedded import EmbeddedStack
+    from services.platform.kafka_admin import create_topics, partition_counts
+    from services.platform.settings import Settings
+    from services.platform.topics import TopicSpec
+
+    stack = EmbeddedStack(tmp_path)
+    try:
+        settings = Settings(kafka_bootstrap=stack.start_broker(), partitions=1)
+        spec = TopicSpec("hotline.workorders", 3, "ticket_id", "", "", "")
+        asyncio.run(create_topics(settings, [spec]))
+        assert asyncio.run(partition_counts(settings, ["hotline.workorders"])) == {"hotline.workorders": 3}
+    finally:
+        stack.stop()

@@ -52,6 +52,12 @@ def test_the_statutory_holidays_are_days_off_in_the_published_schedules(year: in
     assert [d for d in sorted(derived) if chinese_calendar.is_workday(d)] == []
 
 
+def test_a_year_beyond_the_lunar_tables_falls_back_to_weekends() -> None:
+    cal = WorkCalendar()
+    assert cal.is_workday(date(2100, 1, 1)) and not cal.is_workday(date(2100, 1, 2))  # a Friday, a Saturday
+    assert cal.add_working_days(cst("2099-12-31 10:00"), 1) == cst("2100-01-01 10:00")
+
+
 def test_the_fallback_year_2027_keeps_its_fixed_and_lunar_holidays() -> None:
     """2027 is known to neither source yet: 春节 is 6 Feb (除夕 Friday 5 Feb; 初一 and 初二 fall on the weekend, so
     Tuesday 9 and Wednesday 10 Feb are off in their place); 元旦 is Friday 1 Jan."""
