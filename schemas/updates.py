@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.common import SCHEMA_VERSION, Contract
+
+# The furthest an extension (延期) may move a deadline, counted from when it is requested: far beyond any time limit
+# in the plans (a petition's 60 days plus 30), and a bound on the working-day arithmetic an update can ask for.
+MAX_EXTENSION = timedelta(days=366)
 
 
 class UnitAction(StrEnum):
@@ -36,6 +41,8 @@ class UnitUpdate(Contract):
             raise ValueError("reason: a return (退单) must give a reason")
         if self.action is UnitAction.extend and self.new_due is None:
             raise ValueError("new_due: an extension (延期) must give the new due time")
+        if self.new_due is not None and self.new_due - self.occurred_at > MAX_EXTENSION:
+            raise ValueError(f"new_due: an extension (延期) reaches at most {MAX_EXTENSION.days} days past occurred_at")
         if self.action is UnitAction.callback and self.satisfied is None:
             raise ValueError("satisfied: a callback (回访) must say whether the citizen is satisfied")
         return self

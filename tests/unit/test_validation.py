@@ -78,6 +78,16 @@ def test_update_fields_required_by_action() -> None:
     assert isinstance(bad, Rejection) and bad.field == "action"
 
 
+def test_an_extension_reaches_at_most_a_year_ahead() -> None:
+    """Beyond any plan's limit, and a bound on the working-day arithmetic one update can ask for."""
+    base = {"event_id": "U1", "ticket_id": "T1", "unit": "区房管局", "occurred_at": "2025-05-06T09:00:00+08:00",
+            "action": "extend", "reason": "需协调"}
+    far = accept_update(json.dumps({**base, "new_due": "2099-01-01T00:00:00+08:00"}).encode())
+    assert isinstance(far, Rejection) and (far.reason, far.field) == ("invalid_value", "new_due")
+    assert not isinstance(accept_update(json.dumps({**base, "new_due": "2026-05-06T09:00:00+08:00"}).encode()),
+                          Rejection)
+
+
 def test_personal_data_is_masked_in_dead_letters() -> None:
     raw = _raw(jurisdiction="mars")
     letter = dead_letter("intake", accept_event(raw), raw, cst("2025-05-06 10:00"), topic="t", partition=0, offset=5)
