@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     hold_seconds: float = Field(
         900.0, gt=0, description="how long an input naming a ticket not known yet (arrived before its work order) waits "
         "for it before it is dead-lettered (and never before the worker has read the backlog it was held behind)")
+    hold_max: int = Field(
+        10_000, ge=0, description="inputs a service holds at most; beyond, an early input is dead-lettered at once "
+        "(raise it above the largest backlog of updates a catch-up may read ahead of its work orders)")
     fetch_wait_ms: int = Field(
         50, ge=1, description="longest a worker's fetch waits at the broker for new data (Faust's fixed default is 1500)")
     batch_max: int = Field(200, ge=1, description="most messages a worker processes in one database transaction")

@@ -42,7 +42,6 @@ FAIL_STOP_STATUS = 70  # EX_SOFTWARE: the worker stopped itself without acknowle
 STOP_WAIT_SECONDS = 30.0  # longest a stopping worker waits for its batch in hand (Kubernetes grace period: 45 s)
 HOLD_RETRY_SECONDS = 1.0  # how often held inputs are tried again (Runtime.retry_held)
 HOLD_RETRY_BATCH = 200  # held inputs tried per round, oldest first (those whose ticket exists, or expired)
-HOLD_MAX = 10_000  # held inputs per service at most: beyond, an early input is dead-lettered at once
 PARTITIONS_SECONDS = 300.0  # how long the partition counts of the ticket-opening topics are taken as known
 MARK_SECONDS = 0.5  # how often published outbox rows are marked (well under the relay's 10 s minimum age)
 Handler = Callable[[Batch], Awaitable[Sequence[Outgoing | IfNew]]]
@@ -123,7 +122,7 @@ class Runtime:
         # them past where they ended when it was held (``_EXPIRED``), however long a catch-up takes
         self.hold_waits_for: tuple[str, ...] = ()
         self._partitions: tuple[float, dict[str, int]] | None = None  # (when asked, partition count per topic)
-        self._held_count = 0  # held inputs of the service, as last counted, plus those held since (HOLD_MAX)
+        self._held_count = 0  # held inputs of the service, as last counted, plus those held since (hold_max)
         self.stop_wait_seconds = STOP_WAIT_SECONDS
         app.timer(MARK_SECONDS)(self.mark_published)
         app.timer(HOLD_RETRY_SECONDS)(self.retry_held)
@@ -311,7 +310,7 @@ class Runtime:
         arrives late. ``retry_held`` runs it through its handler again until it applies; once expired
         (``HOTLINE_HOLD_SECONDS`` passed and the service has read the ticket-opening topics past where they ended
         when it was held: ``_EXPIRED``) its handler's ``hold`` dead-letters it with ``rejection``. The input counts as
-        processed: its key is committed with the held row. With HOLD_MAX inputs held already, it is
+        processed: its key is committed with the held row. With ``HOTLINE_HOLD_MAX`` inputs held already, it is
         dead-lettered at once (a flood of ids that will never come must not grow the table without end)."""
         retry = batch.scratch.get(_RETRY)
         if retry is not None:  # the handler ran again from retry_held
@@ -319,7 +318,7 @@ class Runtime:
                 return await self.reject(batch, rejection, raw, message)
             retry.still_held = True
             return []
-        if self._held_count >= HOLD_MAX:
+        if self._held_count >= self.settings.hold_max:
             log.warning("hold_full_dead_lettered", service=self.service, held=self._held_count, reason=rejection.reason)
             return await self.reject(batch, rejection, raw, message)
         batch.scratch.setdefault(_HELD, {})[ticket_id] = True

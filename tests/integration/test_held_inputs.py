@@ -381,15 +381,10 @@ def test_one_held_input_that_cannot_be_dead_lettered_does_not_stop_the_others(da
     asyncio.run(go())
 
 
-def test_beyond_the_cap_an_early_input_is_dead_lettered_at_once(database: str, rules: SlaRules,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_beyond_the_cap_an_early_input_is_dead_lettered_at_once(database: str, rules: SlaRules) -> None:
     """A flood of ids that will never come (a unit system with a bug) must not grow the table without end."""
-    from services.platform import worker
-
-    monkeypatch.setattr(worker, "HOLD_MAX", 2)
-
     async def go() -> None:
-        app = _sla(database, rules)
+        app = _sla(database, rules, hold_max=2)
         await _agent(app, "sla-updates", [[_event("hotline.updates", i, _unknown(i)) for i in range(3)]])
         assert await _sla_state(app, "NOPE-2") == (None, ["unknown_ticket"], 2)
         await (await app.hotline_runtime.pool()).close()
