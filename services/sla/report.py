@@ -23,14 +23,14 @@ def burn_up_chart(campaign_id: str, history: list[dict[str, Any]], target: float
 
     at = [datetime.fromisoformat(h["at"]) for h in history]
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
-    ax.plot(at, [h["rate"] for h in history], label="rate (resolved, not reopened / enrolled)", color="#1f77b4")
+    ax.plot(at, [h["rate"] for h in history], label="rate (resolved, not reopened / cohort)", color="#1f77b4")
     ax.plot(at, [h["projected_rate"] for h in history], label="projected rate at deadline", color="#ff7f0e",
             linestyle="--")
     ax.axhline(target, color="#d62728", label=f"target {target:.0%}")
     ax.axvline(deadline, color="grey", linestyle=":", label="deadline")
     ax.set_ylim(0, 1.05)
     ax.set_title(f"{campaign_id}: burn-up against target")
-    ax.set_ylabel("share of enrolled tickets")
+    ax.set_ylabel("share of the cohort (enrolled, or the plan's tickets if more)")
     ax.legend(loc="lower right", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -58,17 +58,20 @@ def render(history: dict[str, list[dict[str, Any]]], campaigns: CampaignBook, sc
     out.mkdir(parents=True, exist_ok=True)
     scope = scorecard_scope(as_of, window_days)
     lines = ["# Campaigns and unit scorecards", "", f"Source: {source}", "", scope, "", "## Campaigns", "",
-             "| campaign | enrolled | resolved | rate | target | projected | status | as of | plan |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "The rate is a share of the cohort: the tickets enrolled or, where the plan names how many tickets it "
+             "covers (plan's tickets), that many if fewer are enrolled.", "",
+             "| campaign | enrolled | plan's tickets | resolved | rate | target | projected | status | as of | plan |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     charts = []
     for campaign in campaigns.campaigns:
         points = history.get(campaign.id) or []
         if not points:
-            lines.append(f"| {campaign.id} | 0 | 0 | — | {campaign.target:.0%} | — | not evaluated | — | "
-                         f"{campaign.citation.file} |")
+            lines.append(f"| {campaign.id} | 0 | {campaign.planned_cohort or '—'} | 0 | — | {campaign.target:.0%} | — | "
+                         f"not evaluated | — | {campaign.citation.file} |")
             continue
         last = points[-1]
-        lines.append(f"| {campaign.id} | {last['enrolled']} | {last['resolved']} | {_pct(last['rate'])} | "
+        lines.append(f"| {campaign.id} | {last['enrolled']} | {campaign.planned_cohort or '—'} | {last['resolved']} | "
+                     f"{_pct(last['rate'])} | "
                      f"{campaign.target:.0%} | {_pct(last['projected_rate'])} | {last['status']} | "
                      f"{last['at'][:10]} | {campaign.citation.file} |")
         chart = burn_up_chart(campaign.id, points, campaign.target, campaign.deadline, out / f"campaign-{campaign.id}.png")

@@ -15,6 +15,10 @@ def test_report_renders_burn_up_charts_and_scorecards(router, rules, tmp_path: P
     path = render(history, rules.campaigns, scores, tmp_path / "report", "test")
     text = path.read_text(encoding="utf-8")
     assert "| qingpu-2025-hotspots-12345 |" in text and "响应率 (response)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| qingpu-2025-hotspots-12345 |"))
+    enrolled, planned, resolved, rate = (cell.strip() for cell in row.split("|")[2:6])
+    assert planned == "1864" and int(enrolled) < 1864  # the demo sample enrols a few of the plan's tickets
+    assert rate == f"{int(resolved) / 1864:.1%}"  # a share of the plan's 1864, not of those enrolled
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert "campaign-qingpu-2025-hotspots-12345.png" in pngs
     for name in pngs:
