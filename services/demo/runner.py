@@ -203,8 +203,12 @@ def _show(console: Console, s: dict[str, Any]) -> None:
     console.print(_table("Tickets by status", s["status"], ["status", "n"]))
     console.print(_table("Escalations", s["escalations"], ["kind", "level", "n"]))
     console.print(_table("Dead letters", s["dead_letters"], ["stage", "reason", "n"]))
-    campaigns = [{"campaign": c["campaign_id"], "enrolled": c["enrolled"], "resolved": c["resolved"],
-                  "rate": f"{c['rate']:.1%}", "target": f"{c['target']:.0%}", "projected": f"{c['projected_rate']:.1%}",
-                  "status": c["status"], "as of": str(c["at"])[:10]} for c in s["campaigns"]]
+    campaigns = [{"campaign": c["campaign_id"], "enrolled": c["enrolled"],
+                  "plan's tickets": c.get("planned_cohort") or "—", "resolved": c["resolved"], "rate": f"{c['rate']:.1%}", "target": f"{c['target']:.0%}",
+                  "projected": f"{c['projected_rate']:.1%}", "status": c["status"], "as of": str(c["at"])[:10]}
+                 for c in s["campaigns"]]
     console.print(_table("Campaigns (last scheduled evaluation)", campaigns,
-                         ["campaign", "enrolled", "resolved", "rate", "target", "projected", "status", "as of"]))
+                         ["campaign", "enrolled", "plan's tickets", "resolved", "rate", "target", "projected", "status",
+                          "as of"]))
+    console.print("A campaign's rate is a share of the plan's tickets where the plan names how many (1864 hotline "
+                  "tickets, say) and fewer are enrolled: the sample holds only a few of them.", highlight=False)
