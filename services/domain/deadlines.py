@@ -108,7 +108,7 @@ def _candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCale
         levels, ack_guessed = _levels(ticket_id, cycle, EscalationKind.ack_overdue, cycle.ack_due,
                                       policy.ack_levels, calendar)
         out += levels
-    limit = policy.resolve if cycle.kind == "dispatch" else policy.rehandle
+    limit = policy.resolve_limit(cycle.kind)
     for threshold in policy.warnings:
         at = _first_crossing(cycle, lambda due, t=threshold: _share(cycle.start, due, t, limit, calendar))
         if at is not None:

@@ -75,7 +75,7 @@ def _with(state: TicketState, transition: Transition, **changes: object) -> Tick
 def new_cycle(index: int, dispatch_seq: int, kind: str, unit: str, start: datetime, policy: Policy,
               calendar: WorkCalendar, with_ack: bool) -> Cycle:
     """Cycle number ``index`` of a ticket at dispatch ``dispatch_seq``, with its clocks started at ``start``."""
-    limit = policy.resolve if kind == "dispatch" else policy.rehandle
+    limit = policy.resolve_limit(kind)
     return Cycle(index=index, kind=kind, dispatch_seq=dispatch_seq, unit=unit, start=start,
                  ack_due=policy.ack.after(start, calendar) if with_ack else None,
                  due=[DueSegment(effective_from=start, due=limit.after(start, calendar))])

@@ -69,6 +69,10 @@ class Policy:
     resolve_levels: tuple[Limit, ...]
     citation: str
 
+    def resolve_limit(self, cycle_kind: str) -> Limit:
+        """The time to resolve a cycle: ``resolve`` after a dispatch, ``rehandle`` after a reopening (重办)."""
+        return self.resolve if cycle_kind == "dispatch" else self.rehandle
+
 
 @dataclass(frozen=True)
 class _Rule:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 import faust
+from faust.types import TP
 from aiohttp import web as aioweb
 from aiokafka.errors import KafkaError
 
@@ -251,9 +252,9 @@ class Runtime:
                           lambda b, raw=raw, m=event.message: handle(b, raw, m)))
         positions = [_position(event.message) for event in batch]
 
-        async def load(b: Batch, positions: list[int]) -> None:
+        async def load(b: Batch, places: list[int]) -> None:
             if prefetch is not None:
-                await prefetch(b, [raws[i] for i in positions])
+                await prefetch(b, [raws[i] for i in places])
 
         pool = await self.pool()
         try:
@@ -412,8 +413,6 @@ class Runtime:
         (their partition counts from the cluster's metadata, asked at most every PARTITIONS_SECONDS)."""
         if not topics:
             return {}
-        from faust.types import TP
-
         loop = asyncio.get_running_loop()
         if self._partitions is None or loop.time() - self._partitions[0] > PARTITIONS_SECONDS:
             counts = await partition_counts(self.settings, list(topics))

@@ -199,7 +199,7 @@ def _reference_scheduled(state, policy, calendar):  # type: ignore[no-untyped-de
                     if done is None or at < done:
                         plan(c, EscalationKind.ack_overdue, level, at, c.ack_due)
         done = end(c, c.resolved_at)
-        limit = policy.resolve if c.kind == "dispatch" else policy.rehandle
+        limit = policy.resolve_limit(c.kind)
         for t in policy.warnings:
             if limit.unit == "working_days":
                 at = crossing(c, lambda due, c=c, t=t: calendar.add_working_days(
