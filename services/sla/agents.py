@@ -134,7 +134,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         rt.metrics.sla_clock.set(now.timestamp())
         for year in sorted(rules.calendar.fallback_years):
             if not rt.metrics.calendar_fallback.labels(str(year))._value.get():
-                log.warning("calendar_fallback", year=year, detail="no holiday data: weekends-only working days")
+                log.warning("calendar_fallback", year=year, detail="no holiday data: weekends and statutory holidays only")
             rt.metrics.calendar_fallback.labels(str(year)).set(1)
         return emitted
 
