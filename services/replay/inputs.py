@@ -1,10 +1,15 @@
-"""Reading replay input files and merging the two streams by ``occurred_at``."""
+"""Reading replay input files and merging the two streams by ``occurred_at``: in memory (``read_lines`` and
+``merge``, the reference), or streamed from the files (``stream``)."""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple, Self
 
 from services.domain.validation import parse_json
 
@@ -46,3 +51,132 @@ def merge(*streams: list[Line]) -> list[Line]:
             keyed.append(((last.timestamp() if last else float("-inf")), order, line.number, line))
     keyed.sort(key=lambda k: k[:3])
     return [k[3] for k in keyed]
+
+
+# --- streaming merge --------------------------------------------------------------------------------------------
+
+MAX_RUNS_PER_FILE = 64  # above this many sorted runs, a file is sorted in memory instead (see ``Merged``)
+_BUFFER = 1 << 16  # bytes read at a time by each open handle
+
+_Key = tuple[float, int, int]  # (last readable time's timestamp or -inf, stream index, line number), as ``merge``
+
+
+class _Run(NamedTuple):
+    """Where a stretch of a file whose keys do not decrease starts. A run starts at the first line or at a line
+    whose time is readable (only a readable time can make the key go down), so no time is carried into it."""
+
+    offset: int  # byte offset of its first line
+    number: int  # 1-based line number of its first line
+
+
+def _runs(path: Path, cap: int) -> tuple[int, list[_Run] | None]:
+    """One streaming pass over ``path``: its number of lines, and its natural runs (the lines split where the key
+    decreases), or None when it has more than ``cap`` runs (the rest of the file is then only counted)."""
+    runs: list[_Run] = []
+    last = float("-inf")
+    offset = number = 0
+    with path.open("rb", buffering=_BUFFER) as f:
+        for chunk in f:
+            number += 1
+            at = _occurred_at(chunk[:-1] if chunk.endswith(b"\n") else chunk)
+            key = at.timestamp() if at is not None else last
+            if number == 1 or key < last:
+                if len(runs) == cap:
+                    return number + sum(1 for _ in f), None
+                runs.append(_Run(offset, number))
+            last = key
+            offset += len(chunk)
+    return number, runs
+
+
+def _run_lines(f: BinaryIO, order: int, stream: str, name: str, run: _Run, count: int) -> Iterator[tuple[_Key, Line]]:
+    """The ``count`` lines of one run, read from ``f`` (a handle of its own), with their keys."""
+    f.seek(run.offset)
+    last = float("-inf")  # a run starts at line 1 or at a readable time: nothing before it is needed (_Run)
+    for number in range(run.number, run.number + count):
+        chunk = f.readline()
+        if not chunk:
+            raise RuntimeError(f"{name} ended at line {number}, before the {run.number + count - 1} lines it had: "
+                               "the file changed while it was replayed")
+        if chunk.endswith(b"\n"):
+            chunk = chunk[:-1]
+        at = _occurred_at(chunk)
+        if at is not None:
+            last = at.timestamp()
+        yield (last, order, number), Line(stream, name, number, chunk.rstrip(b"\r"), at)
+
+
+def _sorted_lines(path: Path, order: int, stream: str) -> Iterator[tuple[_Key, Line]]:
+    """The fallback for a file with too many runs: all its lines in memory, sorted as ``merge`` sorts them."""
+    keyed: list[tuple[_Key, Line]] = []
+    last = float("-inf")
+    for line in read_lines(path, stream):
+        if line.at is not None:
+            last = line.at.timestamp()
+        keyed.append(((last, order, line.number), line))
+    keyed.sort(key=itemgetter(0))
+    yield from keyed
+
+
+class Merged(Iterator[Line]):
+    """The lines of the ``(path, stream name)`` sources, in exactly the order of
+    ``merge(*(read_lines(path, name) for path, name in sources))``, read from the files as they are consumed.
+
+    Construction reads each file once, line by line, to find its natural runs (stretches where the key of
+    ``merge`` does not decrease) and count its lines: ``counts`` (stream name -> lines, summed if two sources
+    share a name; 0 for an empty file) is complete as soon as the object exists. Iterating reads each file a
+    second time: every run through a handle of its own, and ``heapq.merge`` interleaves the runs. Keys are
+    unique (stream index, line number) and each run is sorted by them, so this k-way merge gives the same
+    sequence as the global sort of ``merge``. Memory holds one line per run, and the run offsets.
+
+    A file with more than ``MAX_RUNS_PER_FILE`` runs (badly out of order) would need that many open handles:
+    that file is read whole with ``read_lines`` and sorted in memory instead, when the iteration starts, so
+    memory is then proportional to that file; it is still merged lazily with the others.
+
+    Files are closed when the iteration ends, when ``close()`` is called (or the ``with`` block exits), or when
+    the iterator is garbage collected. The files must not change between construction and the end of the
+    iteration (a file found shorter raises RuntimeError)."""
+
+    def __init__(self, *sources: tuple[Path, str]) -> None:
+        self.counts: dict[str, int] = {}
+        self._plans: list[tuple[Path, str, int, list[_Run] | None]] = []
+        for path, name in sources:
+            lines, runs = _runs(path, MAX_RUNS_PER_FILE)
+            self.counts[name] = self.counts.get(name, 0) + lines
+            self._plans.append((path, name, lines, runs))
+        self._lines = self._merge()
+
+    def _merge(self) -> Iterator[Line]:
+        with ExitStack() as stack:
+            parts: list[Iterator[tuple[_Key, Line]]] = []
+            for order, (path, name, lines, runs) in enumerate(self._plans):
+                if runs is None:
+                    parts.append(_sorted_lines(path, order, name))
+                    continue
+                ends = [run.number for run in runs[1:]] + [lines + 1]
+                for run, end in zip(runs, ends):
+                    f = stack.enter_context(path.open("rb", buffering=_BUFFER))
+                    parts.append(_run_lines(f, order, name, path.name, run, end - run.number))
+            for _, line in heapq.merge(*parts, key=itemgetter(0)):
+                yield line
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Line:
+        return next(self._lines)
+
+    def close(self) -> None:
+        """Stop early: close the files now."""
+        self._lines.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stream(*sources: tuple[Path, str]) -> Merged:
+    """``Merged(*sources)``: iterate it for the lines in ``merge`` order; ``.counts`` has each stream's lines."""
+    return Merged(*sources)
