@@ -17,7 +17,7 @@ periods in which a cycle's resolution is judged or an open ticket is overdue) an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -59,11 +59,12 @@ class UnitScore:
         return {**asdict(self), **{f"{r}_ratio": self.ratio(r) for r in RATIOS}}
 
 
-def in_window(tickets: Iterable[TicketState], now: datetime, window_days: int) -> list[TicketState]:
+def in_window(tickets: Iterable[TicketState], now: datetime, window_days: int) -> Iterator[TicketState]:
     """The tickets a scorecard at ``now`` covers: those opened in the ``window_days`` before it, and every ticket
-    still open for a unit (the SLA store's ``UNIT_SCORES`` reads the same from the stored facts)."""
+    still open for a unit (the SLA store's ``UNIT_SCORES`` reads the same from the stored facts). Lazily: a
+    replay's packed states are unpacked one at a time."""
     since = now - timedelta(days=window_days)
-    return [t for t in tickets if t.opened_at >= since or t.status in OPEN_FOR_UNIT]
+    return (t for t in tickets if t.opened_at >= since or t.status in OPEN_FOR_UNIT)
 
 
 def compute(tickets: Iterable[TicketState], now: datetime) -> list[UnitScore]:

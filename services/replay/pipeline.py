@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from schemas import DeadLetter, Escalation, RepeatReport, TriageItem, WorkOrder
 from services.domain import dispatch, intake, sla
@@ -22,8 +22,27 @@ from services.domain.dispatch import RouterTicket, Routes
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.repeats import OpenReport, find_repeat, repeat_report
 from services.domain.sla import SlaRules
-from services.domain.tickets import TicketState
+from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection
+from services.replay.packed import PackedStates
+from services.replay.spool import Spool
+
+# Nothing the replay's clock does changes a ticket in these states; their states and routing records are packed.
+SETTLED = frozenset({Status.closed, Status.redirected, Status.triage})
+_EPOCH, _US = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+
+
+def _instant(moment: datetime) -> int:
+    """Microseconds since the epoch: the output files' order by time, exact, in a small key."""
+    return (moment - _EPOCH) // _US
+
+
+def _work_order_key(w: WorkOrder) -> tuple[int, str]:
+    return _instant(w.dispatched_at), w.work_order_id
+
+
+def _escalation_key(e: Escalation) -> tuple[int, str]:
+    return _instant(e.at), e.escalation_id
 
 
 @dataclass
@@ -32,21 +51,23 @@ class Pipeline:
     rules: SlaRules
     max_returns: int = 2
     seen_events: set[str] = field(default_factory=set)
-    routing: dict[str, RouterTicket] = field(default_factory=dict)
-    tickets: dict[str, TicketState] = field(default_factory=dict)
+    routing: PackedStates[RouterTicket] = field(default_factory=lambda: PackedStates(RouterTicket))
+    tickets: PackedStates[TicketState] = field(default_factory=lambda: PackedStates(TicketState))
     campaign_states: dict[str, CampaignState] = field(default_factory=dict)
-    work_orders: list[WorkOrder] = field(default_factory=list)
-    triage: list[TriageItem] = field(default_factory=list)
-    escalations: list[Escalation] = field(default_factory=list)
-    rejects: list[DeadLetter] = field(default_factory=list)
+    # the outputs, kept in temporary files (``Spool``); ``counts`` tallies them for the summary as they come
+    work_orders: Spool[WorkOrder] = field(default_factory=lambda: Spool(WorkOrder, _work_order_key))
+    triage: Spool[TriageItem] = field(default_factory=lambda: Spool(TriageItem))
+    escalations: Spool[Escalation] = field(default_factory=lambda: Spool(Escalation, _escalation_key))
+    rejects: Spool[DeadLetter] = field(default_factory=lambda: Spool(DeadLetter))
     counts: Counter[str] = field(default_factory=Counter)
+    dispatched: set[str] = field(default_factory=set)  # tickets with at least one work order
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
     _cohorts: dict[str, CohortIndex] = field(default_factory=dict)  # per campaign: its enrolled tickets' facts
     _indexed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per ticket: the cohorts it has facts in
     _campaign_due: dict[str, datetime | None] = field(default_factory=dict)
     _open_reports: dict[tuple[str, str], list[OpenReport]] = field(default_factory=dict)
-    repeats: list[RepeatReport] = field(default_factory=list)
+    repeats: Spool[RepeatReport] = field(default_factory=lambda: Spool(RepeatReport))
 
     # --- inputs -------------------------------------------------------------------------------------
 
@@ -103,7 +124,7 @@ class Pipeline:
                 continue  # superseded entry
             del self._next[ticket_id]
             state, found, upcoming = sla.sweep(self.tickets[ticket_id], at, self.rules)
-            self.escalations.extend(found)
+            self._escalate(found)
             self._store_ticket(state, upcoming)
         horizon = now if inclusive else now - _EPSILON
         for campaign in self.rules.campaigns.campaigns:
@@ -116,7 +137,7 @@ class Pipeline:
             if upcoming is not None and upcoming <= horizon:
                 state, found = advance_campaign(campaign, state, self.cohort(campaign), horizon)
                 self.campaign_states[campaign.id] = state
-                self.escalations.extend(found)
+                self._escalate(found)
                 upcoming = next_evaluation(campaign, state.last_evaluated_at)
             self._campaign_due[campaign.id] = upcoming
 
@@ -145,20 +166,30 @@ class Pipeline:
 
     def _route(self, out: dispatch.RouterOutput) -> None:
         self.routing[out.ticket.event.event_id] = out.ticket
-        self.escalations.extend(out.escalations)
+        self._escalate(out.escalations)
         if out.work_order is not None:
             self.work_orders.append(out.work_order)
+            self.dispatched.add(out.work_order.ticket_id)
             result = sla.on_work_order(self.tickets.get(out.work_order.ticket_id), out.work_order, self.rules)
         elif out.triage is not None:
             self.triage.append(out.triage)
+            self.counts[f"outcome:{out.triage.decision.outcome}"] += 1
             result = sla.on_triage(self.tickets.get(out.triage.ticket_id), out.triage)
         else:
             return
         if not isinstance(result, Duplicate):
             self._store_ticket(result)
 
+    def _escalate(self, escalations: list[Escalation]) -> None:
+        self.escalations.extend(escalations)
+        for e in escalations:
+            self.counts[f"escalation:{e.kind.value}"] += 1
+
     def _store_ticket(self, state: TicketState, upcoming: datetime | None | bool = True) -> None:
         self.tickets[state.ticket_id] = state
+        if state.status in SETTLED:
+            self.tickets.pack(state.ticket_id)
+            self.routing.pack(state.ticket_id)
         # only the campaigns the ticket names, those with selector rules, and those it had facts in can change
         was = self._indexed.get(state.ticket_id, ())
         now_in = []

@@ -5,20 +5,19 @@ from __future__ import annotations
 import gc
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 
 from services.domain.dispatch import Routes
 from services.domain.scorecards import compute as compute_scorecards, in_window
 from services.domain.sla import SlaRules
 from services.platform.settings import Settings
-from services.replay.inputs import merge, read_lines
+from services.replay.inputs import stream
 from services.replay.pipeline import Pipeline
 
 
@@ -67,12 +66,11 @@ def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, 
 
 def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None,
          max_returns: int, progress: Callable[[int], None] | None) -> ReplayResult:
-    event_lines = read_lines(events, "events")
-    update_lines = read_lines(updates, "updates") if updates else []
+    lines = stream((events, "events"), *([(updates, "updates")] if updates else []))
     pipeline = Pipeline(router=router, rules=rules, max_returns=max_returns)
     buckets: dict[str, Counter[str]] = {"events": Counter(), "updates": Counter()}
     last: datetime | None = None
-    for line in merge(event_lines, update_lines):
+    for line in lines:
         if until is not None and line.at is not None and line.at > until:
             pipeline.reject_after_until(line.stream, line.raw, origin=f"file:{line.path}", offset=line.number,
                                         until=until)
@@ -90,7 +88,7 @@ def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *,
     end = until or last
     if end is not None:
         pipeline.advance(end.astimezone(UTC), inclusive=True)
-    return ReplayResult(pipeline, _summary(pipeline, buckets, len(event_lines), len(update_lines)), end)
+    return ReplayResult(pipeline, _summary(pipeline, buckets, lines.counts["events"], lines.counts.get("updates", 0)), end)
 
 
 def _summary(p: Pipeline, buckets: dict[str, Counter[str]], n_events: int, n_updates: int) -> dict[str, Any]:
@@ -100,35 +98,39 @@ def _summary(p: Pipeline, buckets: dict[str, Counter[str]], n_events: int, n_upd
                 "duplicates": c["duplicate"], "merged": c["merged"]}
 
     events, updates = part("events", n_events), part("updates", n_updates)
-    kinds = Counter(e.kind.value for e in p.escalations)
+    kinds = {k.removeprefix("escalation:"): n for k, n in p.counts.items() if k.startswith("escalation:")}
     return {
         **{k: events[k] + updates[k] for k in ("read", "accepted", "rejected", "duplicates")},
         "merged": events["merged"],
-        "dispatched": len({w.ticket_id for w in p.work_orders}),
+        "dispatched": len(p.dispatched),
         "work_orders": len(p.work_orders),
-        "triage": sum(1 for t in p.triage if t.decision.outcome == "triage"),
-        "redirected": sum(1 for t in p.triage if t.decision.outcome == "redirect"),
+        "triage": p.counts["outcome:triage"],
+        "redirected": p.counts["outcome:redirect"],
         "escalations": dict(sorted(kinds.items())),
         "events": events,
         "updates": updates,
     }
 
 
-def _dump(model: BaseModel) -> str:
-    return model.model_dump_json(exclude_none=False)
+def _write_lines(path: Path, lines: Iterable[bytes]) -> None:
+    with path.open("wb") as f:
+        for line in lines:
+            f.write(line + b"\n")
+
+
+def _reject_line(line: bytes) -> bytes:
+    """A dead letter with its input line number as ``line`` (the ``offset`` of a file input)."""
+    record = json.loads(line)
+    return json.dumps({**record, "line": record["offset"]}, ensure_ascii=False).encode()
 
 
 def write(result: ReplayResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     p = result.pipeline
-    orders = sorted(p.work_orders, key=lambda w: (w.dispatched_at, w.work_order_id))
-    escalations = sorted(p.escalations, key=lambda e: (e.at, e.escalation_id))
-    (out / "work_orders.jsonl").write_text("".join(_dump(w) + "\n" for w in orders), encoding="utf-8")
-    (out / "escalations.jsonl").write_text("".join(_dump(e) + "\n" for e in escalations), encoding="utf-8")
-    (out / "triage.jsonl").write_text("".join(_dump(t) + "\n" for t in p.triage), encoding="utf-8")
-    rejects = [{**json.loads(_dump(r)), "line": r.offset} for r in p.rejects]
-    (out / "rejects.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects),
-                                       encoding="utf-8")
+    _write_lines(out / "work_orders.jsonl", p.work_orders.sorted_lines())  # by dispatch time, then id
+    _write_lines(out / "escalations.jsonl", p.escalations.sorted_lines())  # by time, then id
+    _write_lines(out / "triage.jsonl", p.triage.lines())
+    _write_lines(out / "rejects.jsonl", map(_reject_line, p.rejects.lines()))
     reports = p.campaign_reports(result.until) if result.until else []
     (out / "campaigns.json").write_text(
         json.dumps([json.loads(r.model_dump_json()) | {"campaign_id": r.campaign_id} for r in reports],

@@ -1,0 +1,86 @@
+"""An append-only list of replay outputs (work orders, escalations, …) kept as JSON lines in a temporary file.
+
+A replay of a long history produces millions of outputs; as pydantic objects they took several kilobytes each in
+memory (``docs/performance.md``, section 1). A ``Spool`` writes each one as its JSON line to an unnamed temporary
+file when it is appended and keeps only where it ends (8 bytes) and, when the spool has a sort key, that key.
+Iterating reads the models back in the order they were appended; ``sorted_lines`` gives the JSON lines in key
+order for the output files, without parsing them again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import weakref
+from array import array
+from collections.abc import Callable, Iterator
+from typing import IO, Generic, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+_BLOCK = 1 << 20  # bytes read at a time when iterating
+
+
+class Spool(Generic[M]):
+    """``append`` / ``extend`` / ``len`` / iteration, like the list it replaces; items are ``model`` instances,
+    read back equal to what was appended (the JSON round trip of the wire contracts, as on the topics)."""
+
+    def __init__(self, model: type[M], key: Callable[[M], tuple[object, ...]] | None = None) -> None:
+        self._model = model
+        self._key = key
+        self._keys: list[tuple[object, ...]] = []
+        self._ends = array("Q")  # byte offset after each item's line
+        self._file: IO[bytes] | None = None
+
+    def _writer(self) -> IO[bytes]:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="hotline-replay-")
+            weakref.finalize(self, self._file.close)  # no ResourceWarning when the spool is dropped
+        return self._file
+
+    def append(self, item: M) -> None:
+        line = item.__pydantic_serializer__.to_json(item) + b"\n"  # model_dump_json(), as bytes
+        self._writer().write(line)
+        self._ends.append((self._ends[-1] if self._ends else 0) + len(line))
+        if self._key is not None:
+            self._keys.append(self._key(item))
+
+    def extend(self, items: list[M]) -> None:
+        for item in items:
+            self.append(item)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __bool__(self) -> bool:
+        return bool(self._ends)
+
+    def __iter__(self) -> Iterator[M]:
+        validate = self._model.model_validate_json
+        for line in self.lines():
+            yield validate(line)
+
+    def lines(self) -> Iterator[bytes]:
+        """The JSON lines (without their newline), in the order they were appended."""
+        if self._file is None:
+            return
+        self._file.flush()
+        fd, end, offset, rest = self._file.fileno(), self._ends[-1], 0, b""
+        while offset < end:
+            block = os.pread(fd, min(_BLOCK, end - offset), offset)
+            offset += len(block)
+            *complete, rest = (rest + block).split(b"\n")
+            yield from complete
+
+    def sorted_lines(self) -> Iterator[bytes]:
+        """The JSON lines in the order of the spool's key (ties: the order they were appended)."""
+        if self._key is None:
+            raise TypeError("this spool has no sort key")
+        if self._file is None:
+            return
+        self._file.flush()
+        fd, ends, keys = self._file.fileno(), self._ends, self._keys
+        for i in sorted(range(len(ends)), key=keys.__getitem__):
+            start = ends[i - 1] if i else 0
+            yield os.pread(fd, ends[i] - start - 1, start)
