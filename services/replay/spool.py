@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 _BLOCK = 1 << 20  # bytes read at a time when iterating
+_PENDING = 4096  # lines gathered before one write to the file
 
 
 class Spool(Generic[M]):
@@ -31,20 +32,30 @@ class Spool(Generic[M]):
         self._key = key
         self._keys: list[tuple[object, ...]] = []
         self._ends = array("Q")  # byte offset after each item's line
+        self._end = 0
+        self._pending: list[bytes] = []  # lines not written to the file yet
         self._file: IO[bytes] | None = None
 
-    def _writer(self) -> IO[bytes]:
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="hotline-replay-")
-            weakref.finalize(self, self._file.close)  # no ResourceWarning when the spool is dropped
+    def _written(self) -> IO[bytes] | None:
+        """The file, with every appended line in it (None while nothing was appended)."""
+        if self._pending:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="hotline-replay-")
+                weakref.finalize(self, self._file.close)  # no ResourceWarning when the spool is dropped
+            self._file.writelines(self._pending)
+            self._file.flush()
+            self._pending.clear()
         return self._file
 
     def append(self, item: M) -> None:
         line = item.__pydantic_serializer__.to_json(item) + b"\n"  # model_dump_json(), as bytes
-        self._writer().write(line)
-        self._ends.append((self._ends[-1] if self._ends else 0) + len(line))
+        self._pending.append(line)
+        self._end += len(line)
+        self._ends.append(self._end)
         if self._key is not None:
             self._keys.append(self._key(item))
+        if len(self._pending) >= _PENDING:
+            self._written()
 
     def extend(self, items: list[M]) -> None:
         for item in items:
@@ -63,10 +74,10 @@ class Spool(Generic[M]):
 
     def lines(self) -> Iterator[bytes]:
         """The JSON lines (without their newline), in the order they were appended."""
-        if self._file is None:
+        file = self._written()
+        if file is None:
             return
-        self._file.flush()
-        fd, end, offset, rest = self._file.fileno(), self._ends[-1], 0, b""
+        fd, end, offset, rest = file.fileno(), self._end, 0, b""
         while offset < end:
             block = os.pread(fd, min(_BLOCK, end - offset), offset)
             offset += len(block)
@@ -77,10 +88,10 @@ class Spool(Generic[M]):
         """The JSON lines in the order of the spool's key (ties: the order they were appended)."""
         if self._key is None:
             raise TypeError("this spool has no sort key")
-        if self._file is None:
+        file = self._written()
+        if file is None:
             return
-        self._file.flush()
-        fd, ends, keys = self._file.fileno(), self._ends, self._keys
+        fd, ends, keys = file.fileno(), self._ends, self._keys
         for i in sorted(range(len(ends)), key=keys.__getitem__):
             start = ends[i - 1] if i else 0
             yield os.pread(fd, ends[i] - start - 1, start)
