@@ -109,15 +109,17 @@ def main() -> None:
     print(f"  summary: read {s['read']}, accepted {s['accepted']}, rejected {s['rejected']}, duplicates "
           f"{s['duplicates']}, merged {s['merged']}, work orders {s['work_orders']}, triage {s['triage']}, "
           f"redirected {s['redirected']}, escalations {sum(s['escalations'].values())}")
-    print(f"  tickets in memory: {len(result.pipeline.tickets)}; RSS now {rss_mib():.0f} MiB; peak RSS "
-          f"{peak_rss_mib():.0f} MiB (+{peak_rss_mib() - base:.0f} MiB over the baseline)")
+    tickets = result.pipeline.tickets
+    print(f"  tickets held: {len(tickets)} ({tickets.packed} of them settled, kept as JSON); RSS now "
+          f"{rss_mib():.0f} MiB; peak RSS {peak_rss_mib():.0f} MiB (+{peak_rss_mib() - base:.0f} MiB over the baseline)")
     verdict = "MET" if event_lines / secs >= TARGET_EVENTS_PER_S else "NOT MET"
     print(f"  target >= {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({event_lines / secs:,.0f} event lines/s)")
     if args.write:
         with tempfile.TemporaryDirectory() as out:
             t = Timer()
             write(result, Path(out))
-            print(f"write of the output files: {t.seconds:.2f} s")
+            print(f"write of the output files: {t.seconds:.2f} s; replay and write together {secs + t.seconds:.2f} s "
+                  f"-> {event_lines / (secs + t.seconds):,.0f} event lines/s")
     if profiler:
         for order in ("tottime", "cumulative"):
             buf = io.StringIO()

@@ -3,7 +3,8 @@
 This is the offline twin of the three workers: every decision is made by the same domain functions
 (``intake.accept_event``, ``dispatch.decide`` / ``on_return``, ``sla.on_*`` / ``sla.sweep``,
 ``campaigns.advance``); only the storage (dicts instead of PostgreSQL) and the clock (event time
-instead of the wall clock) differ.
+instead of the wall clock) differ. To replay long histories, the outputs go to temporary files as they come
+(``Spool``) and the states of settled tickets are kept as JSON (``PackedStates``).
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ class Pipeline:
     routing: PackedStates[RouterTicket] = field(default_factory=lambda: PackedStates(RouterTicket))
     tickets: PackedStates[TicketState] = field(default_factory=lambda: PackedStates(TicketState))
     campaign_states: dict[str, CampaignState] = field(default_factory=dict)
-    # the outputs, kept in temporary files (``Spool``); ``counts`` tallies them for the summary as they come
+    # the outputs, kept in temporary files (``Spool``), and their tallies for the summary
     work_orders: Spool[WorkOrder] = field(default_factory=lambda: Spool(WorkOrder, _work_order_key))
     triage: Spool[TriageItem] = field(default_factory=lambda: Spool(TriageItem))
     escalations: Spool[Escalation] = field(default_factory=lambda: Spool(Escalation, _escalation_key))
     rejects: Spool[DeadLetter] = field(default_factory=lambda: Spool(DeadLetter))
-    counts: Counter[str] = field(default_factory=Counter)
+    escalation_kinds: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # of the triage items: triage | redirect
     dispatched: set[str] = field(default_factory=set)  # tickets with at least one work order
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
@@ -173,7 +175,7 @@ class Pipeline:
             result = sla.on_work_order(self.tickets.get(out.work_order.ticket_id), out.work_order, self.rules)
         elif out.triage is not None:
             self.triage.append(out.triage)
-            self.counts[f"outcome:{out.triage.decision.outcome}"] += 1
+            self.outcomes[out.triage.decision.outcome] += 1
             result = sla.on_triage(self.tickets.get(out.triage.ticket_id), out.triage)
         else:
             return
@@ -183,7 +185,7 @@ class Pipeline:
     def _escalate(self, escalations: list[Escalation]) -> None:
         self.escalations.extend(escalations)
         for e in escalations:
-            self.counts[f"escalation:{e.kind.value}"] += 1
+            self.escalation_kinds[e.kind.value] += 1
 
     def _store_ticket(self, state: TicketState, upcoming: datetime | None | bool = True) -> None:
         self.tickets[state.ticket_id] = state

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from services.domain.dispatch import Routes
 from services.domain.scorecards import compute as compute_scorecards, in_window
 from services.domain.sla import SlaRules
@@ -98,15 +97,14 @@ def _summary(p: Pipeline, buckets: dict[str, Counter[str]], n_events: int, n_upd
                 "duplicates": c["duplicate"], "merged": c["merged"]}
 
     events, updates = part("events", n_events), part("updates", n_updates)
-    kinds = {k.removeprefix("escalation:"): n for k, n in p.counts.items() if k.startswith("escalation:")}
     return {
         **{k: events[k] + updates[k] for k in ("read", "accepted", "rejected", "duplicates")},
         "merged": events["merged"],
         "dispatched": len(p.dispatched),
         "work_orders": len(p.work_orders),
-        "triage": p.counts["outcome:triage"],
-        "redirected": p.counts["outcome:redirect"],
-        "escalations": dict(sorted(kinds.items())),
+        "triage": p.outcomes["triage"],
+        "redirected": p.outcomes["redirect"],
+        "escalations": dict(sorted(p.escalation_kinds.items())),
         "events": events,
         "updates": updates,
     }
