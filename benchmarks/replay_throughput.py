@@ -111,7 +111,8 @@ def main() -> None:
           f"redirected {s['redirected']}, escalations {sum(s['escalations'].values())}")
     tickets = result.pipeline.tickets
     print(f"  tickets held: {len(tickets)} ({tickets.packed} of them settled, kept as JSON); RSS now "
-          f"{rss_mib():.0f} MiB; peak RSS {peak_rss_mib():.0f} MiB (+{peak_rss_mib() - base:.0f} MiB over the baseline)")
+          f"{rss_mib():.0f} MiB; peak RSS {peak_rss_mib():.0f} MiB "
+          f"(+{peak_rss_mib() - base:.0f} MiB over the baseline)")
     verdict = "MET" if event_lines / secs >= TARGET_EVENTS_PER_S else "NOT MET"
     print(f"  target >= {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({event_lines / secs:,.0f} event lines/s)")
     if args.write:

@@ -87,7 +87,8 @@ def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *,
     end = until or last
     if end is not None:
         pipeline.advance(end.astimezone(UTC), inclusive=True)
-    return ReplayResult(pipeline, _summary(pipeline, buckets, lines.counts["events"], lines.counts.get("updates", 0)), end)
+    summary = _summary(pipeline, buckets, lines.counts["events"], lines.counts.get("updates", 0))
+    return ReplayResult(pipeline, summary, end)
 
 
 def _summary(p: Pipeline, buckets: dict[str, Counter[str]], n_events: int, n_updates: int) -> dict[str, Any]:
