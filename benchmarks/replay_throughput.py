@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/replay_throughput.py                 # 100,000 events (~2.2 update lines each)
     .venv/bin/python benchmarks/replay_throughput.py --quick         # 2,000 events, smoke run
     .venv/bin/python benchmarks/replay_throughput.py --events 10000 --profile 30   # plus cProfile top 30
+    .venv/bin/python benchmarks/replay_throughput.py --events 20000 --breakdown    # plus where the memory is
 
 The sample is generated in a child process (so the peak RSS printed is the replay's alone, plus imports) and
 cached under --data-dir by (events, seed, digest of the generator, templates and rulebooks). The timed part is ``run(...)``: reading and merging both files,
@@ -54,6 +55,55 @@ def _inputs_digest() -> str:
     return h.hexdigest()[:10]
 
 
+def _deep_size(obj: object, seen: set[int]) -> int:
+    """Bytes held by ``obj`` and everything it reaches that is not in ``seen`` (which it extends)."""
+    total, stack = 0, [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, type):
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        if isinstance(o, dict):
+            stack += [*o.keys(), *o.values()]
+        elif isinstance(o, list | tuple | set | frozenset):
+            stack += o
+        else:
+            stack += [v for v in (getattr(o, "__dict__", None), getattr(o, "__pydantic_fields_set__", None))
+                      if v is not None]
+            stack += [getattr(o, n) for n in getattr(type(o), "__slots__", ()) if hasattr(o, n)]
+    return total
+
+
+def _breakdown(pipeline: object) -> None:
+    """What each part of the replay's state holds; the rulebooks and rules, shared, are counted apart."""
+    seen: set[int] = set()
+    shared = _deep_size(pipeline.router, seen) + _deep_size(pipeline.rules, seen)  # type: ignore[attr-defined]
+    shared_ids = set(seen)
+    print(f"--- memory by part (objects reached, each counted once; rulebooks and rules {shared / 2**20:.1f} MiB)")
+    for name, value in vars(pipeline).items():
+        if name in ("router", "rules"):
+            continue
+        size = _deep_size(value, seen)
+        count = f", {len(value):,} items" if hasattr(value, "__len__") else ""
+        print(f"  {name:<16} {size / 2**20:9.1f} MiB{count}")
+    from services.domain import deadlines
+    print(f"  {'deadline plans':<16} {_deep_size(deadlines._CANDIDATES, seen) / 2**20:9.1f} MiB, "
+          f"{len(deadlines._CANDIDATES):,} items (a cache of at most {deadlines._CANDIDATES_MAX:,} cycle shapes)")
+    tickets, routing = pipeline.tickets, pipeline.routing  # type: ignore[attr-defined]
+    for label, store in (("ticket state", tickets), ("routing record", routing)):
+        keys = list(store)
+        live = [store[k] for k in keys if not store.is_packed(k)][:2000]
+        packed = [store[k] for k in keys if store.is_packed(k)][:2000]
+        marginal = set(shared_ids)  # what one more state adds: shared objects (time zones, enums) count once
+        for group, states in (("not packed", live), ("settled", packed)):
+            if states:
+                objects = sum(_deep_size(v, marginal) for v in states) / len(states)
+                text = sum(len(v.model_dump_json().encode()) for v in states) / len(states)
+                print(f"  one {label} ({group}, mean of {len(states)}): {objects / 1024:.1f} KB as objects, "
+                      f"{text / 1024:.1f} KB as JSON")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
@@ -65,6 +115,8 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="run the replay under cProfile and print the top N functions (slower; figures inflated)")
     ap.add_argument("--write", action="store_true", help="also time runner.write of the output files")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="after the run, the memory each part of the replay's state holds (a slow walk of every object)")
     args = ap.parse_args()
     if args.quick:
         args.events = 2_000
@@ -115,6 +167,8 @@ def main() -> None:
           f"(+{peak_rss_mib() - base:.0f} MiB over the baseline)")
     verdict = "MET" if event_lines / secs >= TARGET_EVENTS_PER_S else "NOT MET"
     print(f"  target >= {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({event_lines / secs:,.0f} event lines/s)")
+    if args.breakdown:
+        _breakdown(result.pipeline)
     if args.write:
         with tempfile.TemporaryDirectory() as out:
             t = Timer()

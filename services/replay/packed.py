@@ -33,6 +33,9 @@ class PackedStates(MutableMapping[str, M], Generic[M]):
             self._items[key] = item.__pydantic_serializer__.to_json(item)  # model_dump_json(), as bytes
             self.packed += 1
 
+    def is_packed(self, key: str) -> bool:
+        return isinstance(self._items.get(key), bytes)
+
     def _unpacked(self, item: M | bytes) -> M:
         if isinstance(item, bytes):
             return self._model.model_validate_json(item)
