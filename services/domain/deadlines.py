@@ -10,8 +10,11 @@ emit the same escalations with the same deterministic ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import NamedTuple
 
 from schemas import Escalation, EscalationKind
@@ -167,9 +170,30 @@ _ACK, _WARNING = EscalationKind.ack_overdue, EscalationKind.resolve_warning
 
 # ``_candidates`` by their inputs (see ``_cycle_key``): a ticket is re-planned after every change and at every
 # sweep, mostly with cycles of the same shape. Each entry keeps the policy and calendar it was computed with,
-# so their ids in the key cannot be reused while it exists. Bounded, cleared when full.
+# so their ids in the key cannot be reused while it exists. Bounded: when full, the older half (by insertion) goes.
+# An entry takes about 1 KB; the default keeps a worker small, a replay raises it (``planning_cache``).
 _CANDIDATES: dict[tuple[object, ...], tuple[Policy, WorkCalendar, _Candidates]] = {}
 _CANDIDATES_MAX = 1 << 16
+
+
+def _trim_candidates(keep: int) -> None:
+    for key in list(islice(_CANDIDATES, max(0, len(_CANDIDATES) - keep))):
+        del _CANDIDATES[key]
+
+
+@contextmanager
+def planning_cache(max_entries: int) -> Iterator[None]:
+    """Keep up to ``max_entries`` cycles' plans while the block runs. The cache must hold the cycles of the tickets
+    that are open at once, or every sweep and update re-plans them: a replay of 1,000,000 events has over 100,000
+    open at a time (``docs/performance.md``, section 9)."""
+    global _CANDIDATES_MAX
+    before = _CANDIDATES_MAX
+    _CANDIDATES_MAX = max(before, max_entries)
+    try:
+        yield
+    finally:
+        _CANDIDATES_MAX = before
+        _trim_candidates(before)
 
 
 def _cycle_key(ticket_id: str, c: Cycle, policy: Policy, calendar: WorkCalendar) -> tuple[object, ...]:
@@ -191,7 +215,7 @@ def _cycle_candidates(ticket_id: str, cycle: Cycle, policy: Policy, calendar: Wo
         return cached[2]
     candidates = _candidates(ticket_id, cycle, policy, calendar)
     if len(_CANDIDATES) >= _CANDIDATES_MAX:
-        _CANDIDATES.clear()
+        _trim_candidates(_CANDIDATES_MAX // 2)
     _CANDIDATES[key] = (policy, calendar, candidates)
     return candidates
 

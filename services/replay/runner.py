@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.domain.deadlines import planning_cache
 from services.domain.dispatch import Routes
 from services.domain.scorecards import compute as compute_scorecards, in_window
 from services.domain.sla import SlaRules
@@ -20,6 +21,9 @@ from services.replay.inputs import stream
 from services.replay.pipeline import Pipeline
 
 
+# cycles whose planned escalations the replay keeps (about 1 KB each): more than the tickets open at once in a
+# history of millions of events, far more than a worker needs
+PLANNING_CACHE = 1 << 18
 # the same default as HOTLINE_SCORECARD_WINDOW_DAYS; the command line passes the setting
 SCORECARD_WINDOW_DAYS: int = Settings.model_fields["scorecard_window_days"].default
 
@@ -55,7 +59,7 @@ def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, 
     """``until``: where the clock stops (default: the time of the last input line, event or update).
     ``scorecard_window_days``: the unit scorecards cover the tickets opened this many days before that moment
     and every ticket still open, as ``hotline report`` on the database does (HOTLINE_SCORECARD_WINDOW_DAYS)."""
-    with _collector_paused():
+    with _collector_paused(), planning_cache(PLANNING_CACHE):
         result = _run(events, updates, router, rules, until=until, max_returns=max_returns, progress=progress)
     result.scorecard_window_days = scorecard_window_days
     result.summary["until"] = result.until.isoformat() if result.until else None

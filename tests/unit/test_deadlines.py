@@ -278,3 +278,26 @@ def test_guessed_calendar_years_are_recorded_as_when_each_plan_computed_its_leve
             calendar.fallback_years.clear()
             deadlines.scheduled(state, rules.policy_for(state), calendar)
             assert calendar.fallback_years == expected
+
+
+def test_the_plan_cache_keeps_its_newer_half_and_a_replay_can_widen_it(rules, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """When full, the cache drops its older half (it used to drop everything, so a replay with more tickets open
+    than it holds re-planned every ticket at every sweep); ``planning_cache`` widens it for a block, then trims
+    it back to the default."""
+    monkeypatch.setattr(deadlines, "_CANDIDATES", {})
+    monkeypatch.setattr(deadlines, "_CANDIDATES_MAX", 8)
+    states = [sla.on_work_order(None, work_order(f"T{i}", cst("2025-06-09 09:00")), rules) for i in range(12)]
+    for state in states:
+        sla.next_check(state, rules)
+    kept = {key[0] for key in deadlines._CANDIDATES}
+    assert kept == {f"T{i}" for i in range(4, 12)}  # full at 8: T0-T3 dropped, the newest kept
+    with deadlines.planning_cache(100):
+        for state in states:
+            sla.next_check(state, rules)
+        assert len(deadlines._CANDIDATES) == 12 and deadlines._CANDIDATES_MAX == 100
+    assert deadlines._CANDIDATES_MAX == 8 and len(deadlines._CANDIDATES) == 8
+    with deadlines.planning_cache(4):  # never below the default
+        assert deadlines._CANDIDATES_MAX == 8
+    expected = deadlines.scheduled(states[0], rules.policy_for(states[0]), rules.calendar)
+    deadlines._CANDIDATES.clear()
+    assert deadlines.scheduled(states[0], rules.policy_for(states[0]), rules.calendar) == expected  # same answer
