@@ -171,9 +171,11 @@ _ACK, _WARNING = EscalationKind.ack_overdue, EscalationKind.resolve_warning
 # ``_candidates`` by their inputs (see ``_cycle_key``): a ticket is re-planned after every change and at every
 # sweep, mostly with cycles of the same shape. Each entry keeps the policy and calendar it was computed with,
 # so their ids in the key cannot be reused while it exists. Bounded: when full, the older half (by insertion) goes.
-# An entry takes about 1 KB; the default keeps a worker small, a replay raises it (``planning_cache``).
+# An entry takes about 4 KB (its planned escalations and the cycle they hold; ``benchmarks/replay_throughput.py
+# --breakdown``): the default, about 70 MB, keeps a worker well inside its memory limit (deploy/: 512 MiB); a replay
+# raises it (``planning_cache``).
 _CANDIDATES: dict[tuple[object, ...], tuple[Policy, WorkCalendar, _Candidates]] = {}
-_CANDIDATES_MAX = 1 << 16
+_CANDIDATES_MAX = 1 << 14
 
 
 def _trim_candidates(keep: int) -> None:

@@ -2,8 +2,8 @@
 
 Most tickets of a long history are closed (archived after the callback), redirected or waiting at the triage desk:
 nothing the replay's clock does changes them, and only a late input (a redelivered update, a repeat report) reads
-them again. As pydantic objects a ticket's state takes about 8 KB of memory and its routing record about 3.5 KB;
-as JSON about 1.6 and 0.8 KB (zlib would halve that again, for about 30 µs more per state).
+them again. As pydantic objects a settled ticket's state takes about 10 KB of memory and its routing record about
+4 KB; as JSON 1.6 and 0.8 KB (``benchmarks/replay_throughput.py --breakdown``).
 
 ``pack`` turns a stored state into bytes; reading it (``[]``, ``get``, ``values``, ``items``) gives the state back,
 equal to what was packed; storing a state again keeps it unpacked until the next ``pack``. The order of the keys is

@@ -21,8 +21,8 @@ from services.replay.inputs import stream
 from services.replay.pipeline import Pipeline
 
 
-# cycles whose planned escalations the replay keeps (about 1 KB each): more than the tickets open at once in a
-# history of millions of events, far more than a worker needs
+# cycles whose planned escalations the replay keeps (about 4 KB each, so up to 1 GB): more than the tickets open at
+# once in a history of a million events; far more than a worker keeps
 PLANNING_CACHE = 1 << 18
 # the same default as HOTLINE_SCORECARD_WINDOW_DAYS; the command line passes the setting
 SCORECARD_WINDOW_DAYS: int = Settings.model_fields["scorecard_window_days"].default
