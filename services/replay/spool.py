@@ -24,7 +24,7 @@ _PENDING = 4096  # lines gathered before one write to the file
 
 
 class Spool(Generic[M]):
-    """``append`` / ``extend`` / ``len`` / iteration, like the list it replaces; items are ``model`` instances,
+    """``append``, ``extend``, ``len``, iteration and ``[i]``, like the list it replaces; items are ``model`` instances,
     read back equal to what was appended (the JSON round trip of the wire contracts, as on the topics)."""
 
     def __init__(self, model: type[M], key: Callable[[M], tuple[object, ...]] | None = None) -> None:
@@ -66,6 +66,14 @@ class Spool(Generic[M]):
 
     def __bool__(self) -> bool:
         return bool(self._ends)
+
+    def __getitem__(self, index: int) -> M:
+        """The item at ``index`` (negative from the end), read back from the file."""
+        i = range(len(self._ends))[index]  # IndexError as a list raises it
+        start = self._ends[i - 1] if i else 0
+        file = self._written()
+        assert file is not None  # there is an item, so it was written
+        return self._model.model_validate_json(os.pread(file.fileno(), self._ends[i] - start - 1, start))
 
     def __iter__(self) -> Iterator[M]:
         validate = self._model.model_validate_json

@@ -34,6 +34,11 @@ def test_a_spool_gives_back_what_was_appended_in_order(replayed: ReplayResult,
     assert len(spool) == len(orders) and spool
     assert list(spool) == orders
     assert list(spool.lines()) == [o.model_dump_json().encode() for o in orders]
+    assert spool[0] == orders[0] and spool[-1] == orders[-1] and spool[len(orders) // 2] == orders[len(orders) // 2]
+    with pytest.raises(IndexError):
+        spool[len(orders)]
+    spool.append(orders[0])  # still pending, not yet in the file: read from there after a write
+    assert spool[-1] == orders[0] and len(spool) == len(orders) + 1
     with pytest.raises(TypeError):
         list(spool.sorted_lines())
 
