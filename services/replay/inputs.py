@@ -1,10 +1,13 @@
-"""Reading replay input files and merging the two streams by ``occurred_at``: in memory (``read_lines`` and
-``merge``, the reference), or streamed from the files (``stream``)."""
+"""Reading replay input files and merging the two streams by ``occurred_at`` (``stream``).
+
+The order: by the time of each line; a line without a readable time keeps its place after the line before it in
+its own file (its key is the last readable time before it there), so a broken line is still processed (and
+rejected) where it stood; at the same time, the events file before the updates file, then by line number."""
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from operator import itemgetter
@@ -39,26 +42,12 @@ def read_lines(path: Path, stream: str) -> list[Line]:
     return [Line(stream, path.name, i, chunk.rstrip(b"\r"), _occurred_at(chunk)) for i, chunk in enumerate(chunks, 1)]
 
 
-def merge(*streams: list[Line]) -> list[Line]:
-    """Merge by occurred_at. A line without a readable time keeps its place after the line before it in its
-    own file, so a broken line is still processed (and rejected) where it stood."""
-    keyed = []
-    for order, lines in enumerate(streams):
-        last: datetime | None = None
-        for line in lines:
-            if line.at is not None:
-                last = line.at
-            keyed.append(((last.timestamp() if last else float("-inf")), order, line.number, line))
-    keyed.sort(key=lambda k: k[:3])
-    return [k[3] for k in keyed]
-
-
 # --- streaming merge --------------------------------------------------------------------------------------------
 
 MAX_RUNS_PER_FILE = 64  # above this many sorted runs, a file is sorted in memory instead (see ``Merged``)
 _BUFFER = 1 << 16  # bytes read at a time by each open handle
 
-_Key = tuple[float, int, int]  # (last readable time's timestamp or -inf, stream index, line number), as ``merge``
+_Key = tuple[float, int, int]  # (last readable time's timestamp or -inf, stream index, line number)
 
 
 class _Run(NamedTuple):
@@ -89,10 +78,18 @@ def _runs(path: Path, cap: int) -> tuple[int, list[_Run] | None]:
     return number, runs
 
 
-def _run_lines(f: BinaryIO, order: int, stream: str, name: str, run: _Run, count: int) -> Iterator[tuple[_Key, Line]]:
-    """The ``count`` lines of one run, read from ``f`` (a handle of its own), with their keys."""
+def _keyed(lines: Iterable[Line], order: int) -> Iterator[tuple[_Key, Line]]:
+    """The lines of stream number ``order`` with their keys; ``lines`` start at line 1 or at a readable time."""
+    last = float("-inf")
+    for line in lines:
+        if line.at is not None:
+            last = line.at.timestamp()
+        yield (last, order, line.number), line
+
+
+def _run_lines(f: BinaryIO, stream: str, name: str, run: _Run, count: int) -> Iterator[Line]:
+    """The ``count`` lines of one run, read from ``f`` (a handle of its own)."""
     f.seek(run.offset)
-    last = float("-inf")  # a run starts at line 1 or at a readable time: nothing before it is needed (_Run)
     for number in range(run.number, run.number + count):
         chunk = f.readline()
         if not chunk:
@@ -100,34 +97,24 @@ def _run_lines(f: BinaryIO, order: int, stream: str, name: str, run: _Run, count
                                "the file changed while it was replayed")
         if chunk.endswith(b"\n"):
             chunk = chunk[:-1]
-        at = _occurred_at(chunk)
-        if at is not None:
-            last = at.timestamp()
-        yield (last, order, number), Line(stream, name, number, chunk.rstrip(b"\r"), at)
+        yield Line(stream, name, number, chunk.rstrip(b"\r"), _occurred_at(chunk))
 
 
-def _sorted_lines(path: Path, order: int, stream: str) -> Iterator[tuple[_Key, Line]]:
-    """The fallback for a file with too many runs: all its lines in memory, sorted as ``merge`` sorts them."""
-    keyed: list[tuple[_Key, Line]] = []
-    last = float("-inf")
-    for line in read_lines(path, stream):
-        if line.at is not None:
-            last = line.at.timestamp()
-        keyed.append(((last, order, line.number), line))
-    keyed.sort(key=itemgetter(0))
-    yield from keyed
+def _sorted_lines(path: Path, order: int, stream: str) -> list[tuple[_Key, Line]]:
+    """The fallback for a file with too many runs: all its lines in memory, sorted by key."""
+    return sorted(_keyed(read_lines(path, stream), order), key=itemgetter(0))
 
 
 class Merged(Iterator[Line]):
-    """The lines of the ``(path, stream name)`` sources, in exactly the order of
-    ``merge(*(read_lines(path, name) for path, name in sources))``, read from the files as they are consumed.
+    """The lines of the ``(path, stream name)`` sources, in the order of their keys (the module's docstring), read
+    from the files as they are consumed.
 
-    Construction reads each file once, line by line, to find its natural runs (stretches where the key of
-    ``merge`` does not decrease) and count its lines: ``counts`` (stream name -> lines, summed if two sources
+    Construction reads each file once, line by line, to find its natural runs (stretches where the key does not
+    decrease) and count its lines: ``counts`` (stream name -> lines, summed if two sources
     share a name; 0 for an empty file) is complete as soon as the object exists. Iterating reads each file a
     second time: every run through a handle of its own, and ``heapq.merge`` interleaves the runs. Keys are
     unique (stream index, line number) and each run is sorted by them, so this k-way merge gives the same
-    sequence as the global sort of ``merge``. Memory holds one line per run, and the run offsets.
+    sequence as a sort of all the lines by key (the tests compare the two). Memory holds one line per run, and the run offsets.
 
     A file with more than ``MAX_RUNS_PER_FILE`` runs (badly out of order) would need that many open handles:
     that file is read whole with ``read_lines`` and sorted in memory instead, when the iteration starts, so
@@ -148,15 +135,15 @@ class Merged(Iterator[Line]):
 
     def _merge(self) -> Iterator[Line]:
         with ExitStack() as stack:
-            parts: list[Iterator[tuple[_Key, Line]]] = []
+            parts: list[Iterable[tuple[_Key, Line]]] = []
             for order, (path, name, lines, runs) in enumerate(self._plans):
                 if runs is None:
                     parts.append(_sorted_lines(path, order, name))
                     continue
                 ends = [run.number for run in runs[1:]] + [lines + 1]
-                for run, end in zip(runs, ends):
+                for run, end in zip(runs, ends):  # a run starts at line 1 or at a readable time (``_Run``)
                     f = stack.enter_context(path.open("rb", buffering=_BUFFER))
-                    parts.append(_run_lines(f, order, name, path.name, run, end - run.number))
+                    parts.append(_keyed(_run_lines(f, name, path.name, run, end - run.number), order))
             for _, line in heapq.merge(*parts, key=itemgetter(0)):
                 yield line
 
@@ -178,5 +165,5 @@ class Merged(Iterator[Line]):
 
 
 def stream(*sources: tuple[Path, str]) -> Merged:
-    """``Merged(*sources)``: iterate it for the lines in ``merge`` order; ``.counts`` has each stream's lines."""
+    """``Merged(*sources)``: iterate it for the lines in order; ``.counts`` has each stream's lines."""
     return Merged(*sources)

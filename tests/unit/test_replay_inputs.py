@@ -1,4 +1,5 @@
-"""``stream`` (the run-by-run merge read from the files) gives exactly the lines of ``merge`` (the in-memory sort)."""
+"""``stream`` (the run-by-run merge read from the files) gives exactly the lines of ``merge`` (the in-memory sort,
+the order the replay had before it streamed its input, kept here as the reference)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.replay import inputs
-from services.replay.inputs import Merged, _runs, merge, read_lines, stream
+from services.replay.inputs import Line, Merged, _runs, read_lines, stream
+
+
+def merge(*streams: list[Line]) -> list[Line]:
+    """Merge by occurred_at. A line without a readable time keeps its place after the line before it in its
+    own file, so a broken line is still processed (and rejected) where it stood."""
+    keyed = []
+    for order, lines in enumerate(streams):
+        last: datetime | None = None
+        for line in lines:
+            if line.at is not None:
+                last = line.at
+            keyed.append(((last.timestamp() if last else float("-inf")), order, line.number, line))
+    keyed.sort(key=lambda k: k[:3])
+    return [k[3] for k in keyed]
+
 
 BASE = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)
 ZONES = [UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
