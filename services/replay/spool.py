@@ -67,13 +67,17 @@ class Spool(Generic[M]):
     def __bool__(self) -> bool:
         return bool(self._ends)
 
+    def _line(self, fd: int, i: int) -> bytes:
+        """Item ``i``'s JSON line, without its newline, from the file (``_written``)."""
+        start = self._ends[i - 1] if i else 0
+        return os.pread(fd, self._ends[i] - start - 1, start)
+
     def __getitem__(self, index: int) -> M:
         """The item at ``index`` (negative from the end), read back from the file."""
         i = range(len(self._ends))[index]  # IndexError as a list raises it
-        start = self._ends[i - 1] if i else 0
         file = self._written()
         assert file is not None  # there is an item, so it was written
-        return self._model.model_validate_json(os.pread(file.fileno(), self._ends[i] - start - 1, start))
+        return self._model.model_validate_json(self._line(file.fileno(), i))
 
     def __iter__(self) -> Iterator[M]:
         validate = self._model.model_validate_json
@@ -99,7 +103,6 @@ class Spool(Generic[M]):
         file = self._written()
         if file is None:
             return
-        fd, ends, keys = file.fileno(), self._ends, self._keys
-        for i in sorted(range(len(ends)), key=keys.__getitem__):
-            start = ends[i - 1] if i else 0
-            yield os.pread(fd, ends[i] - start - 1, start)
+        fd = file.fileno()
+        for i in sorted(range(len(self._ends)), key=self._keys.__getitem__):
+            yield self._line(fd, i)
