@@ -61,8 +61,7 @@ def templates(router: Router, rules: SlaRules) -> list[WorkOrder]:
 
     sample = generate(router, n_events=3000, seed=7)
     with tempfile.TemporaryDirectory() as d:
-        events, updates = sample.write(Path(d))
-        result = run(events, None, router, rules)
+        result = run(sample.write(Path(d)).events, None, router, rules)
     return [w for w in result.pipeline.work_orders if w.dispatch_seq == 1]
 
 

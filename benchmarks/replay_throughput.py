@@ -31,14 +31,14 @@ from _common import Timer, footer, header, peak_rss_mib, rss_mib  # noqa: E402
 TARGET_EVENTS_PER_S = 20_000
 
 
-def _generate(n_events: int, seed: int, directory: str) -> tuple[int, int, float]:
+def _generate(n_events: int, seed: int, directory: str) -> tuple[int, int, int, float]:
     from services.demo.sample import generate
     from services.domain.routing import Router
 
     t = Timer()
     sample = generate(Router.load(), n_events=n_events, seed=seed)
     sample.write(Path(directory))
-    return len(sample.events), len(sample.updates), t.seconds
+    return len(sample.events), len(sample.updates), len(sample.rulings), t.seconds
 
 
 def _inputs_digest() -> str:
@@ -123,20 +123,20 @@ def main() -> None:
     header("replay throughput (services.replay.runner.run)", args)
 
     directory = args.data_dir / f"replay-{args.events}-{args.seed}-{_inputs_digest()}"
-    events, updates = directory / "events.jsonl", directory / "updates.jsonl"
-    if args.regenerate or not (events.exists() and updates.exists()):
+    events, updates, rulings = (directory / f"{name}.jsonl" for name in ("events", "updates", "rulings"))
+    if args.regenerate or not (events.exists() and updates.exists() and rulings.exists()):
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
-            n_ev, n_up, secs = pool.apply(_generate, (args.events, args.seed, str(directory)))
-        print(f"generated {args.events} events -> {n_ev} event lines + {n_up} update lines in {secs:.1f} s "
-              f"({directory})")
+            n_ev, n_up, n_ru, secs = pool.apply(_generate, (args.events, args.seed, str(directory)))
+        print(f"generated {args.events} events -> {n_ev} event lines + {n_up} update lines + {n_ru} rulings in "
+              f"{secs:.1f} s ({directory})")
     else:
         print(f"using cached sample {directory}")
     event_lines = events.read_bytes().count(b"\n")
-    update_lines = updates.read_bytes().count(b"\n")
-    size_mb = (events.stat().st_size + updates.stat().st_size) / 1e6
-    print(f"input: {event_lines} event lines + {update_lines} update lines = {event_lines + update_lines} lines, "
-          f"{size_mb:.1f} MB")
+    update_lines = updates.read_bytes().count(b"\n") + rulings.read_bytes().count(b"\n")
+    size_mb = sum(path.stat().st_size for path in (events, updates, rulings)) / 1e6
+    print(f"input: {event_lines} event lines + {update_lines} update and ruling lines = {event_lines + update_lines} "
+          f"lines, {size_mb:.1f} MB")
 
     from services.domain.routing import Router
     from services.domain.sla import SlaRules
@@ -150,7 +150,7 @@ def main() -> None:
     t, cpu = Timer(), time.process_time()
     if profiler:
         profiler.enable()
-    result = run(events, updates, router, rules)
+    result = run(events, updates, router, rules, rulings=rulings)
     if profiler:
         profiler.disable()
     secs, cpu = t.seconds, time.process_time() - cpu

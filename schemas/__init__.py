@@ -12,6 +12,7 @@ from schemas.escalations import Escalation, EscalationKind
 from schemas.intake import Caller, IntakeEvent, Location
 from schemas.repeats import RepeatReport
 from schemas.routing import Candidate, Outcome, RoutingDecision
+from schemas.rulings import Ruling, RulingAction
 from schemas.triage import TriageItem
 from schemas.updates import UnitAction, UnitUpdate
 from schemas.work_orders import WorkOrder
@@ -30,6 +31,8 @@ __all__ = [
     "Outcome",
     "RepeatReport",
     "RoutingDecision",
+    "Ruling",
+    "RulingAction",
     "Source",
     "TriageItem",
     "UnitAction",

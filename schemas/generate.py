@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from schemas import (ClockTick, DeadLetter, Escalation, IntakeEvent, RepeatReport, TriageItem, UnitUpdate,
+from schemas import (ClockTick, DeadLetter, Escalation, IntakeEvent, RepeatReport, Ruling, TriageItem, UnitUpdate,
                      WorkOrder)
 
 GENERATED = Path(__file__).resolve().parent / "generated"
@@ -23,6 +23,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "work_order": WorkOrder,
     "triage_item": TriageItem,
     "unit_update": UnitUpdate,
+    "ruling": Ruling,
     "escalation": Escalation,
     "dead_letter": DeadLetter,
     "clock_tick": ClockTick,
@@ -37,8 +38,10 @@ CHANNELS: list[tuple[str, str, tuple[str, ...], str, str]] = [
     ("unitWorkOrders", "hotline.unit.{unit_code}", ("work_order", "repeat_report"), "send",
      "A unit's own work orders (lead, cooperating and territorial copies) and repeat reports of its tickets."),
     ("triage", "hotline.triage", ("triage_item", "repeat_report"), "send",
-     "Triage queue and 110/119/120 redirect records; repeat reports of tickets never dispatched (same partition "
-     "as the ticket's triage item, so the SLA service sees the ticket first)."),
+     "Triage queue, 110/119/120 redirect records and the tickets the dispatch desk closed; repeat reports of tickets "
+     "never dispatched (same partition as the ticket's triage item, so the SLA service sees the ticket first)."),
+    ("rulings", "hotline.rulings", ("ruling",), "receive",
+     "The dispatch desk's rulings on triaged tickets: dispatch by a rule of the rulebook, or close."),
     ("unitUpdates", "hotline.updates", ("unit_update",), "receive", "Status posted back by units."),
     ("returns", "hotline.returns", ("unit_update",), "send", "Returns (退单) accepted by the lifecycle, for the router."),
     ("escalations", "hotline.escalations", ("escalation",), "send", "Warnings, breaches, disputes, campaign alarms."),

@@ -13,6 +13,7 @@ class Outcome(StrEnum):
     dispatch = "dispatch"  # a work order goes to the lead unit
     triage = "triage"  # a human dispatcher (城运中心) decides
     redirect = "redirect"  # an emergency in progress: 110 / 119 / 120, recorded, no work order
+    close = "close"  # the dispatch desk closed a triaged matter without a work order (a Ruling)
 
 
 class Candidate(Contract):

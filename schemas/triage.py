@@ -11,8 +11,9 @@ from schemas.routing import RoutingDecision
 
 
 class TriageItem(Contract):
-    """A decision with outcome ``triage`` (for the 城运中心 dispatcher, with candidates) or ``redirect``
-    (recorded hand-over to 110 / 119 / 120). No caller data: that reaches only a unit's work order."""
+    """A decision with outcome ``triage`` (for the 城运中心 dispatcher, with candidates), ``redirect``
+    (recorded hand-over to 110 / 119 / 120) or ``close`` (the dispatcher closed the matter without a work order,
+    by a ``Ruling``). No caller data: that reaches only a unit's work order."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     ticket_id: str
@@ -25,3 +26,4 @@ class TriageItem(Contract):
     address: str
     queue: str = Field(description="the unit that handles the queue, e.g. 区城运中心")
     decision: RoutingDecision
+    decided_at: AwareDatetime | None = Field(default=None, description="when the dispatch desk ruled (outcome close)")

@@ -239,8 +239,9 @@ def replay(
     events: Annotated[Path, typer.Option(help="JSONL file of intake events")],
     out: Annotated[Path, typer.Option(help="output directory")],
     updates: Annotated[Optional[Path], typer.Option(help="JSONL file of unit updates")] = None,
+    rulings: Annotated[Optional[Path], typer.Option(help="JSONL file of the dispatch desk's rulings")] = None,
     until: Annotated[Optional[str], typer.Option(
-        help="ISO 8601 time with offset the clock runs to (default: the time of the last event or update line)")] = None,
+        help="ISO 8601 time with offset the clock runs to (default: the time of the last input line)")] = None,
 ) -> None:
     """Run intake → router → SLA offline in event time over the same domain functions as the workers.
     The unit scorecards cover the HOTLINE_SCORECARD_WINDOW_DAYS before the clock's end, as `hotline report` does."""
@@ -254,7 +255,8 @@ def replay(
     settings = get_settings()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying", total=None)
-        result = run(events, updates, _router(), SlaRules.load(), until=until_at, max_returns=settings.max_returns,
+        result = run(events, updates, _router(), SlaRules.load(), rulings=rulings, until=until_at,
+                     max_returns=settings.max_returns,
                      scorecard_window_days=settings.scorecard_window_days,
                      progress=lambda n: progress.advance(task, n))
     write(result, out)
@@ -321,20 +323,21 @@ def schemas_generate() -> None:
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option(help="directory for events.jsonl and updates.jsonl")],
+    out: Annotated[Path, typer.Option(help="directory for events.jsonl, updates.jsonl and rulings.jsonl")],
     events: Annotated[int, typer.Option(help="how many reports to generate")] = 400,
     seed: Annotated[int, typer.Option(help="random seed (the same seed gives the same files)")] = 12345,
 ) -> None:
-    """Write a realistic sample, events.jsonl and updates.jsonl, for replay, classify or a feed of your own
-    (with the demo's defaults it is the demo's input)."""
+    """Write a realistic sample, events.jsonl, updates.jsonl and rulings.jsonl (the dispatch desk's), for replay,
+    classify or a feed of your own (with the demo's defaults it is the demo's input)."""
     from services.demo.sample import generate
 
     made = generate(_router(), n_events=events, seed=seed)
-    events_path, updates_path = made.write(out)
-    results.print(f"wrote {events_path} and {updates_path}: {made.describe()}", highlight=False, soft_wrap=True)
+    files = made.write(out)
+    results.print(f"wrote {files.events}, {files.updates} and {files.rulings}: {made.describe()}", highlight=False,
+                  soft_wrap=True)
     assert made.end is not None
-    results.print(f"replay it: hotline replay --events {events_path} --updates {updates_path} --until "
-                  f"{made.end.isoformat()} --out DIR", highlight=False, soft_wrap=True)
+    results.print(f"replay it: hotline replay --events {files.events} --updates {files.updates} --rulings "
+                  f"{files.rulings} --until {made.end.isoformat()} --out DIR", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -20,9 +20,10 @@ from services.platform.kafka_security import client_options
 from services.platform.settings import Settings
 from services.platform.topics import names
 
-GROUPS = {"intake": ["raw"], "router": ["accepted", "returns"], "sla": ["workorders", "triage", "updates", "clock"]}
+GROUPS = {"intake": ["raw"], "router": ["accepted", "returns", "rulings"],
+          "sla": ["workorders", "triage", "updates", "clock"]}
 CONSUMER = {name: service for service, short in GROUPS.items() for name in short}
-FEEDER_TOPICS = ("raw", "updates", "clock")  # written by systems outside the workers (here: this feeder)
+FEEDER_TOPICS = ("raw", "updates", "rulings", "clock")  # written by systems outside the workers (here: this feeder)
 
 
 class Feeder:

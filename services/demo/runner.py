@@ -6,7 +6,7 @@ import asyncio
 import json
 import shlex
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from services.demo import sample as sample_mod
 from services.demo.feeder import Feeder
+from services.demo.sample import SampleFiles
 from services.demo.stack import Running, start
 from services.platform.embedded import stop_on_signals
 from services.domain.sla import SlaRules
@@ -28,18 +29,35 @@ from services.sla.report import from_database, render, scorecard_scope
 ROOT = Path(".hotline")  # the stack's data and logs, the sample, the replay output and the report
 
 
-def update_rounds(updates: list[bytes]) -> list[list[bytes]]:
-    """Split time-ordered updates into rounds that end after each return (退单), so the re-dispatched work
-    order reaches the SLA service before the next unit's updates do."""
-    rounds: list[list[bytes]] = [[]]
-    for raw in updates:
-        rounds[-1].append(raw)
+Round = list[tuple[str, bytes]]  # (topic: updates | rulings, message)
+
+
+def input_rounds(updates: list[bytes], rulings: list[bytes]) -> list[Round]:
+    """Merge time-ordered updates and rulings into rounds, each published and processed before the next. A
+    return (退单) or a ruling changes who holds its ticket through the router, so a round ends before the next
+    input of that ticket: the re-dispatched work order then reaches the SLA service before the next unit's
+    updates do, and a dispute reaches the desk's queue before the desk rules on it."""
+
+    def fields(raw: bytes) -> tuple[str, str, str]:
         try:
-            action = json.loads(raw).get("action")
+            data = json.loads(raw)
+            return str(data.get("occurred_at", "")), str(data.get("ticket_id", "")), str(data.get("action", ""))
         except (ValueError, AttributeError):
-            action = None
-        if action == "return":
+            return "", "", ""
+
+    timed = sorted([(fields(raw), i, "updates", raw) for i, raw in enumerate(updates)] +
+                   [(fields(raw), len(updates) + i, "rulings", raw) for i, raw in enumerate(rulings)],
+                   key=lambda x: (datetime.fromisoformat(x[0][0]) if x[0][0] else datetime.min.replace(tzinfo=UTC),
+                                  x[1]))
+    rounds: list[Round] = [[]]
+    moved: set[str] = set()  # tickets whose holder this round changes
+    for (_, ticket, action), _, topic, raw in timed:
+        if ticket in moved:
             rounds.append([])
+            moved = set()
+        rounds[-1].append((topic, raw))
+        if topic == "rulings" or action == "return":
+            moved.add(ticket)
     return [r for r in rounds if r]
 
 
@@ -49,10 +67,12 @@ async def feed(running: Running, sample: sample_mod.Sample, until: datetime, pro
         await feeder.publish("raw", sample.events, "jurisdiction",
                              (lambda n: progress.advance(task, n)) if progress and task is not None else None)
         await feeder.wait_quiescent()
-        rounds = update_rounds(sample.updates)
-        task = progress.add_task("unit updates", total=len(sample.updates)) if progress else None
+        rounds = input_rounds(sample.updates, sample.rulings)
+        total = len(sample.updates) + len(sample.rulings)
+        task = progress.add_task("unit updates, desk rulings", total=total) if progress else None
         for batch in rounds:
-            await feeder.publish("updates", batch, "ticket_id")
+            for topic in ("updates", "rulings"):
+                await feeder.publish(topic, [raw for t, raw in batch if t == topic], "ticket_id")
             await feeder.wait_quiescent()
             if progress and task is not None:
                 progress.advance(task, len(batch))
@@ -101,10 +121,10 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     return table
 
 
-def replay_command(events: Path, updates: Path, out: Path, until: datetime) -> str:
+def replay_command(files: SampleFiles, out: Path, until: datetime) -> str:
     """The `hotline replay` command line that reproduces the demo's result from its files."""
-    return shlex.join([".venv/bin/hotline", "replay", "--events", str(events), "--updates", str(updates),
-                       "--until", until.isoformat(), "--out", str(out)])
+    return shlex.join([".venv/bin/hotline", "replay", "--events", str(files.events), "--updates", str(files.updates),
+                       "--rulings", str(files.rulings), "--until", until.isoformat(), "--out", str(out)])
 
 
 def look_inside(running: Running, until: datetime) -> list[str]:
@@ -140,8 +160,8 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console, out: Consol
     rules = SlaRules.load()
     sample = sample_mod.generate(router, n_events=n_events, seed=seed)
     until = sample.end or datetime.now().astimezone()
-    events_path, updates_path = sample.write(ROOT / "sample")
-    out.print(f"[bold]Sample[/bold] ({events_path}, {updates_path}): {sample.describe()}; "
+    files = sample.write(ROOT / "sample")
+    out.print(f"[bold]Sample[/bold] ({', '.join(map(str, files))}): {sample.describe()}; "
               f"the clock runs to {until.isoformat()}", highlight=False)
     console.print("Starting Tansu (Kafka protocol) and PostgreSQL (its database emptied), provisioning topics, "
                   "starting 3 workers …")
@@ -157,8 +177,8 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console, out: Consol
                         as_of=until, window_days=window)
         out.print(f"Campaign burn-up charts and unit scorecards: {report} (and the PNGs beside it). "
                   f"{scorecard_scope(until, window)} The tables above count every ticket.", highlight=False)
-        offline = replay(events_path, updates_path, router, rules, until=until, max_returns=running.settings.max_returns,
-                         scorecard_window_days=window)
+        offline = replay(files.events, files.updates, router, rules, rulings=files.rulings, until=until,
+                         max_returns=running.settings.max_returns, scorecard_window_days=window)
         write_replay(offline, ROOT / "replay")
         same_orders = sorted(w.work_order_id for w in offline.pipeline.work_orders) == result["work_order_ids"]
         same_escalations = sorted(e.escalation_id for e in offline.pipeline.escalations) == result["escalation_ids"]
@@ -166,7 +186,7 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console, out: Consol
         out.print(f"Offline replay of the same files ({ROOT / 'replay'}): {len(offline.pipeline.work_orders)} work "
                   f"orders, {len(offline.pipeline.escalations)} escalations — streaming and replay {verdict}.",
                   highlight=False)
-        out.print(f"Reproduce the replay: {replay_command(events_path, updates_path, ROOT / 'replay', until)}",
+        out.print(f"Reproduce the replay: {replay_command(files, ROOT / 'replay', until)}",
                   highlight=False, markup=False, soft_wrap=True)
         console.print(f"Summary ready {time.monotonic() - began:.0f} s after the start.")
         if keep:

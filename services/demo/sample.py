@@ -1,9 +1,11 @@
-"""A realistic, reproducible sample of events and unit updates over the four jurisdictions.
+"""A realistic, reproducible sample of events, unit updates and the dispatch desk's rulings over the four
+jurisdictions.
 
 Texts come from ``templates.yaml``; the units that post updates are the ones the rulebooks make
 responsible (the generator asks the same router the service uses), so the updates fit the work orders.
 The sample also carries what real feeds carry: duplicates, broken lines, late acknowledgements, tickets
-nobody resolves, extensions, returns and disputes, unsatisfied callbacks.
+nobody resolves, extensions, returns and disputes, unsatisfied callbacks; and the desk's rulings on most triaged
+tickets and disputes (dispatch by the best candidate rule, or close when the matter is not the city's).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
-from schemas import IntakeEvent
+from schemas import IntakeEvent, RoutingDecision
 from services.domain.clock import CHINA_TZ
 from services.domain.dispatch import Routes
 
@@ -28,10 +30,17 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 PROPERTY_CATEGORIES = frozenset({"property_management", "parking_resources"})
 
 
+class SampleFiles(NamedTuple):
+    events: Path
+    updates: Path
+    rulings: Path
+
+
 @dataclass
 class Sample:
     events: list[bytes] = field(default_factory=list)
     updates: list[bytes] = field(default_factory=list)
+    rulings: list[bytes] = field(default_factory=list)  # the dispatch desk's, in time order
     start: datetime | None = None
     end: datetime | None = None  # the clock end: 20 days after the last report day, so deadlines run out
     reports: int = 0  # distinct reports (``n_events``)
@@ -44,14 +53,15 @@ class Sample:
         """How the event lines add up, e.g. '441 event lines = 400 reports + 10 sent twice + …'."""
         return (f"{len(self.events)} event lines = {self.reports} reports + {self.resent} sent twice + "
                 f"{self.repeats} repeat reports of the same matter + {self.broken} broken lines; "
-                f"{len(self.updates)} unit updates ({self.impossible_updates} impossible)")
+                f"{len(self.updates)} unit updates ({self.impossible_updates} impossible); "
+                f"{len(self.rulings)} rulings of the dispatch desk")
 
-    def write(self, directory: Path) -> tuple[Path, Path]:
+    def write(self, directory: Path) -> SampleFiles:
         directory.mkdir(parents=True, exist_ok=True)
-        events, updates = directory / "events.jsonl", directory / "updates.jsonl"
-        events.write_bytes(b"".join(line + b"\n" for line in self.events))
-        updates.write_bytes(b"".join(line + b"\n" for line in self.updates))
-        return events, updates
+        files = SampleFiles(directory / "events.jsonl", directory / "updates.jsonl", directory / "rulings.jsonl")
+        for path, lines in zip(files, (self.events, self.updates, self.rulings), strict=True):
+            path.write_bytes(b"".join(line + b"\n" for line in lines))
+        return files
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
@@ -108,7 +118,25 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
     sample = Sample(start=start, end=start + timedelta(days=days + 20))
     timed_events: list[tuple[datetime, bytes]] = []
     timed_updates: list[tuple[datetime, bytes]] = []
+    timed_rulings: list[tuple[datetime, bytes]] = []
     counter = 0
+
+    def story(event: IntakeEvent, unit: str, at: datetime, may_return: bool = True) -> datetime | None:
+        """Add the units' updates of one ticket; the time of the return that left it disputed, if it did."""
+        nonlocal counter
+        timed, disputed = _story(rnd, router, event, unit, at, may_return)
+        for when, update in timed:
+            counter += 1
+            update["event_id"] = f"U{counter:06d}"
+            timed_updates.append((when, _dumps(update)))
+        return disputed
+
+    def rule(event: IntakeEvent, at: datetime, **ruling: Any) -> datetime:
+        when = at + timedelta(hours=rnd.uniform(0.5, 6))
+        timed_rulings.append((when, _dumps({"ruling_id": f"R{len(timed_rulings) + 1:06d}", "ticket_id": event.event_id,
+                                            "desk": router.triage_unit(event.jurisdiction.value),
+                                            "occurred_at": when.isoformat(), **ruling})))
+        return when
     for i in range(n_events):
         jurisdiction = rnd.choices(list(JURISDICTION_WEIGHTS), weights=list(JURISDICTION_WEIGHTS.values()))[0]
         choices = [t for t in templates if jurisdiction in t["jurisdictions"]]
@@ -148,13 +176,22 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
                                    "phone": f"15{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}
             timed_events.append((later, _dumps(again)))
             sample.repeats += 1
-        decision = router.route(IntakeEvent.model_validate(event))
+        parsed = IntakeEvent.model_validate(event)
+        decision = router.route(parsed)
+        if decision.outcome == "triage" and rnd.random() < 0.8:  # the desk rules; the rest wait in its queue
+            lead = _desk_choice(decision)
+            if lead is None:
+                rule(parsed, at, action="close", reason="非本级政府职责，已告知诉求人法定渠道")
+            else:
+                when = rule(parsed, at, action="dispatch", rule_id=lead[0], reason="经核实，按职责清单派单")
+                story(parsed, lead[1], when)
         if decision.outcome != "dispatch" or decision.lead_unit is None:
             continue
-        for when, update in _story(rnd, router, IntakeEvent.model_validate(event), decision.lead_unit, at):
-            counter += 1
-            update["event_id"] = f"U{counter:06d}"
-            timed_updates.append((when, _dumps(update)))
+        disputed = story(parsed, decision.lead_unit, at)
+        if disputed is not None and rnd.random() < 0.8:  # the desk rules the dispute: the first unit leads
+            when = rule(parsed, disputed, action="dispatch", rule_id=decision.rule_id,
+                        reason="权属争议裁定：按规则由首派单位牵头办理")
+            story(parsed, decision.lead_unit, when, may_return=False)
     broken = [b"", b"{not json", b'{"event_id": "X1", "source": "fax"}', "\u4e2d".encode()[:2],
               _dumps({"event_id": "BAD-TIME", "source": "hotline_12345", "jurisdiction": "qingpu",
                       "occurred_at": "2025-05-01 10:00", "content": "路灯不亮", "address": "上海市青浦区"})]
@@ -163,43 +200,55 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
     sample.reports, sample.broken = n_events, len(broken)
     timed_events.sort(key=lambda x: x[0])
     timed_updates.sort(key=lambda x: x[0])
+    timed_rulings.sort(key=lambda x: x[0])
     sample.events = [raw for _, raw in timed_events]
     sample.updates = [raw for _, raw in timed_updates]
+    sample.rulings = [raw for _, raw in timed_rulings]
     sample.updates.append(_dumps({"event_id": "U-BAD", "ticket_id": "NOPE", "action": "teleport", "unit": "x",
                                   "occurred_at": (start + timedelta(days=days)).isoformat()}))
     sample.impossible_updates = 1
     return sample
 
 
-def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str,
-           at: datetime) -> list[tuple[datetime, dict[str, Any]]]:
-    """What the units do with one ticket, as timed updates."""
+def _desk_choice(decision: RoutingDecision) -> tuple[str, str] | None:
+    """The rule and lead the desk picks for a triaged matter: its best candidate with a named lead; None (close)
+    for a matter outside the city's remit or without a candidate."""
+    if (decision.triage_reason or "").startswith("out_of_scope"):
+        return None
+    named = [c for c in decision.candidates if not c.lead_unit.startswith("@")]
+    return (named[0].rule_id, named[0].lead_unit) if named else None
+
+
+def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at: datetime,
+           may_return: bool = True) -> tuple[list[tuple[datetime, dict[str, Any]]], datetime | None]:
+    """What the units do with one ticket, as timed updates; and the time of the return that left it disputed
+    (two returns, or one with no other unit to take it), if it did."""
     out: list[tuple[datetime, dict[str, Any]]] = []
     tid = event.event_id
 
     def u(when: datetime, action: str, who: str, **extra: Any) -> None:
         out.append((when, {"ticket_id": tid, "action": action, "unit": who, "occurred_at": when.isoformat(), **extra}))
 
-    fate = rnd.random()
+    fate = rnd.random() if may_return else 0.08 + 0.92 * rnd.random()
     t = at + timedelta(hours=rnd.uniform(0.5, 20))
     nxt = router.route(event, exclude_units=frozenset({unit})) if fate < 0.08 else None
     has_next = nxt is not None and nxt.outcome == "dispatch" and nxt.lead_unit is not None
     if fate < 0.015 or (fate < 0.08 and not has_next and fate < 0.03):  # returned with nobody left: a dispute
         u(t, "return", unit, reason="不属于本单位职责")
-        return out
+        return out, None if has_next else t  # with another candidate the router re-dispatches (and nobody works)
     if fate < 0.08 and has_next and nxt is not None and nxt.lead_unit is not None:  # returned, the next unit works
         u(t, "return", unit, reason="不属于本单位职责，建议改派")
         unit, t = nxt.lead_unit, t + timedelta(hours=rnd.uniform(1, 30))
         if fate < 0.03:  # and returned again: an ownership dispute
             u(t, "return", unit, reason="该事项应由属地或其他部门处置")
-            return out
+            return out, t
     elif fate < 0.12:  # nobody picks it up
-        return out
+        return out, None
     elif fate < 0.2:  # acknowledged late
         t = at + timedelta(days=rnd.uniform(1.6, 4))
     u(t, "acknowledge", unit, note="已签收")
     if rnd.random() < 0.08:  # acknowledged, never resolved
-        return out
+        return out, None
     if rnd.random() < 0.06 and event.source != "petition":  # petitions already have 60 days
         t2 = t + timedelta(hours=2)  # requested within the limit (after it: extension_after_due)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
@@ -213,4 +262,4 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str,
         t = t + timedelta(days=rnd.uniform(0.5, 4))
         u(t, "resolve", unit, note="重办完成")
         u(t + timedelta(days=1), "callback", unit, satisfied=True)
-    return out
+    return out, None

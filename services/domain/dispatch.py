@@ -1,4 +1,5 @@
-"""The router's service layer: decide on a new ticket, and re-dispatch after a return (退单).
+"""The router's service layer: decide on a new ticket, re-dispatch after a return (退单), and carry out the
+dispatch desk's ruling on a ticket in its triage queue.
 
 Pure: the caller loads the ticket's ``RouterTicket`` (or None), calls one function and stores and
 publishes what it returns. The replay and the Faust agent both call these functions.
@@ -12,9 +13,10 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import (Escalation, EscalationKind, IntakeEvent, Outcome, RepeatReport, RoutingDecision, TriageItem,
-                     UnitUpdate, WorkOrder)
+from schemas import (Escalation, EscalationKind, IntakeEvent, Outcome, RepeatReport, RoutingDecision, Ruling,
+                     TriageItem, UnitUpdate, WorkOrder)
 from services.domain.deadlines import escalation_id
+from services.domain.validation import Rejection
 
 
 class Routes(Protocol):
@@ -25,6 +27,8 @@ class Routes(Protocol):
     def route(self, event: IntakeEvent, *, exclude_units: set[str] | frozenset[str] = ...) -> RoutingDecision: ...
 
     def triage_unit(self, jurisdiction: str) -> str: ...
+
+    def rule_on(self, event: IntakeEvent, ruling: Ruling) -> RoutingDecision | Rejection: ...
 
 
 class RouterTicket(BaseModel):
@@ -39,6 +43,7 @@ class RouterTicket(BaseModel):
     returns: list[dict[str, str]] = Field(default_factory=list)
     handled_returns: list[str] = Field(default_factory=list)
     in_triage: bool = False
+    rulings: list[str] = Field(default_factory=list, description="ids of the dispatch desk's rulings applied")
     repeats: list[str] = Field(default_factory=list, description="event ids of merged repeat reports")
 
 
@@ -51,6 +56,12 @@ class RouterOutput:
     escalations: list[Escalation] = field(default_factory=list)
     repeat: RepeatReport | None = None  # forwarded to the unit holding the ticket and to the SLA service
     duplicate: bool = False
+    decided_at: datetime | None = None  # when a ruling was made (the other decisions' times are on what they emit)
+
+    @property
+    def decision_seq(self) -> int:
+        """The decision's number among the ticket's decisions: the first, then one per return and per ruling."""
+        return len(self.ticket.returns) + len(self.ticket.rulings) + 1
 
 
 def _work_order(ticket: RouterTicket, decision: RoutingDecision, seq: int, at: datetime) -> WorkOrder:
@@ -65,22 +76,25 @@ def _work_order(ticket: RouterTicket, decision: RoutingDecision, seq: int, at: d
         dispatched_at=at, decision=decision)
 
 
-def _triage_item(event: IntakeEvent, decision: RoutingDecision, queue: str) -> TriageItem:
+def _triage_item(event: IntakeEvent, decision: RoutingDecision, queue: str,
+                 decided_at: datetime | None = None) -> TriageItem:
     return TriageItem(ticket_id=event.event_id, jurisdiction=event.jurisdiction, source=event.source,
                       urgency=event.urgency, campaigns=event.campaigns, opened_at=event.occurred_at,
-                      content=event.content, address=event.address, queue=queue, decision=decision)
+                      content=event.content, address=event.address, queue=queue, decision=decision,
+                      decided_at=decided_at)
 
 
 def _emit(ticket: RouterTicket, decision: RoutingDecision, router: Routes, at: datetime) -> RouterOutput:
     if decision.outcome == "dispatch" and decision.lead_unit:
         seq = ticket.dispatch_seq + 1
         order = _work_order(ticket, decision, seq, at)
-        ticket = ticket.model_copy(update={"dispatch_seq": seq, "current_unit": decision.lead_unit,
+        ticket = ticket.model_copy(update={"dispatch_seq": seq, "current_unit": decision.lead_unit, "in_triage": False,
                                            "tried_units": [*ticket.tried_units, decision.lead_unit]})
         return RouterOutput(ticket, decision, work_order=order)
     queue = router.triage_unit(str(ticket.event.jurisdiction))
-    ticket = ticket.model_copy(update={"in_triage": True, "current_unit": None})
-    return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue))
+    ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None})
+    decided_at = at if decision.outcome == Outcome.close else None
+    return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue, decided_at))
 
 
 def decide(existing: RouterTicket | None, event: IntakeEvent, router: Routes) -> RouterOutput:
@@ -117,6 +131,26 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
             details={"returns": returns, "units_tried": ticket.tried_units, "queue": out.triage.queue if out.triage else None}))
         return out
     return _emit(ticket, decision, router, returned.occurred_at)
+
+
+def on_ruling(ticket: RouterTicket, ruling: Ruling, router: Routes) -> RouterOutput | Rejection:
+    """The dispatch desk ruled on a ticket in its queue: dispatch it to the units of the rule it applies (the lead
+    it names, if another), or close it without a work order. A ruling is binding: the unit it names may be one
+    that returned the ticket before. A ticket not waiting for the desk (dispatched, redirected, already ruled
+    on) is refused, so a late or repeated ruling cannot take a ticket from the unit working on it."""
+    if ruling.ruling_id in ticket.rulings:
+        return RouterOutput(ticket, duplicate=True)
+    if not ticket.in_triage:
+        where = f"is held by {ticket.current_unit}" if ticket.current_unit else "was redirected or closed"
+        return Rejection("not_in_triage", "ticket_id",
+                         f"ticket_id: ticket {ticket.event.event_id!r} is not waiting for the dispatch desk (it {where})")
+    decision = router.rule_on(ticket.event, ruling)
+    if isinstance(decision, Rejection):
+        return decision
+    ticket = ticket.model_copy(update={"rulings": [*ticket.rulings, ruling.ruling_id]})
+    out = _emit(ticket, decision, router, ruling.occurred_at)
+    out.decided_at = ruling.occurred_at
+    return out
 
 
 def on_repeat(ticket: RouterTicket, report: RepeatReport) -> RouterOutput:

@@ -36,6 +36,7 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
 
 
 KEEPS_STATUS = frozenset({"repeat", "extend"})  # recorded in the history, the status stays what it was
+_TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds the ticket after these
 # What the units (and the hotline's callback team) do; the rest of the history is recorded by the service itself
 # (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
 UNIT_ACTIONS = frozenset(action.value for action in UnitAction)
@@ -57,16 +58,24 @@ def _with(state: TicketState, transition: Transition, **changes: object) -> Tick
     """Add a transition. The history is kept in event-time order and numbered in that order, and the set of
     applied ids is kept sorted. A repeat report may arrive after later steps and takes its place by time; every
     other step is in time order already when it is applied (see ``_order``), so the status is that of the latest
-    step, and the state does not depend on the order in which the inputs that were applied arrived."""
+    step, and the state does not depend on the order in which the inputs that were applied arrived. A repeat
+    report names the unit holding the ticket at its time (a dispatch gives the ticket to its unit; triage and the
+    desk's close take it from any unit), whenever it arrived."""
     ordered = sorted([*state.transitions, transition], key=_order)
     transitions: list[Transition] = []
     before: Status | None = None  # the status the previous transition led to
+    holder: str | None = None  # the unit holding the ticket after the previous transition
     for i, t in enumerate(ordered, 1):
         after = before if before is not None and t.action in KEEPS_STATUS else t.to_status
-        if t.seq != i or t.from_status != before or t.to_status != after:
-            t = t.model_copy(update={"seq": i, "from_status": before, "to_status": after})
+        unit = holder if t.action == "repeat" else t.unit
+        if t.seq != i or t.from_status != before or t.to_status != after or t.unit != unit:
+            t = t.model_copy(update={"seq": i, "from_status": before, "to_status": after, "unit": unit})
         transitions.append(t)
         before = t.to_status
+        if t.action == "dispatch":
+            holder = t.unit
+        elif t.action in _TAKES_FROM_UNIT:
+            holder = None
     applied = sorted({*state.applied_updates, transition.update_id})
     return state.model_copy(update={"transitions": transitions, "applied_updates": applied,
                                     "status": transitions[-1].to_status, **changes})
@@ -84,16 +93,26 @@ def new_cycle(index: int, dispatch_seq: int, kind: str, unit: str, start: dateti
 def open_ticket(decision: RoutingDecision, *, source: str, urgency: str, campaigns: list[str],
                 opened_at: datetime) -> TicketState:
     """A fresh state for a ticket the router has decided on (dispatch, triage or redirect)."""
-    status = {"dispatch": Status.dispatched, "triage": Status.triage, "redirect": Status.redirected}[decision.outcome]
+    status = {"dispatch": Status.dispatched, "triage": Status.triage, "redirect": Status.redirected,
+              "close": Status.closed}[decision.outcome]
     return TicketState(ticket_id=decision.event_id, jurisdiction=str(decision.jurisdiction), source=source,
                        category=decision.category, urgency=urgency, campaigns=list(campaigns), opened_at=opened_at,
                        status=status)
 
 
 def apply_decision(state: TicketState | None, decision: RoutingDecision, *, source: str, urgency: str,
-                   campaigns: list[str], opened_at: datetime) -> TicketState | Duplicate:
-    """Record a triage or redirect decision (no work order, so no unit clocks). A returned ticket the router
-    hands to triage (an ownership dispute) moves to triage; anything else already known is a redelivery."""
+                   campaigns: list[str], opened_at: datetime, decided_at: datetime | None = None) -> TicketState | Duplicate:
+    """Record a triage, redirect or close decision (no work order, so no unit clocks). A returned ticket the router
+    hands to triage (an ownership dispute) moves to triage; a ticket in triage the dispatch desk closes (at
+    ``decided_at``) is closed; anything else already known is a redelivery."""
+    if state is not None and decision.outcome == "close":
+        if state.status is not Status.triage:
+            return Duplicate(state)
+        # at the ruling's time, but not before the ticket's last own step (repeat reports take their place by time)
+        at = max(decided_at or opened_at, *(t.at for t in state.transitions if t.action != "repeat"))
+        transition = _transition(state, f"close:{decision.event_id}", "close", Status.closed, None, at,
+                                 reason=decision.explanation)
+        return _with(state, transition, unit=None)
     if state is not None:
         if state.status is not Status.returned:
             return Duplicate(state)

@@ -54,7 +54,7 @@ def on_work_order(state: TicketState | None, order: WorkOrder, rules: SlaRules) 
 
 def on_triage(state: TicketState | None, item: TriageItem) -> TicketState | lifecycle.Duplicate:
     return lifecycle.apply_decision(state, item.decision, source=str(item.source), urgency=str(item.urgency),
-                                    campaigns=item.campaigns, opened_at=item.opened_at)
+                                    campaigns=item.campaigns, opened_at=item.opened_at, decided_at=item.decided_at)
 
 
 def on_update(state: TicketState | None, update: UnitUpdate,

@@ -11,7 +11,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from schemas import ClockTick, DeadLetter, Escalation, IntakeEvent, RepeatReport, TriageItem, UnitUpdate, WorkOrder
+from schemas import (ClockTick, DeadLetter, Escalation, IntakeEvent, RepeatReport, Ruling, TriageItem, UnitUpdate,
+                     WorkOrder)
 
 TYPES: dict[type[BaseModel], str] = {
     IntakeEvent: "cn.gov.12345.intake.event.v1",
@@ -19,6 +20,7 @@ TYPES: dict[type[BaseModel], str] = {
     WorkOrder: "cn.gov.12345.workorder.dispatched.v1",
     TriageItem: "cn.gov.12345.routing.undispatched.v1",
     UnitUpdate: "cn.gov.12345.unit.update.v1",
+    Ruling: "cn.gov.12345.desk.ruling.v1",
     Escalation: "cn.gov.12345.escalation.raised.v1",
     DeadLetter: "cn.gov.12345.deadletter.v1",
     ClockTick: "cn.gov.12345.clock.tick.v1",

@@ -18,7 +18,7 @@ from services.domain.validation import parse_json
 
 
 class Line(NamedTuple):
-    stream: str  # "events" | "updates"
+    stream: str  # "events" | "updates" | "rulings"
     path: str
     number: int  # 1-based line number
     raw: bytes

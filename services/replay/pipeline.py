@@ -1,7 +1,7 @@
 """The whole pipeline in one process, in event time, with in-memory state.
 
 This is the offline twin of the three workers: every decision is made by the same domain functions
-(``intake.accept_event``, ``dispatch.decide`` / ``on_return``, ``sla.on_*`` / ``sla.sweep``,
+(``intake.accept_event``, ``dispatch.decide`` / ``on_return`` / ``on_ruling``, ``sla.on_*`` / ``sla.sweep``,
 ``campaigns.advance``); only the storage (dicts instead of PostgreSQL) and the clock (event time
 instead of the wall clock) differ. To replay long histories, the outputs go to temporary files as they come
 (``Spool``) and the states of settled tickets are kept as JSON (``PackedStates``).
@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from schemas import DeadLetter, Escalation, RepeatReport, TriageItem, WorkOrder
+from schemas import DeadLetter, Escalation, RepeatReport, Ruling, TriageItem, WorkOrder
 from services.domain import dispatch, intake, sla
 from services.domain.campaigns import (Campaign, CampaignReport, CampaignState, CohortIndex, advance as advance_campaign,
                                        cohort_facts, evaluate, next_evaluation)
@@ -24,7 +24,7 @@ from services.domain.lifecycle import Applied, Duplicate
 from services.domain.repeats import OpenReport, find_repeat, repeat_report
 from services.domain.sla import SlaRules
 from services.domain.tickets import Status, TicketState
-from services.domain.validation import Rejection
+from services.domain.validation import Rejection, decode, unknown_ticket
 from services.replay.packed import PackedStates
 from services.replay.spool import Spool
 
@@ -61,7 +61,7 @@ class Pipeline:
     escalations: Spool[Escalation] = field(default_factory=lambda: Spool(Escalation, _escalation_key))
     rejects: Spool[DeadLetter] = field(default_factory=lambda: Spool(DeadLetter))
     escalation_kinds: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)  # of the triage items: triage | redirect
+    outcomes: Counter[str] = field(default_factory=Counter)  # of the triage items: triage | redirect | close
     dispatched: set[str] = field(default_factory=set)  # tickets with at least one work order
     _heap: list[tuple[datetime, str]] = field(default_factory=list)
     _next: dict[str, datetime] = field(default_factory=dict)
@@ -109,10 +109,26 @@ class Pipeline:
             self._route(dispatch.on_return(ticket, parsed, self.router, self.max_returns))
         return "accepted"
 
+    def ruling(self, raw: bytes, *, origin: str, offset: int, received_at: datetime) -> str:
+        """One ruling of the dispatch desk, as the router's ``rule`` agent takes it."""
+        parsed = decode(Ruling, raw)
+        if isinstance(parsed, Rejection):
+            out: dispatch.RouterOutput | Rejection = parsed
+        else:
+            ticket = self.routing.get(parsed.ticket_id)
+            out = unknown_ticket(parsed.ticket_id) if ticket is None else dispatch.on_ruling(ticket, parsed, self.router)
+        if isinstance(out, Rejection):
+            self.rejects.append(dead_letter("router", out, raw, received_at, topic=origin, offset=offset))
+            return "rejected"
+        if out.duplicate:
+            return "duplicate"
+        self._route(out)
+        return "accepted"
+
     def reject_after_until(self, stream: str, raw: bytes, *, origin: str, offset: int, until: datetime) -> None:
         """A line that occurs after ``--until`` is not processed; it is recorded as a rejection."""
         rejection = Rejection("after_until", "occurred_at", f"occurred_at is after --until {until.isoformat()}")
-        stage = "intake" if stream == "events" else "sla"
+        stage = {"events": "intake", "rulings": "router"}.get(stream, "sla")
         self.rejects.append(dead_letter(stage, rejection, raw, until, topic=origin, offset=offset))
 
     # --- the clock ----------------------------------------------------------------------------------

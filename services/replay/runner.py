@@ -1,4 +1,5 @@
-"""``hotline replay``: run files of events and unit updates through the pipeline and write the results."""
+"""``hotline replay``: run files of events, unit updates and the dispatch desk's rulings through the pipeline and
+write the results."""
 
 from __future__ import annotations
 
@@ -53,25 +54,28 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None = None,
-        max_returns: int = 2, progress: Callable[[int], None] | None = None,
+def run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, rulings: Path | None = None,
+        until: datetime | None = None, max_returns: int = 2, progress: Callable[[int], None] | None = None,
         scorecard_window_days: int = SCORECARD_WINDOW_DAYS) -> ReplayResult:
-    """``until``: where the clock stops (default: the time of the last input line, event or update).
+    """``until``: where the clock stops (default: the time of the last input line, event, update or ruling).
     ``scorecard_window_days``: the unit scorecards cover the tickets opened this many days before that moment
     and every ticket still open, as ``hotline report`` on the database does (HOTLINE_SCORECARD_WINDOW_DAYS)."""
     with _collector_paused(), planning_cache(PLANNING_CACHE):
-        result = _run(events, updates, router, rules, until=until, max_returns=max_returns, progress=progress)
+        result = _run(events, updates, rulings, router, rules, until=until, max_returns=max_returns,
+                      progress=progress)
     result.scorecard_window_days = scorecard_window_days
     result.summary["until"] = result.until.isoformat() if result.until else None
     result.summary["scorecard_window_days"] = scorecard_window_days
     return result
 
 
-def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *, until: datetime | None,
-         max_returns: int, progress: Callable[[int], None] | None) -> ReplayResult:
-    lines = stream((events, "events"), *([(updates, "updates")] if updates else []))
+def _run(events: Path, updates: Path | None, rulings: Path | None, router: Routes, rules: SlaRules, *,
+         until: datetime | None, max_returns: int, progress: Callable[[int], None] | None) -> ReplayResult:
+    files = [(path, name) for path, name in ((events, "events"), (updates, "updates"), (rulings, "rulings")) if path]
+    lines = stream(*files)
     pipeline = Pipeline(router=router, rules=rules, max_returns=max_returns)
-    buckets: dict[str, Counter[str]] = {"events": Counter(), "updates": Counter()}
+    handlers = {"events": pipeline.event, "updates": pipeline.update, "rulings": pipeline.ruling}
+    buckets: dict[str, Counter[str]] = {name: Counter() for name in handlers}
     last: datetime | None = None
     for line in lines:
         if until is not None and line.at is not None and line.at > until:
@@ -83,7 +87,7 @@ def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *,
             # the same instant in UTC: the pipeline only compares it, with check times kept in UTC
             pipeline.advance(line.at.astimezone(UTC), inclusive=False)
             last = line.at if last is None else max(last, line.at)
-        handle = pipeline.event if line.stream == "events" else pipeline.update
+        handle = handlers[line.stream]
         received = line.at or last or datetime.fromisoformat("1970-01-01T00:00:00+00:00")
         buckets[line.stream][handle(line.raw, origin=f"file:{line.path}", offset=line.number, received_at=received)] += 1
         if progress:
@@ -91,27 +95,28 @@ def _run(events: Path, updates: Path | None, router: Routes, rules: SlaRules, *,
     end = until or last
     if end is not None:
         pipeline.advance(end.astimezone(UTC), inclusive=True)
-    summary = _summary(pipeline, buckets, lines.counts["events"], lines.counts.get("updates", 0))
+    summary = _summary(pipeline, buckets, lines.counts)
     return ReplayResult(pipeline, summary, end)
 
 
-def _summary(p: Pipeline, buckets: dict[str, Counter[str]], n_events: int, n_updates: int) -> dict[str, Any]:
-    def part(name: str, n: int) -> dict[str, int]:
+def _summary(p: Pipeline, buckets: dict[str, Counter[str]], counts: dict[str, int]) -> dict[str, Any]:
+    def part(name: str) -> dict[str, int]:
         c = buckets[name]
-        return {"read": n, "accepted": c["accepted"] + c["merged"], "rejected": c["rejected"],
+        return {"read": counts.get(name, 0), "accepted": c["accepted"] + c["merged"], "rejected": c["rejected"],
                 "duplicates": c["duplicate"], "merged": c["merged"]}
 
-    events, updates = part("events", n_events), part("updates", n_updates)
+    parts = {name: part(name) for name in buckets}
+    events = parts["events"]
     return {
-        **{k: events[k] + updates[k] for k in ("read", "accepted", "rejected", "duplicates")},
+        **{k: sum(pt[k] for pt in parts.values()) for k in ("read", "accepted", "rejected", "duplicates")},
         "merged": events["merged"],
         "dispatched": len(p.dispatched),
         "work_orders": len(p.work_orders),
         "triage": p.outcomes["triage"],
         "redirected": p.outcomes["redirect"],
+        "closed_by_desk": p.outcomes["close"],
         "escalations": dict(sorted(p.escalation_kinds.items())),
-        "events": events,
-        "updates": updates,
+        **parts,
     }
 
 

@@ -1,4 +1,5 @@
-"""The router worker: accepted events and returns in; work orders, triage items and escalations out."""
+"""The router worker: accepted events, returns and the dispatch desk's rulings in; work orders, triage items and
+escalations out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 
 import faust
 
-from schemas import IntakeEvent, RepeatReport, UnitUpdate
+from schemas import IntakeEvent, Outcome, RepeatReport, Ruling, UnitUpdate
 from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
 from services.domain.validation import Rejection, decode, unknown_ticket
@@ -66,8 +67,10 @@ def _messages(rt: Runtime, batch: Batch, router: Routes, out: RouterOutput) -> l
                                body=body))
     if out.triage is not None:
         t = out.triage
-        msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=f"{t.ticket_id}:{len(out.ticket.returns)}",
-                           subject=t.ticket_id, time=t.opened_at))
+        closed = t.decision.outcome == Outcome.close and t.decided_at is not None
+        ce_id = f"{t.ticket_id}:close" if closed else f"{t.ticket_id}:{len(out.ticket.returns)}"
+        msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=ce_id, subject=t.ticket_id,
+                           time=t.decided_at if closed else t.opened_at))
     for e in out.escalations:
         msgs.append(IfNew(e.escalation_id, rt.out(e, "escalations", e.ticket_id, ce_id=e.escalation_id,
                                                   subject=e.ticket_id, time=e.at)))
@@ -79,6 +82,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     rt = Runtime("router", app, settings, metrics or Metrics())
     accepted = app.topic(rt.topics["accepted"], value_type=bytes, value_serializer="raw", key_serializer="raw")
     returns = app.topic(rt.topics["returns"], value_type=bytes, value_serializer="raw", key_serializer="raw")
+    rulings = app.topic(rt.topics["rulings"], value_type=bytes, value_serializer="raw", key_serializer="raw")
 
     async def on_repeat(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         report = decode(RepeatReport, raw)
@@ -123,6 +127,22 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         store.save(batch, out)
         return _messages(rt, batch, router, out)
 
+    async def on_ruling(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
+        ruling = decode(Ruling, raw)
+        if isinstance(ruling, Rejection):
+            return await rt.reject(batch, ruling, raw, m)
+        ticket = await store.load_ticket(batch, ruling.ticket_id)
+        if ticket is None:  # the desk rules on items of the triage topic, which the router sends after saving
+            return await rt.reject(batch, unknown_ticket(ruling.ticket_id), raw, m)
+        out = dispatch.on_ruling(ticket, ruling, router)
+        if isinstance(out, Rejection):
+            return await rt.reject(batch, out, raw, m)
+        if out.duplicate:
+            batch.count(rt.metrics.duplicates.labels("router").inc)
+            return []
+        store.save(batch, out)
+        return _messages(rt, batch, router, out)
+
     def latency(m: faust.types.Message) -> Callable[[], None] | None:
         received = header(m.headers, RECEIVED_HEADER)
         if received is None or not received.isdigit():
@@ -136,6 +156,10 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     @app.agent(returns, name="redispatch")
     async def redispatch(stream: faust.StreamT) -> None:
         await rt.consume(stream, on_return, prefetch=store.prefetch)
+
+    @app.agent(rulings, name="rule")
+    async def rule(stream: faust.StreamT) -> None:
+        await rt.consume(stream, on_ruling, prefetch=store.prefetch)
 
     rt.held_handlers[rt.topics["accepted"]] = on_accepted
     rt.held_tickets_table = store.TICKETS.table

@@ -87,7 +87,7 @@ def _stop_one_of_two_routers(router, rules, tmp_path: Path, seed: int, stop: Cal
     """Two router workers in one consumer group; once a third of the events are routed, ``stop`` ends router-2;
     then the pipeline must settle on the replay's result."""
     sample = generate(router, n_events=EVENTS, seed=seed)
-    events, _ = sample.write(tmp_path / "input")
+    events, *_ = sample.write(tmp_path / "input")
     running = start(tmp_path, router, sla_clock="ticks", services=("intake", "sla"))
     try:
         for name in ("router-1", "router-2"):
@@ -126,7 +126,7 @@ def test_router_stopped_mid_stream_finishes_its_batch(router, rules, tmp_path: P
 
 def test_database_stopped_under_load_then_backlog_drains(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sample = generate(router, n_events=EVENTS, seed=32)
-    events, _ = sample.write(tmp_path / "input")
+    events, *_ = sample.write(tmp_path / "input")
     running = start(tmp_path, router, sla_clock="ticks")
     try:
         async def go() -> None:

@@ -30,11 +30,11 @@ UNTIL = cst("2025-07-20 00:00")
 def world(router, rules, tmp_path_factory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("stack")
     sample = generate(router, n_events=160, seed=12345)  # a seed whose sample has re-dispatches, merges, disputes
-    events, updates = sample.write(root / "input")
+    events, updates, rulings = sample.write(root / "input")
     running = start(root, router, sla_clock="ticks")
     try:
         asyncio.run(feed(running, sample, UNTIL))
-        offline = replay(events, updates, router, rules, until=UNTIL)
+        offline = replay(events, updates, router, rules, rulings=rulings, until=UNTIL)
         yield running, sample, offline, root
     finally:
         running.stop()
@@ -157,8 +157,10 @@ def test_unit_topics_carry_only_that_units_work(world, router) -> None:  # type:
             await consumer.stop()
 
     received = asyncio.run(read())
-    assert received
-    assert all(order.lead_unit in (w["lead_unit"], *w["cooperating_units"], w["territorial_unit"]) for w in received)
+    orders = [m for m in received if "work_order_id" in m]  # the rest are repeat reports of the unit's tickets
+    assert orders
+    assert all(order.lead_unit in (w["lead_unit"], *w["cooperating_units"], w["territorial_unit"]) for w in orders)
+    assert {m["ticket_id"] for m in received} <= {w["ticket_id"] for w in orders}
 
 
 def test_streaming_ticket_states_and_merges_equal_replay(world) -> None:  # type: ignore[no-untyped-def]
@@ -209,3 +211,18 @@ def test_database_scorecards_equal_replay(world) -> None:  # type: ignore[no-unt
     expected = [s.as_dict() for s in compute(covered, UNTIL)]
     assert sum(s["dispatches"] for s in expected) > 100 and any(s["overdue"] for s in expected)
     assert streamed == expected
+
+
+def test_the_desks_rulings_dispatch_and_close_as_in_the_replay(world) -> None:  # type: ignore[no-untyped-def]
+    """Rulings on the rulings topic: the router dispatches (citing the rule) or closes, as the replay does."""
+    running, sample, offline, _ = world
+    assert sample.rulings
+    rows = _db(running, "SELECT ticket_id, seq, outcome, lead_unit, decision->>'explanation' AS why "
+                        "FROM routing_decisions WHERE decision->>'explanation' ~ '人工(派单|办结)'")
+    ruled = {(r["ticket_id"], r["outcome"], r["lead_unit"]) for r in rows}
+    expected = {(w.ticket_id, "dispatch", w.lead_unit) for w in offline.pipeline.work_orders
+                if "人工派单" in w.decision.explanation}
+    expected |= {(t.ticket_id, "close", None) for t in offline.pipeline.triage if t.decision.outcome == "close"}
+    assert ruled == expected
+    assert {"dispatch", "close"} <= {outcome for _, outcome, _ in ruled}
+    assert all(r["seq"] >= 2 for r in rows)  # stored beside the router's own decision, not in its place

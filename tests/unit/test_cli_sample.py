@@ -16,6 +16,8 @@ def test_sample_writes_the_files_the_demo_uses(router, tmp_path: Path) -> None: 
     expected = generate(router, n_events=60, seed=7)
     assert (tmp_path / "s" / "events.jsonl").read_bytes() == b"".join(line + b"\n" for line in expected.events)
     assert (tmp_path / "s" / "updates.jsonl").read_bytes() == b"".join(line + b"\n" for line in expected.updates)
+    assert (tmp_path / "s" / "rulings.jsonl").read_bytes() == b"".join(line + b"\n" for line in expected.rulings)
+    assert expected.rulings and f"--rulings {tmp_path / 's' / 'rulings.jsonl'}" in " ".join(result.stdout.split())
     out = " ".join(result.stdout.split())
     assert expected.describe() in out
     assert expected.end is not None and f"--until {expected.end.isoformat()}" in out

@@ -29,13 +29,14 @@ def test_the_printed_replay_command_reproduces_the_demo_replay(router, rules, tm
     from services.cli import app
 
     sample = generate(router, n_events=80, seed=11)
-    events, updates = sample.write(tmp_path / "sample")
+    files = sample.write(tmp_path / "sample")
+    events, updates, rulings = files
     assert sample.end is not None
-    command = shlex.split(replay_command(events, updates, tmp_path / "replay", sample.end))
+    command = shlex.split(replay_command(files, tmp_path / "replay", sample.end))
     assert command[0] == ".venv/bin/hotline" and command[1] == "replay"
     result = CliRunner().invoke(app, command[1:])
     assert result.exit_code == 0, result.output
-    demo = run(events, updates, router, rules, until=sample.end)
+    demo = run(events, updates, router, rules, rulings=rulings, until=sample.end)
     replayed = (tmp_path / "replay" / "escalations.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(replayed) == len(demo.pipeline.escalations)
     default = run(events, updates, router, rules)  # without --until it stops at the last input line, earlier

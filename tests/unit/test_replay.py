@@ -14,15 +14,15 @@ def _sample(router, tmp_path: Path, n: int = 150):  # type: ignore[no-untyped-de
 
 
 def test_every_line_is_accounted_exactly_once(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    events, updates = _sample(router, tmp_path)
+    events, updates, rulings = _sample(router, tmp_path)
     with events.open("ab") as f:
         f.write(b"\n\x00\x01garbage\n" + b"{" * 50 + b"\n")
-    result = run(events, updates, router, rules)
+    result = run(events, updates, router, rules, rulings=rulings)
     s = result.summary
-    n_lines = len(events.read_bytes().split(b"\n")) - 1 + len(updates.read_bytes().split(b"\n")) - 1
-    assert s["read"] == n_lines
+    n_lines = sum(len(path.read_bytes().split(b"\n")) - 1 for path in (events, updates, rulings))
+    assert s["read"] == n_lines and s["rulings"]["read"] > 0
     assert s["accepted"] + s["rejected"] + s["duplicates"] == s["read"]
-    for part in ("events", "updates"):
+    for part in ("events", "updates", "rulings"):
         p = s[part]
         assert p["accepted"] + p["rejected"] + p["duplicates"] == p["read"]
     assert s["duplicates"] > 0 and s["rejected"] >= 8 and s["dispatched"] > 0
@@ -39,17 +39,17 @@ def test_every_line_is_accounted_exactly_once(router, rules, tmp_path: Path) -> 
 
 
 def test_replay_is_deterministic(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    events, updates = _sample(router, tmp_path, n=80)
+    events, updates, rulings = _sample(router, tmp_path, n=80)
     outputs = []
     for k in range(2):
-        write(run(events, updates, router, rules, until=cst("2025-07-15 00:00")), tmp_path / f"o{k}")
+        write(run(events, updates, router, rules, rulings=rulings, until=cst("2025-07-15 00:00")), tmp_path / f"o{k}")
         outputs.append({p.name: p.read_bytes() for p in (tmp_path / f"o{k}").iterdir()})
     assert outputs[0] == outputs[1]
 
 
 def test_until_cuts_the_clock_and_rejects_later_lines(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    events, updates = _sample(router, tmp_path, n=80)
-    result = run(events, updates, router, rules, until=cst("2025-05-01 00:00"))
+    events, updates, rulings = _sample(router, tmp_path, n=80)
+    result = run(events, updates, router, rules, rulings=rulings, until=cst("2025-05-01 00:00"))
     assert all(e.at <= cst("2025-05-01 00:00") for e in result.pipeline.escalations)
     late = [r for r in result.pipeline.rejects if r.reason == "after_until"]
     assert late and result.summary["accepted"] + result.summary["rejected"] + result.summary["duplicates"] == \

@@ -18,9 +18,9 @@ from services.replay.runner import run, write
 
 def test_replay_scorecards_count_the_window_before_the_end(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sample = generate(router, n_events=150, seed=3)  # 80 days of reports, clock end 20 days later
-    events, updates = sample.write(tmp_path / "in")
+    events, updates, rulings = sample.write(tmp_path / "in")
     assert sample.end is not None
-    result = run(events, updates, router, rules, until=sample.end, scorecard_window_days=90)
+    result = run(events, updates, router, rules, rulings=rulings, until=sample.end, scorecard_window_days=90)
     write(result, tmp_path / "out")
     scores = json.loads((tmp_path / "out" / "scorecards.json").read_text(encoding="utf-8"))
     since = sample.end - timedelta(days=90)
@@ -37,30 +37,30 @@ def test_replay_command_takes_the_window_from_the_setting(router, tmp_path: Path
     from services.platform.settings import get_settings
 
     sample = generate(router, n_events=60, seed=5)
-    events, updates = sample.write(tmp_path / "in")
+    events, updates, rulings = sample.write(tmp_path / "in")
     monkeypatch.setenv("HOTLINE_SCORECARD_WINDOW_DAYS", "30")
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, ["replay", "--events", str(events), "--updates", str(updates),
-                                          "--out", str(tmp_path / "out")])
+                                          "--rulings", str(rulings), "--out", str(tmp_path / "out")])
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert summary["scorecard_window_days"] == 30
-    # without --until the clock stops at the last input line's time, event or update, not at the sample's clock end
+    # without --until the clock stops at the last input line's time, not at the sample's clock end
     from services.replay.inputs import read_lines
 
-    last = max(line.at for path, stream in ((events, "events"), (updates, "updates"))
+    last = max(line.at for path, stream in ((events, "events"), (updates, "updates"), (rulings, "rulings"))
                for line in read_lines(path, stream) if line.at is not None)
     assert summary["until"] == last.isoformat() and sample.end is not None and last < sample.end
 
 
 def test_report_header_states_the_moment_and_the_window(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sample = generate(router, n_events=60, seed=5)
-    events, updates = sample.write(tmp_path / "in")
+    events, updates, rulings = sample.write(tmp_path / "in")
     assert sample.end is not None
-    write(run(events, updates, router, rules, until=sample.end, scorecard_window_days=90), tmp_path / "replay")
+    write(run(events, updates, router, rules, rulings=rulings, until=sample.end, scorecard_window_days=90), tmp_path / "replay")
     result = CliRunner().invoke(app, ["report", "--replay", str(tmp_path / "replay"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")

@@ -19,8 +19,8 @@ from services.replay.spool import Spool
 
 @pytest.fixture(scope="module")
 def replayed(router, rules, tmp_path_factory: pytest.TempPathFactory) -> ReplayResult:  # type: ignore[no-untyped-def]
-    events, updates = generate(router, n_events=120, seed=11).write(tmp_path_factory.mktemp("in"))
-    return run(events, updates, router, rules)
+    events, updates, rulings = generate(router, n_events=120, seed=11).write(tmp_path_factory.mktemp("in"))
+    return run(events, updates, router, rules, rulings=rulings)
 
 
 def test_a_spool_gives_back_what_was_appended_in_order(replayed: ReplayResult,

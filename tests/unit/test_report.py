@@ -9,8 +9,8 @@ from tests.conftest import cst
 
 
 def test_report_renders_burn_up_charts_and_scorecards(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    events, updates = generate(router, n_events=150, seed=3).write(tmp_path / "in")
-    write(run(events, updates, router, rules, until=cst("2025-07-10 00:00")), tmp_path / "replay")
+    events, updates, rulings = generate(router, n_events=150, seed=3).write(tmp_path / "in")
+    write(run(events, updates, router, rules, rulings=rulings, until=cst("2025-07-10 00:00")), tmp_path / "replay")
     history, scores = from_replay(tmp_path / "replay")
     path = render(history, rules.campaigns, scores, tmp_path / "report", "test")
     text = path.read_text(encoding="utf-8")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, Outcome, RoutingDecision
-from services.domain.routing.rulebook import Common, Rulebook
+from schemas.rulings import Ruling
+from services.domain.routing.rulebook import TERRITORY_LEAD, Common, Rule, Rulebook
 from services.domain.routing.scoring import Scored
 from services.domain.routing.screening import Emergency, OutOfScopeFinding
 from services.domain.routing.territory import TerritoryMatch
@@ -108,10 +109,7 @@ class DecisionBuilder:
         excluded: frozenset[str],
     ) -> RoutingDecision:
         rule = best.rule
-        cooperating = [u for u in rule.cooperating if u != lead]
-        territory = self._territory.name if self._territory else None
-        if rule.territory_cooperates and territory and territory != lead and territory not in cooperating:
-            cooperating.append(territory)
+        cooperating = self._cooperating(rule, lead)
         terms = "、".join(best.terms) + ("（另有类别提示加分）" if best.hinted else "")
         redispatch = f"，已排除退单单位{'、'.join(sorted(excluded))}" if excluded else ""
         return self._base(
@@ -131,3 +129,38 @@ class DecisionBuilder:
                 f"由{lead}牵头{redispatch}；{self._territory_phrase()}。"
             ),
         )
+
+    def _cooperating(self, rule: Rule, lead: str) -> list[str]:
+        cooperating = [u for u in rule.cooperating if u != lead]
+        territory = self._territory.name if self._territory else None
+        if rule.territory_cooperates and territory and territory != lead and territory not in cooperating:
+            cooperating.append(territory)
+        return cooperating
+
+    def ruled(self, ruling: Ruling, rule: Rule | None, lead: str | None) -> RoutingDecision:
+        """The dispatch desk's ruling as a decision: with ``rule``, a dispatch to ``lead`` citing the rule's clause;
+        without, the desk closed the matter (no work order)."""
+        heard = f"{ruling.desk}人工{'派单' if rule else '办结'}（{ruling.ruling_id}）：{ruling.reason}"
+        if rule is None or lead is None:
+            return self._base(outcome=Outcome.close, confidence=1.0, needs_triage=False,
+                              citations=[self._common.triage_citation],
+                              explanation=f"{heard}；不派工单。")
+        named = "属地街镇" if rule.lead == TERRITORY_LEAD else rule.lead
+        chosen = "" if lead == self._lead_of(rule) else f"（规则的牵头单位为{named}，裁定改由{lead}牵头）"
+        return self._base(
+            outcome=Outcome.dispatch,
+            category=rule.category,
+            lead_unit=lead,
+            cooperating_units=self._cooperating(rule, lead),
+            confidence=1.0,
+            needs_triage=False,
+            rule_id=rule.id,
+            citations=[rule.citation, self._common.triage_citation],
+            explanation=(
+                f"{heard}；适用规则{rule.id}，按{rule.citation.file}“{rule.citation.clause[:40]}”"
+                f"由{lead}牵头{chosen}；{self._territory_phrase()}。"
+            ),
+        )
+
+    def _lead_of(self, rule: Rule) -> str | None:
+        return (self._territory.name if self._territory else None) if rule.lead == TERRITORY_LEAD else rule.lead

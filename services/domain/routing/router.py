@@ -9,12 +9,14 @@ from pathlib import Path
 from schemas.common import Source
 from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, RoutingDecision
+from schemas.rulings import Ruling, RulingAction
 from services.domain.routing.decisions import DecisionBuilder
 from services.domain.routing.matching import Entry, Kind, PhraseIndex, drop_dominated, length_weight
 from services.domain.routing.rulebook import TERRITORY_LEAD, Library, Rule, Rulebook, Term, load_library
 from services.domain.routing.scoring import RuleIndex, Scored, confidence, score_rules
 from services.domain.routing.screening import Screener
 from services.domain.routing.territory import TerritoryIndex
+from services.domain.validation import Rejection
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,29 @@ class Router:
             return out.triage("low_confidence", conf, candidates())
         ranked = [self._candidate(s, territory_name) for s in eligible[: common.scoring.max_candidates]]
         return out.dispatch(best, lead, conf, ranked, excluded)
+
+    def rule_on(self, event: IntakeEvent, ruling: Ruling) -> RoutingDecision | Rejection:
+        """The dispatch desk's ruling on a triaged ticket, checked against the jurisdiction's rulebook: the desk
+        must be the jurisdiction's triage unit, the rule one of its rules, the lead one of its units or 街镇."""
+        comp = self._compiled[str(event.jurisdiction)]
+        if ruling.desk != comp.book.triage_unit:
+            return Rejection("not_the_desk", "desk", f"desk: {ruling.desk!r} does not hold the triage queue of "
+                                                     f"{event.jurisdiction} (its queue is {comp.book.triage_unit!r})")
+        territory = comp.territories.resolve(event.address, event.content)
+        out = DecisionBuilder(event, comp.book, self._lib.common, self.version, territory)
+        if ruling.action is RulingAction.close:
+            return out.ruled(ruling, None, None)
+        rule = next((r for r in comp.rules if r.id == ruling.rule_id), None)
+        if rule is None:
+            return Rejection("unknown_rule", "rule_id", f"rule_id: {event.jurisdiction} has no rule {ruling.rule_id!r}")
+        lead = ruling.lead_unit or self._lead(rule, territory.name if territory else None)
+        if lead is None:
+            return Rejection("no_lead", "lead_unit", f"lead_unit: rule {rule.id} makes the 街镇 lead and no 街镇 is "
+                                                     "known from the address; name the lead_unit")
+        if lead not in comp.codes:
+            return Rejection("unknown_unit", "lead_unit", f"lead_unit: {lead!r} is not a unit or 街镇 of "
+                                                          f"{event.jurisdiction}")
+        return out.ruled(ruling, rule, lead)
 
     @staticmethod
     def _lead(rule: Rule, territory: str | None) -> str | None:
