@@ -209,8 +209,9 @@ def run_demo(n_events: int, seed: int, keep: bool, console: Console, out: Consol
 
 def example_line(d: dict[str, Any]) -> str:
     """One routing example: ticket, outcome, where it went (unit, redirect target or triage reason), why."""
-    target = d.get("lead_unit") or d.get("redirect_to") or d.get("triage_reason") or ""
-    return f"[bold]{escape(str(d['ticket_id']))}[/bold] {escape(str(d['outcome']))} → {escape(target)}: " \
+    target = d.get("lead_unit") or d.get("redirect_to") or d.get("triage_reason")
+    where = f" → {escape(target)}" if target else ""
+    return f"[bold]{escape(str(d['ticket_id']))}[/bold] {escape(str(d['outcome']))}{where}: " \
            f"{escape(str(d['explanation']))}"
 
 

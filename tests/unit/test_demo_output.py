@@ -23,6 +23,9 @@ def test_a_redirect_example_names_its_target() -> None:
     line = example_line({"ticket_id": "QP-2", "outcome": "triage", "lead_unit": None, "redirect_to": None,
                          "triage_reason": "no_rule_matched", "explanation": "[x]"})
     assert "triage → no_rule_matched: \\[x]" in line  # escaped for rich markup
+    line = example_line({"ticket_id": "QP-3", "outcome": "close", "lead_unit": None, "redirect_to": None,
+                         "triage_reason": None, "explanation": "已告知"})
+    assert "QP-3[/bold] close: 已告知" in line
 
 
 def test_the_printed_replay_command_reproduces_the_demo_replay(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
