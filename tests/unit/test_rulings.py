@@ -168,3 +168,24 @@ def test_a_repeat_names_the_unit_holding_the_ticket_at_its_time_whatever_arrived
     assert histories[0] == histories[1]
     assert [(t.action, t.unit) for t in histories[0].transitions] == [  # type: ignore[union-attr]
         ("triage", None), ("dispatch", "区建管委"), ("repeat", "区建管委")]
+
+
+def test_an_update_for_a_triaged_ticket_is_held_for_the_rulings_work_order(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """The unit reads the ruling's work order on its own topic and may answer before the SLA worker has read the
+    copy on hotline.workorders: the answer waits (held) instead of being dead-lettered at once."""
+    out = _triaged(router)
+    state = sla.on_triage(None, out.triage)  # type: ignore[arg-type]
+    ack = update("QP-1", "acknowledge", cst("2025-06-09 12:00"), unit="区建管委")
+    refused = sla.on_update(state, ack, rules)  # type: ignore[arg-type]
+    assert isinstance(refused, Rejection) and refused.reason == "invalid_transition"
+    assert sla.may_be_early(state, refused)  # type: ignore[arg-type]
+    ruled = dispatch.on_ruling(out.ticket, _ruling(), router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    dispatched = sla.on_work_order(state, ruled.work_order, rules)  # type: ignore[arg-type]
+    applied = sla.on_update(dispatched, ack, rules)  # type: ignore[arg-type]
+    assert isinstance(applied, lifecycle.Applied) and applied.state.status.value == "acknowledged"
+    # a closed ticket is not waiting for anything: the same answer is refused at once
+    closed = sla.on_triage(state, dispatch.on_ruling(  # type: ignore[union-attr, arg-type]
+        out.ticket, _ruling(action="close", rule_id=None, ruling_id="R9"), router).triage)
+    refused = sla.on_update(closed, ack, rules)  # type: ignore[arg-type]
+    assert isinstance(refused, Rejection) and not sla.may_be_early(closed, refused)  # type: ignore[arg-type]
