@@ -137,16 +137,17 @@ class DecisionBuilder:
             cooperating.append(territory)
         return cooperating
 
-    def ruled(self, ruling: Ruling, rule: Rule | None, lead: str | None) -> RoutingDecision:
-        """The dispatch desk's ruling as a decision: with ``rule``, a dispatch to ``lead`` citing the rule's clause;
-        without, the desk closed the matter (no work order)."""
+    def ruled(self, ruling: Ruling, rule: Rule | None = None, lead: str | None = None,
+              overridden: bool = False) -> RoutingDecision:
+        """The dispatch desk's ruling as a decision: with ``rule``, a dispatch to ``lead`` citing the rule's clause
+        (``overridden``: the desk named a lead other than the rule's); without, the desk closed the matter."""
         heard = f"{ruling.desk}人工{'派单' if rule else '办结'}（{ruling.ruling_id}）：{ruling.reason}"
         if rule is None or lead is None:
             return self._base(outcome=Outcome.close, confidence=1.0, needs_triage=False,
                               citations=[self._common.triage_citation],
                               explanation=f"{heard}；不派工单。")
         named = "属地街镇" if rule.lead == TERRITORY_LEAD else rule.lead
-        chosen = "" if lead == self._lead_of(rule) else f"（规则的牵头单位为{named}，裁定改由{lead}牵头）"
+        chosen = f"（规则的牵头单位为{named}，裁定改由{lead}牵头）" if overridden else ""
         return self._base(
             outcome=Outcome.dispatch,
             category=rule.category,
@@ -161,6 +162,3 @@ class DecisionBuilder:
                 f"由{lead}牵头{chosen}；{self._territory_phrase()}。"
             ),
         )
-
-    def _lead_of(self, rule: Rule) -> str | None:
-        return (self._territory.name if self._territory else None) if rule.lead == TERRITORY_LEAD else rule.lead

@@ -154,18 +154,19 @@ class Router:
         territory = comp.territories.resolve(event.address, event.content)
         out = DecisionBuilder(event, comp.book, self._lib.common, self.version, territory)
         if ruling.action is RulingAction.close:
-            return out.ruled(ruling, None, None)
+            return out.ruled(ruling)
         rule = next((r for r in comp.rules if r.id == ruling.rule_id), None)
         if rule is None:
             return Rejection("unknown_rule", "rule_id", f"rule_id: {event.jurisdiction} has no rule {ruling.rule_id!r}")
-        lead = ruling.lead_unit or self._lead(rule, territory.name if territory else None)
+        own = self._lead(rule, territory.name if territory else None)
+        lead = ruling.lead_unit or own
         if lead is None:
             return Rejection("no_lead", "lead_unit", f"lead_unit: rule {rule.id} makes the 街镇 lead and no 街镇 is "
                                                      "known from the address; name the lead_unit")
         if lead not in comp.codes:
             return Rejection("unknown_unit", "lead_unit", f"lead_unit: {lead!r} is not a unit or 街镇 of "
                                                           f"{event.jurisdiction}")
-        return out.ruled(ruling, rule, lead)
+        return out.ruled(ruling, rule, lead, overridden=lead != own)
 
     @staticmethod
     def _lead(rule: Rule, territory: str | None) -> str | None:
