@@ -22,6 +22,7 @@ from services.demo.sample import SampleFiles
 from services.demo.stack import Running, start
 from services.platform.embedded import stop_on_signals
 from services.domain.sla import SlaRules
+from services.replay.inputs import occurred_at
 from services.replay.runner import run as replay
 from services.replay.runner import write as write_replay
 from services.sla.report import from_database, render, scorecard_scope
@@ -30,6 +31,7 @@ ROOT = Path(".hotline")  # the stack's data and logs, the sample, the replay out
 
 
 Round = list[tuple[str, bytes]]  # (topic: updates | rulings, message)
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 def input_rounds(updates: list[bytes], rulings: list[bytes]) -> list[Round]:
@@ -38,20 +40,21 @@ def input_rounds(updates: list[bytes], rulings: list[bytes]) -> list[Round]:
     input of that ticket: the re-dispatched work order then reaches the SLA service before the next unit's
     updates do, and a dispute reaches the desk's queue before the desk rules on it."""
 
-    def fields(raw: bytes) -> tuple[str, str, str]:
+    def fields(raw: bytes) -> tuple[str, str]:
         try:
             data = json.loads(raw)
-            return str(data.get("occurred_at", "")), str(data.get("ticket_id", "")), str(data.get("action", ""))
+            return str(data.get("ticket_id", "")), str(data.get("action", ""))
         except (ValueError, AttributeError):
-            return "", "", ""
+            return "", ""
 
-    timed = sorted([(fields(raw), i, "updates", raw) for i, raw in enumerate(updates)] +
-                   [(fields(raw), len(updates) + i, "rulings", raw) for i, raw in enumerate(rulings)],
-                   key=lambda x: (datetime.fromisoformat(x[0][0]) if x[0][0] else datetime.min.replace(tzinfo=UTC),
-                                  x[1]))
+    def merged(topic: str, lines: list[bytes]) -> list[tuple[datetime, int, str, bytes]]:
+        return [(occurred_at(raw) or _NO_TIME, i, topic, raw) for i, raw in enumerate(lines)]
+
+    timed = sorted([*merged("updates", updates), *merged("rulings", rulings)], key=lambda x: x[:2])
     rounds: list[Round] = [[]]
     moved: set[str] = set()  # tickets whose holder this round changes
-    for (_, ticket, action), _, topic, raw in timed:
+    for _, _, topic, raw in timed:
+        ticket, action = fields(raw)
         if ticket in moved:
             rounds.append([])
             moved = set()

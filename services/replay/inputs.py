@@ -25,7 +25,7 @@ class Line(NamedTuple):
     at: datetime | None  # occurred_at, when it could be read
 
 
-def _occurred_at(raw: bytes) -> datetime | None:
+def occurred_at(raw: bytes) -> datetime | None:
     try:
         value = parse_json(raw).get("occurred_at")
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
@@ -39,7 +39,7 @@ def read_lines(path: Path, stream: str) -> list[Line]:
     chunks = data.split(b"\n")
     if chunks and chunks[-1] == b"":
         chunks.pop()  # the newline that ends the last line is not another line
-    return [Line(stream, path.name, i, chunk.rstrip(b"\r"), _occurred_at(chunk)) for i, chunk in enumerate(chunks, 1)]
+    return [Line(stream, path.name, i, chunk.rstrip(b"\r"), occurred_at(chunk)) for i, chunk in enumerate(chunks, 1)]
 
 
 # --- streaming merge --------------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def _runs(path: Path, cap: int) -> tuple[int, list[_Run] | None]:
     with path.open("rb", buffering=_BUFFER) as f:
         for chunk in f:
             number += 1
-            at = _occurred_at(chunk[:-1] if chunk.endswith(b"\n") else chunk)
+            at = occurred_at(chunk[:-1] if chunk.endswith(b"\n") else chunk)
             key = at.timestamp() if at is not None else last
             if number == 1 or key < last:
                 if len(runs) == cap:
@@ -97,7 +97,7 @@ def _run_lines(f: BinaryIO, stream: str, name: str, run: _Run, count: int) -> It
                                "the file changed while it was replayed")
         if chunk.endswith(b"\n"):
             chunk = chunk[:-1]
-        yield Line(stream, name, number, chunk.rstrip(b"\r"), _occurred_at(chunk))
+        yield Line(stream, name, number, chunk.rstrip(b"\r"), occurred_at(chunk))
 
 
 def _sorted_lines(path: Path, order: int, stream: str) -> list[tuple[_Key, Line]]:

@@ -3,6 +3,7 @@ it, and with --keep the addresses and environment lines to look inside; results 
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from types import SimpleNamespace
@@ -72,3 +73,23 @@ def test_demo_results_go_to_stdout_and_progress_to_stderr(monkeypatch) -> None: 
     assert result.exit_code == 0
     assert "result table" in result.stdout and "progress" not in result.stdout
     assert "progress" in result.stderr
+
+
+def test_input_rounds_wait_only_where_a_ticket_changes_hands() -> None:
+    """The demo publishes a round and waits for the pipeline before the next: a round ends before an input of a
+    ticket that a return or a ruling in it moved (that input answers the re-dispatch), and nowhere else."""
+    from services.demo.runner import input_rounds
+
+    def line(ticket: str, hour: int, action: str = "acknowledge") -> bytes:
+        return json.dumps({"ticket_id": ticket, "action": action,
+                           "occurred_at": f"2025-06-09T{hour:02d}:00:00+08:00"}).encode()
+
+    updates = [line("A", 8, "return"), line("B", 9), line("A", 11), line("B", 12, "resolve"), line("C", 14)]
+    rulings = [line("C", 10, "dispatch")]
+    rounds = input_rounds(updates, rulings)
+    assert [[(topic, json.loads(raw)["ticket_id"]) for topic, raw in r] for r in rounds] == [
+        [("updates", "A"), ("updates", "B"), ("rulings", "C")],
+        [("updates", "A"), ("updates", "B"), ("updates", "C")],  # C's ruling was processed with the first round
+    ]
+    assert input_rounds([line("D", 9, "return"), line("D", 10, "return"), line("D", 11)], []) == [
+        [("updates", line("D", 9, "return"))], [("updates", line("D", 10, "return"))], [("updates", line("D", 11))]]

@@ -60,7 +60,7 @@ untimed = st.sampled_from([
 def file_bytes(draw: st.DrawFn) -> bytes:
     lines = draw(st.lists(st.one_of(timed, timed, untimed), max_size=40))
     if draw(st.booleans()):  # sorted by time (long runs), the unreadable lines where they fell
-        times = {line: at for line in lines if (at := inputs._occurred_at(line)) is not None}
+        times = {line: at for line in lines if (at := inputs.occurred_at(line)) is not None}
         order = iter(sorted((line for line in lines if line in times), key=times.__getitem__))
         lines = [next(order) if line in times else line for line in lines]
     ends = [draw(st.sampled_from([b"\n", b"\r\n"])) for _ in lines]
