@@ -56,7 +56,16 @@ class RouterOutput:
     escalations: list[Escalation] = field(default_factory=list)
     repeat: RepeatReport | None = None  # forwarded to the unit holding the ticket and to the SLA service
     duplicate: bool = False
-    decided_at: datetime | None = None  # when a ruling was made (the other decisions' times are on what they emit)
+
+    @property
+    def decided_at(self) -> datetime:
+        """When the decision was made: the dispatch time of its work order, the time the desk closed the ticket,
+        the return that made it a dispute, or else the event's time."""
+        if self.work_order is not None:
+            return self.work_order.dispatched_at
+        if self.triage is not None and self.triage.decided_at is not None:
+            return self.triage.decided_at
+        return self.escalations[0].at if self.escalations else self.ticket.event.occurred_at
 
     @property
     def decision_seq(self) -> int:
@@ -143,14 +152,13 @@ def on_ruling(ticket: RouterTicket, ruling: Ruling, router: Routes) -> RouterOut
     if not ticket.in_triage:
         where = f"is held by {ticket.current_unit}" if ticket.current_unit else "was redirected or closed"
         return Rejection("not_in_triage", "ticket_id",
-                         f"ticket_id: ticket {ticket.event.event_id!r} is not waiting for the dispatch desk (it {where})")
+                         f"ticket_id: ticket {ticket.event.event_id!r} is not waiting for the dispatch desk "
+                         f"(it {where})")
     decision = router.rule_on(ticket.event, ruling)
     if isinstance(decision, Rejection):
         return decision
     ticket = ticket.model_copy(update={"rulings": [*ticket.rulings, ruling.ruling_id]})
-    out = _emit(ticket, decision, router, ruling.occurred_at)
-    out.decided_at = ruling.occurred_at
-    return out
+    return _emit(ticket, decision, router, ruling.occurred_at)
 
 
 def on_repeat(ticket: RouterTicket, report: RepeatReport) -> RouterOutput:

@@ -67,10 +67,10 @@ def _messages(rt: Runtime, batch: Batch, router: Routes, out: RouterOutput) -> l
                                body=body))
     if out.triage is not None:
         t = out.triage
-        closed = t.decision.outcome == Outcome.close and t.decided_at is not None
+        closed = t.decision.outcome == Outcome.close
         ce_id = f"{t.ticket_id}:close" if closed else f"{t.ticket_id}:{len(out.ticket.returns)}"
         msgs.append(rt.out(t, "triage", t.ticket_id, ce_id=ce_id, subject=t.ticket_id,
-                           time=t.decided_at if closed else t.opened_at))
+                           time=t.decided_at or t.opened_at))
     for e in out.escalations:
         msgs.append(IfNew(e.escalation_id, rt.out(e, "escalations", e.ticket_id, ce_id=e.escalation_id,
                                                   subject=e.ticket_id, time=e.at)))

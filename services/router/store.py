@@ -32,10 +32,8 @@ def save(batch: Batch, out: RouterOutput) -> None:
     TICKETS.put(batch, ticket.event.event_id, ticket, _flush)
     if out.decision is not None:
         d = out.decision
-        at = out.decided_at or (out.work_order.dispatched_at if out.work_order else (
-            out.escalations[0].at if out.escalations else ticket.event.occurred_at))
         batch.write(INSERT_DECISION, (ticket.event.event_id, out.decision_seq, d.outcome.value, d.lead_unit,
-                                      d.category, d.model_dump_json(), at))
+                                      d.category, d.model_dump_json(), out.decided_at))
     if out.work_order is not None:
         w = out.work_order
         batch.write(INSERT_WORK_ORDER, (w.work_order_id, w.ticket_id, w.dispatch_seq, w.jurisdiction.value,
