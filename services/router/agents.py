@@ -84,6 +84,14 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     returns = app.topic(rt.topics["returns"], value_type=bytes, value_serializer="raw", key_serializer="raw")
     rulings = app.topic(rt.topics["rulings"], value_type=bytes, value_serializer="raw", key_serializer="raw")
 
+    def finish(batch: Batch, out: RouterOutput) -> list[Outgoing | IfNew]:
+        """A redelivered input is counted and ignored; anything else is saved and its messages sent."""
+        if out.duplicate:
+            batch.count(rt.metrics.duplicates.labels("router").inc)
+            return []
+        store.save(batch, out)
+        return _messages(rt, batch, router, out)
+
     async def on_repeat(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         report = decode(RepeatReport, raw)
         if isinstance(report, Rejection):
@@ -94,11 +102,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
             return waiting
         if ticket is None:  # the report it repeats may still be on its way (relayed late by a crashed intake)
             return await rt.hold(batch, report.ticket_id, unknown_ticket(report.ticket_id), raw, m)
-        out = dispatch.on_repeat(ticket, report)
-        if out.duplicate:
-            return []
-        store.save(batch, out)
-        return _messages(rt, batch, router, out)
+        return finish(batch, dispatch.on_repeat(ticket, report))
 
     async def on_accepted(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         if header(m.headers, "ce_type") == TYPES[RepeatReport]:
@@ -106,12 +110,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         event = decode(IntakeEvent, raw)
         if isinstance(event, Rejection):
             return await rt.reject(batch, event, raw, m)
-        out = dispatch.decide(await store.load_ticket(batch, event.event_id), event, router)
-        if out.duplicate:
-            batch.count(rt.metrics.duplicates.labels("router").inc)
-            return []
-        store.save(batch, out)
-        return _messages(rt, batch, router, out)
+        return finish(batch, dispatch.decide(await store.load_ticket(batch, event.event_id), event, router))
 
     async def on_return(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         update = decode(UnitUpdate, raw)
@@ -121,11 +120,9 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         if ticket is None:
             return await rt.reject(batch, unknown_ticket(update.ticket_id), raw, m)
         out = dispatch.on_return(ticket, update, router, settings.max_returns)
-        if out.duplicate:
-            return []
-        batch.count(rt.metrics.returns.labels(ticket.event.jurisdiction.value, update.unit).inc)
-        store.save(batch, out)
-        return _messages(rt, batch, router, out)
+        if not out.duplicate:
+            batch.count(rt.metrics.returns.labels(ticket.event.jurisdiction.value, update.unit).inc)
+        return finish(batch, out)
 
     async def on_ruling(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         ruling = decode(Ruling, raw)
@@ -137,11 +134,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         out = dispatch.on_ruling(ticket, ruling, router)
         if isinstance(out, Rejection):
             return await rt.reject(batch, out, raw, m)
-        if out.duplicate:
-            batch.count(rt.metrics.duplicates.labels("router").inc)
-            return []
-        store.save(batch, out)
-        return _messages(rt, batch, router, out)
+        return finish(batch, out)
 
     def latency(m: faust.types.Message) -> Callable[[], None] | None:
         received = header(m.headers, RECEIVED_HEADER)

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.demo.feeder import Feeder
 from services.demo.runner import feed
@@ -18,6 +19,7 @@ from services.demo.sample import generate
 from services.demo.stack import start
 from services.domain.scorecards import compute
 from services.domain.tickets import OPEN_FOR_UNIT
+from services.platform.kafka_security import client_options
 from services.replay.runner import run as replay
 from services.sla.report import from_database
 from tests.conftest import cst
@@ -80,25 +82,63 @@ def test_streaming_rejections_equal_replay(world) -> None:  # type: ignore[no-un
     assert all(not re.search(r"1[3-9]\d{9}", r["original"]) for r in letters)
 
 
-def test_redelivered_events_and_updates_change_nothing(world) -> None:  # type: ignore[no-untyped-def]
+def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # type: ignore[no-untyped-def]
     running, sample, _, _ = world
     tables = ("work_orders", "escalations", "transitions", "routing_decisions", "dead_letters", "tickets")
     before = {t: _db(running, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
     state_before = _db(running, "SELECT ticket_id, state FROM tickets ORDER BY ticket_id")
 
-    async def again() -> None:
+    router_tickets = [r["state"] for r in _db(running, "SELECT state FROM router_tickets")]
+
+    def router_duplicates() -> float:
+        found = re.search(r'hotline_duplicates_total\{stage="router"\} (\S+)', running.metrics("router"))
+        return float(found.group(1)) if found else 0.0
+
+    async def returns_again() -> int:
+        """Every message the SLA worker sent the router on the returns topic, sent once more as a crash would."""
+        topic = running.settings.topic_prefix + ".returns"
+        consumer = AIOKafkaConsumer(**client_options(running.settings), enable_auto_commit=False)
+        producer = AIOKafkaProducer(**client_options(running.settings))
+        await consumer.start()
+        await producer.start()
+        try:
+            await consumer.topics()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            messages = []
+            while any([await consumer.position(tp) < end[tp] for tp in partitions]):
+                messages += [m for batch in (await consumer.getmany(timeout_ms=1000)).values() for m in batch]
+            sent = [await producer.send(topic, m.value, key=m.key, headers=list(m.headers)) for m in messages]
+            await asyncio.gather(*sent)
+            return len(sent)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def again() -> int:
         async with Feeder(running.settings, running.dsn) as feeder:
             await feeder.publish("raw", sample.events, "jurisdiction")
             await feeder.publish("updates", sample.updates, "ticket_id")
+            await feeder.publish("rulings", sample.rulings, "ticket_id")
+            returned = await returns_again()
             await feeder.wait_quiescent()
+            return returned
 
-    asyncio.run(again())
+    counted = router_duplicates()
+    returned = asyncio.run(again())
     after = {t: _db(running, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
     # New offsets mean new dead-letter rows for the broken lines; everything else is recognised.
     assert {t: after[t] for t in tables if t != "dead_letters"} == {t: before[t] for t in tables if t != "dead_letters"}
     assert _db(running, "SELECT ticket_id, state FROM tickets ORDER BY ticket_id") == state_before
     metrics = running.metrics("intake")
     assert re.search(r'hotline_duplicates_total\{stage="intake"\} [1-9]', metrics)
+    # The router recognises each return (sent again as after a crash) and ruling it applied, and counts it
+    assert returned >= sum(len(t["handled_returns"]) for t in router_tickets) > 0
+    rulings_applied = sum(len(t["rulings"]) for t in router_tickets)
+    assert rulings_applied > 0
+    assert router_duplicates() - counted == returned + rulings_applied
 
 
 def test_each_worker_serves_metrics(world) -> None:  # type: ignore[no-untyped-def]
