@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime
-
-from schemas.common import SCHEMA_VERSION, Contract
+from schemas.common import SCHEMA_VERSION, Contract, EventTime
 
 
 class ClockTick(Contract):
     schema_version: Literal[1] = SCHEMA_VERSION
-    now: AwareDatetime
+    now: EventTime

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
@@ -13,6 +16,23 @@ class Contract(BaseModel):
     """Base of every wire model: unknown fields are an error, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# The years an input's time may fall in. Outside them the working-day arithmetic would leave the calendar (year 1
+# or 9999 overflow) and no civic report is dated there; such a time is a typing or clock error at the sender.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _within_years(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError("timestamp_out_of_range", "{moment} is outside the years 2000-2099",
+                                  {"moment": moment.isoformat()})
+    return moment
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_within_years)]
+"""A time an input states: ISO 8601 with a UTC offset, in the years 2000-2099."""
 
 
 class Source(StrEnum):

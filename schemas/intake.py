@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from schemas.common import SCHEMA_VERSION, Contract, Jurisdiction, Source, Urgency
+from schemas.common import SCHEMA_VERSION, Contract, EventTime, Jurisdiction, Source, Urgency
 
 MAX_CONTENT_CHARS = 4000
 MAX_ADDRESS_CHARS = 300
@@ -64,7 +64,7 @@ class IntakeEvent(Contract):
     event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
     source: Source
     jurisdiction: Jurisdiction
-    occurred_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset")
+    occurred_at: EventTime = Field(description="ISO 8601 with a UTC offset")
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     address: str = Field(min_length=1, max_length=MAX_ADDRESS_CHARS)
     urgency: Urgency = Urgency.normal

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from schemas.common import SCHEMA_VERSION, Contract, Jurisdiction, Source
+from schemas.common import SCHEMA_VERSION, Contract, EventTime, Jurisdiction, Source
 from schemas.intake import Caller
 
 
@@ -16,7 +16,7 @@ class RepeatReport(Contract):
     ticket_id: str = Field(description="the open ticket it joins")
     jurisdiction: Jurisdiction
     source: Source
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
     content: str
     address: str
     caller: Caller | None = Field(default=None, description="for the unit's callback only")

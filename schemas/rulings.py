@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from schemas.common import SCHEMA_VERSION, Contract
+from schemas.common import SCHEMA_VERSION, Contract, EventTime
 
 
 class RulingAction(StrEnum):
@@ -26,7 +26,7 @@ class Ruling(Contract):
     desk: str = Field(min_length=1, max_length=64,
                       description="the unit whose queue holds the ticket: the jurisdiction's triage unit")
     action: RulingAction
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
     rule_id: str | None = Field(default=None, max_length=128,
                                 description="dispatch: the rulebook rule the desk applies; its category, lead, "
                                             "cooperating units and plan citation make the work order")

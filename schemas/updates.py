@@ -6,9 +6,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from schemas.common import SCHEMA_VERSION, Contract
+from schemas.common import SCHEMA_VERSION, Contract, EventTime
 
 # The furthest an extension (延期) may move a deadline, counted from when it is requested: far beyond any time limit
 # in the plans (a petition's 60 days plus 30), and a bound on the working-day arithmetic an update can ask for.
@@ -29,10 +29,10 @@ class UnitUpdate(Contract):
     ticket_id: str = Field(min_length=1, max_length=64)
     action: UnitAction
     unit: str = Field(min_length=1, max_length=64)
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
     reason: str | None = Field(default=None, max_length=1000)
     note: str | None = Field(default=None, max_length=2000)
-    new_due: AwareDatetime | None = None
+    new_due: EventTime | None = None
     satisfied: bool | None = None
 
     @model_validator(mode="after")

@@ -37,6 +37,7 @@ _TYPE_REASONS = {
     "datetime_parsing": "bad_timestamp",
     "datetime_from_date_parsing": "bad_timestamp",
     "datetime_type": "bad_timestamp",
+    "timestamp_out_of_range": "bad_timestamp",
     "literal_error": "unsupported_version",
 }
 _NAMED_FIELD = re.compile(r"Value error, ([a-z_][a-z0-9_.]*): (.*)", re.DOTALL)

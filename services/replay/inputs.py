@@ -14,6 +14,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Self
 
+from schemas.common import EARLIEST, LATEST
 from services.domain.validation import parse_json
 
 
@@ -26,12 +27,16 @@ class Line(NamedTuple):
 
 
 def occurred_at(raw: bytes) -> datetime | None:
+    """The line's time, if it is one the contracts accept (with a UTC offset, in their years); otherwise None,
+    and the line, which validation will reject, does not move the replay's clock."""
     try:
         value = parse_json(raw).get("occurred_at")
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except (ValueError, AttributeError, TypeError, RecursionError):
         return None
-    return moment if moment is not None and moment.tzinfo is not None else None
+    if moment is None or moment.tzinfo is None or not EARLIEST <= moment < LATEST:
+        return None
+    return moment
 
 
 def read_lines(path: Path, stream: str) -> list[Line]:

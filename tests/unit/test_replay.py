@@ -15,8 +15,11 @@ def _sample(router, tmp_path: Path, n: int = 150):  # type: ignore[no-untyped-de
 
 def test_every_line_is_accounted_exactly_once(router, rules, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     events, updates, rulings = _sample(router, tmp_path)
+    first = json.loads(events.read_bytes().split(b"\n")[0])
+    far = [json.dumps({**first, "event_id": f"FAR-{i}", "occurred_at": at}).encode()
+           for i, at in enumerate(("0001-01-01T00:30:00+08:00", "9999-12-31T23:00:00+08:00"))]  # beyond the clocks
     with events.open("ab") as f:
-        f.write(b"\n\x00\x01garbage\n" + b"{" * 50 + b"\n")
+        f.write(b"\n\x00\x01garbage\n" + b"{" * 50 + b"\n" + b"\n".join(far) + b"\n")
     result = run(events, updates, router, rules, rulings=rulings)
     s = result.summary
     n_lines = sum(len(path.read_bytes().split(b"\n")) - 1 for path in (events, updates, rulings))
@@ -29,6 +32,7 @@ def test_every_line_is_accounted_exactly_once(router, rules, tmp_path: Path) -> 
     write(result, tmp_path / "out")
     rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert len(rejects) == s["rejected"] and all(r["reason"] and r["error"] for r in rejects)
+    assert sum(r["reason"] == "bad_timestamp" and r["field"] == "occurred_at" for r in rejects) >= len(far)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert {"read", "accepted", "rejected", "duplicates", "merged", "dispatched"} <= set(summary)
     campaigns = json.loads((tmp_path / "out" / "campaigns.json").read_text())

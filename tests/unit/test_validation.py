@@ -39,6 +39,9 @@ def test_good_event_is_normalised() -> None:
     (_raw(source="fax"), "unknown_source", "source"),
     (_raw(occurred_at="2025-05-06 09:00"), "bad_timestamp", "occurred_at"),
     (_raw(occurred_at="yesterday"), "bad_timestamp", "occurred_at"),
+    (_raw(occurred_at="0001-01-01T00:30:00+08:00"), "bad_timestamp", "occurred_at"),  # would leave the calendar
+    (_raw(occurred_at="9999-12-31T23:00:00+08:00"), "bad_timestamp", "occurred_at"),
+    (_raw(occurred_at="1999-12-31T23:59:59+00:00"), "bad_timestamp", "occurred_at"),
     (_raw(content=...), "missing_field", "content"),
     (_raw(content=123), "wrong_type", "content"),
     (_raw(content="x" * 5000), "too_long", "content"),
