@@ -105,7 +105,7 @@ class TicketState(State):
         for transition in self.transitions:
             if transition.at > moment:
                 break
-            if transition.to_status in (Status.resolved, Status.closed):
+            if _resolves(transition):
                 resolved = True
             elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
                 resolved = False
@@ -123,7 +123,7 @@ class TicketState(State):
         latest: datetime | None = None
         for transition in self.transitions:
             latest = transition.at if latest is None or transition.at > latest else latest
-            if transition.to_status in (Status.resolved, Status.closed):
+            if _resolves(transition):
                 resolved = True
             elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
                 resolved = False
@@ -132,6 +132,13 @@ class TicketState(State):
             else:
                 steps.append((latest, resolved))
         return spans_of(steps)
+
+
+def _resolves(transition: Transition) -> bool:
+    """办结, or the callback that archives it. The dispatch desk's close of a triaged ticket resolves nothing:
+    the ticket ends without a work order (answered on the line, or the caller told the proper channel)."""
+    return transition.to_status is Status.resolved or (transition.to_status is Status.closed
+                                                        and transition.action != "close")
 
 
 Span = tuple[datetime, datetime | None]

@@ -158,7 +158,8 @@ async def triage_backlog(conn: asyncpg.Connection) -> dict[str, int]:
 
 # --- per-ticket facts --------------------------------------------------------------------------------------------
 
-FACTS_VERSION = 1  # bump when cohort_facts or unit_facts change: every ticket's facts are then computed again
+# bump when cohort_facts or unit_facts change: every ticket's facts are then computed again
+FACTS_VERSION = 2  # 2: a ticket the dispatch desk closed is not resolved (化解) in a campaign
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ def test_a_close_ruling_ends_the_ticket_without_a_work_order(router) -> None:  #
     last = state.transitions[-1]
     assert (last.action, last.at, last.from_status.value) == ("close", cst("2025-06-09 11:00"), "triage")  # type: ignore[union-attr]
     assert isinstance(sla.on_triage(state, item), lifecycle.Duplicate)  # redelivered
+    # closed without a work order is not 办结: no campaign counts it as resolved (化解)
+    assert not state.resolved_as_of(cst("2025-06-10 00:00")) and state.resolved_spans() == []
 
 
 def test_a_dispatch_ruling_starts_the_units_clock_on_a_triaged_ticket(router, rules) -> None:  # type: ignore[no-untyped-def]
