@@ -14,7 +14,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import (Escalation, EscalationKind, IntakeEvent, Outcome, RepeatReport, RoutingDecision, Ruling,
-                     TriageItem, UnitUpdate, WorkOrder)
+                     RulingAction, TriageItem, UnitUpdate, WorkOrder)
 from services.domain.deadlines import escalation_id
 from services.domain.validation import Rejection
 
@@ -43,6 +43,8 @@ class RouterTicket(BaseModel):
     returns: list[dict[str, str]] = Field(default_factory=list)
     handled_returns: list[str] = Field(default_factory=list)
     in_triage: bool = False
+    redirected: bool = Field(default=False, description="handed to 110/119/120 with no work order; the desk may "
+                                                        "still dispatch it (a false alarm, or a civic matter too)")
     rulings: list[str] = Field(default_factory=list, description="ids of the dispatch desk's rulings applied")
     repeats: list[str] = Field(default_factory=list, description="event ids of merged repeat reports")
 
@@ -98,10 +100,12 @@ def _emit(ticket: RouterTicket, decision: RoutingDecision, router: Routes, at: d
         seq = ticket.dispatch_seq + 1
         order = _work_order(ticket, decision, seq, at)
         ticket = ticket.model_copy(update={"dispatch_seq": seq, "current_unit": decision.lead_unit, "in_triage": False,
+                                           "redirected": False,
                                            "tried_units": [*ticket.tried_units, decision.lead_unit]})
         return RouterOutput(ticket, decision, work_order=order)
     queue = router.triage_unit(str(ticket.event.jurisdiction))
-    ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None})
+    ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None,
+                                       "redirected": decision.outcome == Outcome.redirect})
     decided_at = at if decision.outcome == Outcome.close else None
     return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue, decided_at))
 
@@ -145,12 +149,20 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
 def on_ruling(ticket: RouterTicket, ruling: Ruling, router: Routes) -> RouterOutput | Rejection:
     """The dispatch desk ruled on a ticket in its queue: dispatch it to the units of the rule it applies (the lead
     it names, if another), or close it without a work order. A ruling is binding: the unit it names may be one
-    that returned the ticket before. A ticket not waiting for the desk (dispatched, redirected, already ruled
-    on) is refused, so a late or repeated ruling cannot take a ticket from the unit working on it."""
+    that returned the ticket before. The desk may also dispatch a ticket the emergency screen redirected to
+    110/119/120 (a keyword is not proof: "最近小偷很多" under a street-lamp complaint), which would otherwise have no
+    owner. A ticket not waiting for the desk (dispatched, closed, already ruled on) is refused, so a late or
+    repeated ruling cannot take a ticket from the unit working on it. Nor can a ruling dated before the ticket
+    opened: the replay, in event time, would not know the ticket yet."""
     if ruling.ruling_id in ticket.rulings:
         return RouterOutput(ticket, duplicate=True)
-    if not ticket.in_triage:
-        where = f"is held by {ticket.current_unit}" if ticket.current_unit else "was redirected or closed"
+    if ruling.occurred_at < ticket.event.occurred_at:
+        return Rejection("unknown_ticket", "ticket_id",
+                         f"ticket_id: ticket {ticket.event.event_id!r} opened at "
+                         f"{ticket.event.occurred_at.isoformat()}, after the ruling's time")
+    if not (ticket.in_triage or (ticket.redirected and ruling.action is RulingAction.dispatch)):
+        where = (f"is held by {ticket.current_unit}" if ticket.current_unit else
+                 "was redirected: the desk may dispatch it, not close it" if ticket.redirected else "was closed")
         return Rejection("not_in_triage", "ticket_id",
                          f"ticket_id: ticket {ticket.event.event_id!r} is not waiting for the dispatch desk "
                          f"(it {where})")

@@ -67,10 +67,11 @@ def may_be_early(state: TicketState | None, rejection: Rejection) -> bool:
     """Could the message that makes this input apply still be on its way? The ticket is not known yet (its work
     order or triage item travels on another topic, or a crashed router's relay sends it late), a returned
     ticket's next unit answers a re-dispatch not seen yet, or a unit answers the work order of the dispatch desk's
-    ruling on a triaged ticket before that work order is seen. Such an input is held, not dead-lettered at once."""
+    ruling on a triaged or redirected ticket before that work order is seen. Such an input is held, not
+    dead-lettered at once."""
     if state is None:
         return rejection.reason == "unknown_ticket"
-    if state.status is Status.triage:
+    if state.status in (Status.triage, Status.redirected):
         return rejection.reason == "invalid_transition"
     return rejection.reason == "unit_mismatch" and state.status is Status.returned
 

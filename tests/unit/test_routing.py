@@ -253,6 +253,8 @@ def test_iot_alert_vs_complaint(router: Router) -> None:
         ("楼下着火了，浓烟滚滚", "119"),
         ("有人持刀抢劫", "110"),
         ("老人晕倒了，头在流血", "120"),
+        ("燃气管道泄漏，整栋楼都是煤气味", "119"),
+        ("井盖没了，刚才有个老人掉进去了", "119"),
     ],
 )
 def test_emergencies_redirect(router: Router, content: str, redirect: str) -> None:
@@ -267,6 +269,11 @@ def test_emergencies_redirect(router: Router, content: str, redirect: str) -> No
         ("电动车在楼道充电，有火灾隐患", "ebike_charging"),
         ("楼道里给电瓶车充电，万一起火怎么办", "ebike_charging"),
         ("外墙瓷砖掉下来，差点砸伤人", "falling_object_hazard"),
+        # a habit or a frequency is a standing problem, not one in progress
+        ("小区路灯坏了好久都没人修，晚上黑漆漆的，最近小偷很多", "street_lamp"),
+        ("楼下烧烤店每天晚上都有人喝酒打架，油烟也很大", "fumes_bbq"),
+        ("这个路口经常出车祸有人受伤，建议装个红绿灯", "traffic_signal"),
+        ("楼里的燃气立管锈得厉害，老是闻到煤气味，希望尽快改造", "gas"),
     ],
 )
 def test_hazards_are_not_emergencies(router: Router, content: str, category: str) -> None:

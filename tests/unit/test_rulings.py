@@ -191,3 +191,32 @@ def test_an_update_for_a_triaged_ticket_is_held_for_the_rulings_work_order(route
         out.ticket, _ruling(action="close", rule_id=None, ruling_id="R9"), router).triage)
     refused = sla.on_update(closed, ack, rules)  # type: ignore[arg-type]
     assert isinstance(refused, Rejection) and not sla.may_be_early(closed, refused)  # type: ignore[arg-type]
+
+
+def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """A keyword is not proof of an emergency in progress: the desk can give a redirected matter its owner."""
+    out = dispatch.decide(None, _event("路灯不亮，刚才有人在路口打架"), router)
+    assert out.decision is not None and out.decision.outcome == "redirect" and out.ticket.redirected
+    got = dispatch.on_ruling(out.ticket, _ruling(action="close", rule_id=None, reason="已转110"), router)
+    assert isinstance(got, Rejection) and got.reason == "not_in_triage" and "redirected" in got.error
+    ruled = dispatch.on_ruling(out.ticket, _ruling(), router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    assert ruled.work_order.lead_unit == "区建管委" and not ruled.ticket.redirected
+    again = dispatch.on_ruling(ruled.ticket, _ruling(ruling_id="R2"), router)
+    assert isinstance(again, Rejection) and again.reason == "not_in_triage"  # now a unit holds it
+    # the SLA service: redirected, then dispatched at the ruling's time; the unit's updates apply
+    state = sla.on_triage(None, out.triage)  # type: ignore[arg-type]
+    assert not isinstance(state, lifecycle.Duplicate) and state.status.value == "redirected"
+    early = sla.on_update(state, update("QP-1", "acknowledge", cst("2025-06-09 11:30"), unit="区建管委"), rules)
+    assert isinstance(early, Rejection) and sla.may_be_early(state, early)  # held until the work order is read
+    state = sla.on_work_order(state, ruled.work_order, rules)
+    assert not isinstance(state, lifecycle.Duplicate)
+    assert state.status.value == "dispatched" and state.cycle is not None
+    assert state.cycle.start == cst("2025-06-09 11:00")
+
+
+def test_a_ruling_dated_before_its_ticket_is_refused_as_the_replay_would(router) -> None:  # type: ignore[no-untyped-def]
+    """In event time the ticket did not exist yet: the replay finds no ticket, so streaming refuses it alike."""
+    ticket = _triaged(router).ticket
+    got = dispatch.on_ruling(ticket, _ruling(occurred_at=cst("2025-06-09 08:59")), router)
+    assert isinstance(got, Rejection) and (got.reason, got.field) == ("unknown_ticket", "ticket_id")
