@@ -5,6 +5,10 @@ tickets enrolled (for ``measure: dispatched``, tickets dispatched ÷ enrolled). 
 a schedule (daily at midnight, China Standard Time, by default), never per event, and each evaluation
 looks only at facts timestamped up to its instant, so replay and streaming agree.
 
+An evaluation's status (``CampaignStatus``, see ``evaluate``): ``on_track``, ``at_risk`` (escalated, level 2, on
+entering it), ``met``, ``missed`` (escalated, level 3) — or ``insufficient_data`` when the service has too little
+evidence to judge (nothing enrolled; too few tickets, or too early, to say either way), which is never escalated.
+
 An evaluation does not walk the tickets: it asks a ``CohortCounts`` three counting questions. Each ticket's
 ``CohortFacts`` (opening time and done periods) are computed when it is stored; the replay keeps them in a
 ``CohortIndex`` (sorted lists), the SLA worker in PostgreSQL (count queries). ``TicketCounts`` answers the same
@@ -29,7 +33,9 @@ from services.domain.clock import CHINA_TZ
 from services.domain.deadlines import escalation_id
 from services.domain.tickets import Span, TicketState
 
-CampaignStatus = Literal["on_track", "at_risk", "met", "missed"]
+CampaignStatus = Literal["on_track", "at_risk", "met", "missed", "insufficient_data"]
+"""``insufficient_data``: the service has too little evidence to judge the campaign (see ``evaluate``); never escalated,
+and it neither raises nor re-arms an at-risk alarm. A consumer that lists the statuses must list all five."""
 
 
 class Campaign(BaseModel):
@@ -44,8 +50,8 @@ class Campaign(BaseModel):
     start: datetime
     deadline: datetime
     evaluate_at: time = time(0, 0)
-    warmup_days: int = 3  # no at-risk alarm until this many days after the first ticket enrolled
-    min_enrolled: int = 5  # ... nor while fewer tickets than this are enrolled
+    warmup_days: int = 3  # no at-risk verdict until this many days after the first ticket enrolled
+    min_enrolled: int = 5  # below this many enrolled, insufficient_data before the deadline (see ``evaluate``)
     rearm_days: int = 3  # on track this many evaluations in a row before a new at-risk alarm
     velocity_window_days: int = 14
     selector: dict[str, list[str]] | None = None
@@ -73,7 +79,7 @@ class CampaignState(BaseModel):
 
     campaign_id: str
     last_evaluated_at: datetime | None = None
-    status: CampaignStatus = "on_track"
+    status: CampaignStatus = "insufficient_data"  # until evaluated (a stored state always carries its status)
     on_track_streak: int = 0
     alarmed: bool = False  # an at-risk alarm stands (cleared after rearm_days on track)
     history: list[CampaignReport] = Field(default_factory=list)
@@ -328,7 +334,29 @@ def cohort_size(campaign: Campaign, enrolled: int) -> int:
 def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> CampaignReport:
     """The campaign as of ``at``: the cohort is every enrolled ticket opened by ``at`` (and, where the plan names
     its fixed set, at least that many: ``cohort_size``); the pace compares how many of that cohort were done at
-    ``at`` and one velocity window earlier."""
+    ``at`` and one velocity window earlier.
+
+    The status says what the evidence supports, and no more:
+
+    * No ticket enrolled (by ``at``): ``insufficient_data``, before the deadline and at it. An empty cohort means
+      the service was not measuring the campaign (a deployment after the campaign, a replay of other data, a source
+      system that does not tag its tickets), not that the units failed: no ``missed`` and no level-3 escalation,
+      even where the plan names a fixed cohort (0 of 1864 is what the service saw, not what the units did).
+    * At the deadline, with tickets enrolled: ``met`` when the rate reaches the target, else ``missed``. This is
+      the final measured rate, not a projection, so ``min_enrolled`` and ``warmup_days`` do not apply.
+    * Before the deadline, fewer than ``min_enrolled`` tickets enrolled: ``insufficient_data`` — except that a
+      campaign whose plan names its cohort (``planned_cohort``), past ``warmup_days``, with a projection below the
+      target is ``at_risk``. Without a named cohort the target is a share of the enrolled tickets, and a share of
+      two or three tickets is noise either way. With a named cohort the target is a count fixed by the plan
+      (``ceil(target × planned_cohort)`` tickets done by the deadline) and the pace is counted in tickets done
+      per day, so "at this pace the plan's count will not be reached" is a fact about the resolutions the service
+      did see (4 of 38 enrolled and none done in the velocity window: projected 0), whatever the number enrolled;
+      staying silent until the deadline would turn a visible shortfall into a surprise ``missed``. The converse
+      does not hold: a projection at or above the target from a handful of tickets extrapolates them over the
+      plan's tickets not yet seen, so it is ``insufficient_data``, never ``on_track``.
+    * Otherwise: ``on_track`` when the projection reaches the target; within ``warmup_days`` of the first
+      enrolment a projection below it is ``insufficient_data`` (too early to tell the pace); else ``at_risk``.
+    """
     enrolled = counts.enrolled(at)
     n = cohort_size(campaign, enrolled)
     done_now = counts.done(at, at)
@@ -343,10 +371,18 @@ def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> Campaign
     projected = min(n, done_now + velocity * days_left) / n if n else 0.0
     shortfall = max(math.ceil(campaign.target * n - 1e-9) - done_now, 0)
     needed = shortfall / days_left if days_left > 0 else float(shortfall)
-    if at >= campaign.deadline:
-        status: CampaignStatus = "met" if n and rate >= campaign.target else "missed"
-    elif enrolled < campaign.min_enrolled or projected >= campaign.target or _warming_up(campaign, counts, at):
+    status: CampaignStatus
+    if enrolled == 0:
+        status = "insufficient_data"
+    elif at >= campaign.deadline:
+        status = "met" if rate >= campaign.target else "missed"
+    elif enrolled < campaign.min_enrolled:
+        falling_short = campaign.planned_cohort is not None and projected < campaign.target
+        status = "at_risk" if falling_short and not _warming_up(campaign, counts, at) else "insufficient_data"
+    elif projected >= campaign.target:
         status = "on_track"
+    elif _warming_up(campaign, counts, at):
+        status = "insufficient_data"
     else:
         status = "at_risk"
     return CampaignReport(campaign_id=campaign.id, at=at, enrolled=enrolled, resolved=done_now, rate=round(rate, 6),
@@ -362,8 +398,10 @@ def _warming_up(campaign: Campaign, counts: CohortCounts, at: datetime) -> bool:
 
 def advance(campaign: Campaign, state: CampaignState, counts: CohortCounts,
             now: datetime) -> tuple[CampaignState, list[Escalation]]:
-    """Run every scheduled evaluation up to ``now``; escalate on entering at-risk and on a miss. ``counts`` must
-    answer the ``questions`` of those instants (``evaluation_times(campaign, state.last_evaluated_at, now)``)."""
+    """Run every scheduled evaluation up to ``now``; escalate on entering at-risk and on a miss (never on
+    ``insufficient_data``, which also breaks a run of on-track evaluations: it does not re-arm an at-risk alarm).
+    ``counts`` must answer the ``questions`` of those instants (``evaluation_times(campaign,
+    state.last_evaluated_at, now)``)."""
     escalations: list[Escalation] = []
     for instant in evaluation_times(campaign, state.last_evaluated_at, now):
         report = evaluate(campaign, counts, instant)

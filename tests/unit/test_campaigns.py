@@ -164,3 +164,107 @@ def test_shipped_campaign_targets_and_deadlines(rules) -> None:  # type: ignore[
     petitions = ids["qingpu-2025-hotspots-petitions"]
     assert (petitions.planned_cohort, petitions.target) == (619, 0.90)
     assert math.ceil(petitions.target * petitions.planned_cohort) == 558
+
+
+# --- too little evidence to judge: insufficient_data, never escalated ---------------------------------------------
+
+
+def _run(campaign: Campaign, tickets, now):  # type: ignore[no-untyped-def]
+    """Every scheduled evaluation from the campaign's start up to ``now``: (statuses, escalation kinds)."""
+    state, found = advance(campaign, CampaignState(campaign_id=campaign.id), CohortIndex.of(campaign, tickets), now)
+    return [r.status for r in state.history], [(e.kind.value, e.level) for e in found]
+
+
+def test_an_empty_campaign_is_insufficient_data_at_its_deadline_and_never_escalates() -> None:
+    """Nothing enrolled means the service was not measuring (a replay of other data, a deployment after the
+    campaign), not that the units failed: no ``missed``, no level-3 escalation to district leadership — with or
+    without a plan's fixed cohort, for a resolution rate or the IoT alerts' 100 % push rate."""
+    for campaign in (_campaign(), _campaign(planned_cohort=1864),
+                     _campaign(measure="dispatched", target=1.0, warmup_days=1)):
+        at_deadline = evaluate(campaign, [], campaign.deadline)
+        assert (at_deadline.enrolled, at_deadline.resolved, at_deadline.status) == (0, 0, "insufficient_data")
+        statuses, found = _run(campaign, [], cst("2027-03-01 00:00"))
+        assert found == [] and len(statuses) == 31 and set(statuses) == {"insufficient_data"}
+    assert CampaignState(campaign_id="c1").status == "insufficient_data"  # not yet evaluated is not on track
+
+
+def test_a_fresh_deployment_does_not_escalate_past_campaigns(rules) -> None:  # type: ignore[no-untyped-def]
+    """A service deployed in November 2026 on an empty database evaluates the shipped 2025 campaigns from their
+    start: hundreds of evaluations, none escalated, none called on track, met or missed."""
+    for campaign in rules.campaigns.campaigns:
+        statuses, found = _run(campaign, [], cst("2026-11-15 09:00"))
+        assert found == [] and statuses and set(statuses) == {"insufficient_data"}, campaign.id
+
+
+def test_a_replay_of_one_rejected_line_escalates_nothing(router, rules, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The replay's clock runs to its last input's time even when that line is rejected; the shipped campaigns
+    whose deadline passed were "missed" with no ticket at all (two level-3 campaign_missed)."""
+    from services.replay.runner import run
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "X1", "occurred_at": "2025-08-01T10:00:00+08:00"}\n', encoding="utf-8")
+    result = run(events, None, router, rules)
+    assert result.summary["rejected"] == 1 and result.summary["accepted"] == 0
+    assert result.summary["escalations"] == {} and list(result.pipeline.escalations) == []
+    assert {r.status for r in result.pipeline.campaign_reports(result.until)} == {"insufficient_data"}
+
+
+def test_sparse_enrolment_is_not_on_track(rules) -> None:  # type: ignore[no-untyped-def]
+    """Fewer than ``min_enrolled`` tickets before the deadline: too few to say on track. Without a plan's cohort the
+    target is a share of the enrolled tickets, noise with 4 of them, either way; a good projection from 4 tickets
+    of a plan's 38 is not evidence either."""
+    sparse = _campaign(min_enrolled=5)
+    none_done = evaluate(sparse, _tickets(rules, 4, 0), cst("2025-06-20 00:00"))
+    assert (none_done.enrolled, none_done.projected_rate, none_done.status) == (4, 0.0, "insufficient_data")
+    all_done = evaluate(sparse, _tickets(rules, 4, 4), cst("2025-06-20 00:00"))
+    assert all_done.projected_rate == 1.0 and all_done.status == "insufficient_data"
+    small_plan = _campaign(min_enrolled=5, planned_cohort=5, target=0.6)  # 4 done of the plan's 5 projects >= 60 %
+    hopeful = evaluate(small_plan, _tickets(rules, 4, 4, resolve_at="2025-06-18 10:00"), cst("2025-06-20 00:00"))
+    assert hopeful.projected_rate >= 0.6 and hopeful.status == "insufficient_data"
+    statuses, found = _run(sparse, _tickets(rules, 4, 0), cst("2025-06-30 00:00"))  # before the deadline
+    assert "on_track" not in statuses and "at_risk" not in statuses and found == []
+    # at the deadline the measured rate is judged, however few the tickets: 0 of 4 resolved is a miss
+    assert evaluate(sparse, _tickets(rules, 4, 0), sparse.deadline).status == "missed"
+    assert evaluate(sparse, _tickets(rules, 4, 3), sparse.deadline).status == "met"
+
+
+def test_a_plans_cohort_falling_short_with_sparse_enrolment_is_at_risk(rules) -> None:  # type: ignore[no-untyped-def]
+    """The audit's case: 4 of the plan's 38 parking petitions enrolled, none resolved. It was on track at every
+    evaluation and then missed. The plan's count (ceil(90 % × 38) = 35 done) at a pace of 0 a day is a shortfall the
+    service sees: at risk once past the warm-up (escalated once, level 2), missed at the deadline (level 3)."""
+    parking = _campaign(min_enrolled=5, planned_cohort=38, target=0.9)
+    tickets = _tickets(rules, 4, 0)
+    warming = evaluate(parking, tickets, cst("2025-06-04 00:00"))  # within 3 days of the first enrolment
+    assert warming.status == "insufficient_data"
+    later = evaluate(parking, tickets, cst("2025-06-10 00:00"))
+    assert (later.enrolled, later.projected_rate, later.status) == (4, 0.0, "at_risk")
+    statuses, found = _run(parking, tickets, cst("2025-08-01 00:00"))
+    assert "on_track" not in statuses and statuses[-1] == "missed"
+    assert found == [("campaign_at_risk", 2), ("campaign_missed", 3)]
+
+
+def test_a_failing_campaign_still_escalates_at_risk_and_missed(rules) -> None:  # type: ignore[no-untyped-def]
+    """Enough tickets, no plan's cohort: 2 of 10 resolved is at risk past the warm-up and missed at the deadline."""
+    c = _campaign(min_enrolled=5)
+    statuses, found = _run(c, _tickets(rules, 10, 2), cst("2025-08-01 00:00"))
+    assert found == [("campaign_at_risk", 2), ("campaign_missed", 3)]
+    assert statuses[-1] == "missed" and statuses[-2] == "at_risk"
+    # the warm-up days after the first enrolment (06-02 10:00, none resolved yet) are too early to tell, not on track
+    assert statuses[:5] == ["insufficient_data"] * 5
+    # and one that makes it is on track, then met, with no escalation
+    statuses, found = _run(c, _tickets(rules, 10, 9, resolve_at="2025-06-03 10:00"), cst("2025-08-01 00:00"))
+    assert found == [] and statuses[-1] == "met" and "on_track" in statuses and "at_risk" not in statuses
+
+
+def test_insufficient_data_does_not_rearm_an_alarm(rules) -> None:  # type: ignore[no-untyped-def]
+    """An at-risk alarm stands through insufficient_data evaluations (a ticket leaving the cohort, say): only
+    ``rearm_days`` on-track evaluations in a row re-arm it, so at risk again is the same episode."""
+    c = _campaign(min_enrolled=5)
+    tickets = _tickets(rules, 10, 2)
+    state, found = advance(c, CampaignState(campaign_id="c1"), CohortIndex.of(c, tickets), cst("2025-06-10 00:00"))
+    assert [e.kind.value for e in found] == ["campaign_at_risk"] and state.alarmed
+    few = CohortIndex.of(c, tickets[:4])  # 4 enrolled: below min_enrolled
+    state, found = advance(c, state, few, cst("2025-06-15 00:00"))
+    assert found == [] and state.status == "insufficient_data" and state.alarmed
+    state, found = advance(c, state, CohortIndex.of(c, tickets), cst("2025-06-20 00:00"))
+    assert found == [] and state.status == "at_risk"
