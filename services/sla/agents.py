@@ -229,7 +229,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         rt.metrics.campaign_enrolled.labels(cid).set(report.enrolled)
         rt.metrics.campaign_resolved.labels(cid).set(report.resolved)
         rt.metrics.campaign_at_risk.labels(cid).set(1 if report.status == "at_risk" else 0)  # the domain's verdict
-        if report.status in ("met", "missed"):
+        if report.status in ("met", "missed", "insufficient_data"):  # no projection to show
             try:
                 rt.metrics.campaign_projected.remove(cid)
             except KeyError:

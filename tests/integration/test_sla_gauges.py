@@ -81,14 +81,14 @@ def test_every_replica_shows_the_stored_campaign_evaluation(database: str, rules
             assert gauge(metrics_b, "hotline_campaign_enrolled", campaign.id) == 20
             assert gauge(metrics_b, "hotline_campaign_at_risk", campaign.id) == 1
 
-            # a live campaign nobody is enrolled in yet: projected 0.0, but the domain says on track (below
-            # min_enrolled, not warmed up), so the at-risk gauge is 0 and HotlineCampaignAtRisk stays quiet
+            # a live campaign nobody is enrolled in yet: the domain has no evidence (insufficient_data), so the
+            # at-risk gauge is 0, HotlineCampaignAtRisk stays quiet, and no projection is shown
             quiet = rules.campaigns.campaigns[1]
             empty = evaluate(quiet, TicketCounts(quiet, []), quiet.start + timedelta(days=20))
-            assert (empty.projected_rate, empty.status) == (0.0, "on_track")
+            assert empty.status == "insufficient_data"
             await evaluated(empty)
             await b.hotline_refresh_scorecards()
-            assert gauge(metrics_b, "hotline_campaign_projected_rate_ratio", quiet.id) == 0.0
+            assert gauge(metrics_b, "hotline_campaign_projected_rate_ratio", quiet.id) is None
             assert gauge(metrics_b, "hotline_campaign_at_risk", quiet.id) == 0
 
             over = report(campaign, (campaign.deadline - campaign.start).days, 20, 12, 0.6, "missed")
