@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC
+
 from schemas import IntakeEvent, UnitUpdate
 from services.domain.validation import Rejection, decode, normalise_text
 
@@ -18,6 +22,22 @@ def accept_event(raw: bytes) -> IntakeEvent | Rejection:
         return Rejection("empty_field", "address", "address: nothing left after removing whitespace")
     return parsed.model_copy(update={"content": content, "address": address,
                                      "campaigns": sorted(set(parsed.campaigns))})
+
+
+def fingerprint(event: IntakeEvent) -> bytes:
+    """What makes a report the same report, in 16 bytes: every field but the caller (kept out of storage), its time
+    as an instant, keys in sorted order (PostgreSQL's jsonb, where intake keeps the report, reorders the keys of
+    the source's details). A redelivery or a resend has the fingerprint of the report it repeats."""
+    same = event.model_copy(update={"caller": None, "occurred_at": event.occurred_at.astimezone(UTC)})
+    canonical = json.dumps(same.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+
+
+def id_conflict(event: IntakeEvent) -> Rejection:
+    """Another report already came with this ``event_id``: two systems share a numbering, or a system reused an id.
+    Not a duplicate, so it is not ignored: the dead letter keeps it for the sender to renumber and resend."""
+    return Rejection("id_conflict", "event_id", f"event_id: {event.event_id!r} was already accepted for a different "
+                                                "report; event ids must be unique across every source")
 
 
 def accept_update(raw: bytes) -> UnitUpdate | Rejection:

@@ -7,7 +7,8 @@ from datetime import datetime
 
 import faust
 
-from services.domain.intake import accept_event
+from schemas import IntakeEvent
+from services.domain.intake import accept_event, fingerprint, id_conflict
 from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
 from services.domain.validation import Rejection
 from services.platform.batch import Batch
@@ -29,9 +30,10 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         parsed = {id(raw): accept_event(raw) for raw in raws}
         events = [e for e in parsed.values() if not isinstance(e, Rejection)]
         batch.scratch["parsed"] = parsed
-        known = await batch.conn.fetch("SELECT event_id FROM intake_events WHERE event_id = ANY($1::text[])",
+        known = await batch.conn.fetch("SELECT event_id, payload FROM intake_events WHERE event_id = ANY($1::text[])",
                                        [e.event_id for e in events])
-        batch.scratch["known"] = {r["event_id"] for r in known}
+        batch.scratch["known"] = {r["event_id"]: fingerprint(IntakeEvent.model_validate(r["payload"]))
+                                  for r in known}
         windows: dict[tuple[str, str], tuple[datetime, datetime]] = {}
         for e in events:
             where = (e.jurisdiction.value, policy.address_key(e.address))
@@ -59,11 +61,14 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             parsed = batch.scratch["parsed"][id(raw)]
         if isinstance(parsed, Rejection):
             return await rt.reject(batch, parsed, raw, m)
-        known: set[str] = batch.scratch["known"]
-        if parsed.event_id in known:
+        known: dict[str, bytes] = batch.scratch["known"]
+        seen = known.get(parsed.event_id)
+        if seen is not None:
+            if seen != fingerprint(parsed):
+                return await rt.reject(batch, id_conflict(parsed), raw, m)
             batch.count(rt.metrics.duplicates.labels("intake").inc)
             return []
-        known.add(parsed.event_id)
+        known[parsed.event_id] = fingerprint(parsed)
         key = policy.address_key(parsed.address)
         candidates = batch.scratch["open"].setdefault((parsed.jurisdiction.value, key), [])
         found = find_repeat(parsed, candidates, policy)

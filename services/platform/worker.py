@@ -55,7 +55,7 @@ Prefetch = Callable[[Batch, list[bytes]], Awaitable[None]]
 DEAD_LETTER_REASONS = (
     "empty", "too_large", "invalid_utf8", "invalid_json", "not_an_object", "too_deep", "control_characters",
     "missing_field", "unknown_field", "unknown_source", "unknown_jurisdiction", "bad_timestamp", "wrong_type",
-    "too_long", "empty_field", "unsupported_version", "invalid_value", "unknown_ticket", "unit_mismatch",
+    "too_long", "empty_field", "unsupported_version", "invalid_value", "id_conflict", "unknown_ticket", "unit_mismatch",
     "before_dispatch", "out_of_order", "invalid_transition", "extension_after_due", "extension_not_later",
     "not_in_triage", "not_the_desk", "unknown_rule", "no_lead", "unknown_unit", "internal_error",
 )

@@ -51,7 +51,7 @@ class Pipeline:
     router: Routes
     rules: SlaRules
     max_returns: int = 2
-    seen_events: set[str] = field(default_factory=set)
+    seen_events: dict[str, bytes] = field(default_factory=dict)  # event id -> intake.fingerprint of its report
     routing: PackedStates[RouterTicket] = field(default_factory=lambda: PackedStates(RouterTicket))
     tickets: PackedStates[TicketState] = field(default_factory=lambda: PackedStates(TicketState))
     campaign_states: dict[str, CampaignState] = field(default_factory=dict)
@@ -79,9 +79,14 @@ class Pipeline:
         if isinstance(parsed, Rejection):
             self.rejects.append(dead_letter("intake", parsed, raw, received_at, topic=origin, offset=offset))
             return "rejected"
-        if parsed.event_id in self.seen_events:
-            return "duplicate"
-        self.seen_events.add(parsed.event_id)
+        seen = self.seen_events.get(parsed.event_id)
+        if seen is not None:
+            if seen == intake.fingerprint(parsed):
+                return "duplicate"
+            self.rejects.append(dead_letter("intake", intake.id_conflict(parsed), raw, received_at, topic=origin,
+                                            offset=offset))
+            return "rejected"
+        self.seen_events[parsed.event_id] = intake.fingerprint(parsed)
         policy = self.rules.repeats
         key = (parsed.jurisdiction.value, policy.address_key(parsed.address))
         found = find_repeat(parsed, self._open_reports.get(key, []), policy)

@@ -122,10 +122,15 @@ def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # ty
             await feeder.publish("raw", sample.events, "jurisdiction")
             await feeder.publish("updates", sample.updates, "ticket_id")
             await feeder.publish("rulings", sample.rulings, "ticket_id")
+            await feeder.publish("raw", [conflicting], "jurisdiction")
             returned = await returns_again()
             await feeder.wait_quiescent()
             return returned
 
+    # an accepted event's id reused by another system for another report: dead-lettered, not a duplicate
+    first = next(json.loads(e) for e in sample.events if e.startswith(b"{") and b'"event_id"' in e
+                 and json.loads(e).get("source") == "hotline_12345")
+    conflicting = json.dumps({**first, "content": first["content"] + "（另一系统的同号工单）"}, ensure_ascii=False).encode()
     counted = router_duplicates()
     returned = asyncio.run(again())
     after = {t: _db(running, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
@@ -134,6 +139,8 @@ def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # ty
     assert _db(running, "SELECT ticket_id, state FROM tickets ORDER BY ticket_id") == state_before
     metrics = running.metrics("intake")
     assert re.search(r'hotline_duplicates_total\{stage="intake"\} [1-9]', metrics)
+    conflicts = _db(running, "SELECT original FROM dead_letters WHERE reason = 'id_conflict'")
+    assert len(conflicts) == 1 and "另一系统的同号工单" in conflicts[0]["original"]
     # The router recognises each return (sent again as after a crash) and ruling it applied, and counts it
     assert returned >= sum(len(t["handled_returns"]) for t in router_tickets) > 0
     rulings_applied = sum(len(t["rulings"]) for t in router_tickets)
