@@ -31,20 +31,19 @@ def test_out_of_scope_goes_to_triage_without_caller(router) -> None:  # type: ig
 
 
 def test_returns_redispatch_then_dispute(router) -> None:  # type: ignore[no-untyped-def]
-    out = dispatch.decide(None, _event("小区物业不作为，楼道堆物没人管，物业费照收"), router)
+    # two owners are plausible: the property (区房管局) and the sewer (区水务局)
+    out = dispatch.decide(None, _event("我们小区的化粪池堵了往外冒，楼下面臭得没法走路，物业电话一直打不通"), router)
     first = out.work_order
-    assert first is not None
+    assert first is not None and first.lead_unit == "区房管局"
     back = dispatch.on_return(out.ticket, update("QP-1", "return", cst("2025-06-09 12:00"), unit=first.lead_unit),
                               router)
-    if back.work_order is not None:  # a second candidate existed
-        second = back.work_order
-        assert second.dispatch_seq == 2 and second.lead_unit != first.lead_unit
-        assert second.previous_units == [first.lead_unit] and second.dispatched_at == cst("2025-06-09 12:00")
-        assert back.escalations == []
-        final = dispatch.on_return(back.ticket, update("QP-1", "return", cst("2025-06-10 12:00"),
-                                                       unit=second.lead_unit), router)
-    else:
-        final = back
+    second = back.work_order  # the next candidate, not the desk: the return is not yet a dispute
+    assert second is not None and second.lead_unit == "区水务局"
+    assert second.dispatch_seq == 2 and second.work_order_id == "QP-1#2"
+    assert second.previous_units == [first.lead_unit] and second.dispatched_at == cst("2025-06-09 12:00")
+    assert back.escalations == [] and back.triage is None
+    final = dispatch.on_return(back.ticket, update("QP-1", "return", cst("2025-06-10 12:00"),
+                                                   unit=second.lead_unit), router)
     assert final.work_order is None and final.triage is not None
     assert final.triage.decision.triage_reason == "ownership_dispute"
     [dispute] = final.escalations
