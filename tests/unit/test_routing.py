@@ -147,6 +147,68 @@ def test_citations_point_at_plan_text(router: Router) -> None:
         check_citation(citation.clause, f"common.yaml {name}", citation.file)
 
 
+# A lead the plan names (not `standard_unit`) must be named: the cited clause (our summary) names it and the cited
+# plan file contains the name. Accepted forms are the normalisations of docs/routing.md "Unit names": the Shanghai
+# rulebooks add 区 to the plans' short forms (城管执法局 → 区城管执法局), Qingpu writes 规资局, Zhalantun 执法局 /
+# 交通局 / 生态环境局 / 市场监督管理局. The Qingpu three-year plan is in traditional characters with pinyin debris
+# (城管執(zhí)法局), so a file is read without the debris and with the traditional characters of unit names mapped
+# to simplified. A "@territory" lead is named by 属地 (the plan makes the 街镇 responsible). This cannot tell
+# whether the clause names the unit for the rule's topic (消防救援支队 is named for 九小场所, not for fire lanes):
+# that stays a review matter, recorded in the rule's clause and note.
+PINYIN_DEBRIS = re.compile(r"\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\)")
+TRAD_TO_SIMP = str.maketrans("區執綠務運規劃資態環農業應隊場監數據郵關機辦屬", "区执绿务运规划资态环农业应队场监数据邮关机办属")
+UNIT_ALIASES = {
+    "qingpu": {"区规划资源局": ("规资局",)},
+    "zhalantun": {
+        "城管执法局": ("执法局",),
+        "交通运输局": ("交通局",),
+        "生态环境分局": ("生态环境局",),
+        "市场监管局": ("市场监督管理局",),
+    },
+}
+
+
+def plan_names(jurisdiction: str, lead: str) -> tuple[str, ...]:
+    """The spellings of ``lead`` a plan may use."""
+    if lead == TERRITORY_LEAD:
+        return ("属地",)
+    forms = (lead, lead.removeprefix("区")) if jurisdiction != "zhalantun" else (lead,)
+    return forms + UNIT_ALIASES.get(jurisdiction, {}).get(lead, ())
+
+
+def names_lead(text: str, jurisdiction: str, lead: str) -> bool:
+    plain = PINYIN_DEBRIS.sub("", text).translate(TRAD_TO_SIMP)
+    return any(form in plain for form in plan_names(jurisdiction, lead))
+
+
+def test_a_lead_the_plan_names_is_named_in_the_plan(router: Router) -> None:
+    for j in JURISDICTIONS:
+        for rule in router.rulebook(j).rules:
+            if rule.standard_unit:
+                continue
+            assert names_lead(rule.citation.clause, j, rule.lead), (rule.id, rule.lead, "the clause does not name it")
+            named_in = rule.evidence if rule.lead == TERRITORY_LEAD else plan_bytes(rule.citation.file)
+            assert names_lead(named_in or "", j, rule.lead), (rule.id, rule.lead, "not in " + rule.citation.file)
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "lead", "file", "named"),
+    [
+        ("qingpu", "区城管执法局", "qingpu-2024-2026-three-year-plan.txt", True),  # 城管執(zhí)法局
+        ("qingpu", "区市场监管局", "qingpu-2024-2026-three-year-plan.txt", True),  # 市場監(jiān)管局
+        ("qingpu", "区数据局", "qingpu-2024-2026-three-year-plan.txt", True),  # 數據局
+        ("chongming", "区城运中心", "chongming-2024-2026-three-year-plan.txt", True),
+        ("changning", "区城管执法局", "changning-14th-five-year-plan.txt", False),  # only 城管执法 as a task
+        ("changning", "区城运中心", "changning-14th-five-year-plan.txt", False),  # only 城运系统 / 城运中台
+        ("changning", "区房管局", "changning-14th-five-year-plan.txt", False),
+    ],
+)
+def test_lead_name_check_reads_traditional_text_and_rejects_unnamed_units(
+    jurisdiction: str, lead: str, file: str, named: bool
+) -> None:
+    assert names_lead(plan_bytes(file), jurisdiction, lead) is named
+
+
 def test_sla_campaign_and_repeat_citations_point_at_plan_text() -> None:
     import yaml
 
