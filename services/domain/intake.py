@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 
 from schemas import IntakeEvent, UnitUpdate
 from services.domain.validation import Rejection, decode, normalise_text
@@ -24,11 +24,15 @@ def accept_event(raw: bytes) -> IntakeEvent | Rejection:
                                      "campaigns": sorted(set(parsed.campaigns))})
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def fingerprint(event: IntakeEvent) -> bytes:
-    """What makes a report the same report, in 16 bytes: every field but the caller (kept out of storage), its time
-    as an instant, keys in sorted order (PostgreSQL's jsonb, where intake keeps the report, reorders the keys of
-    the source's details). A redelivery or a resend has the fingerprint of the report it repeats."""
-    same = event.model_copy(update={"caller": None, "occurred_at": event.occurred_at.astimezone(UTC)})
+    """What makes a report the same report, in 16 bytes: every field but the caller (kept out of storage) and the
+    time, keys in sorted order (PostgreSQL's jsonb, where intake keeps the report, reorders the keys of the
+    source's details). A redelivery or a resend has the fingerprint of the report it repeats, also when the sender
+    stamps its time again: an Open311 client's retry with the same Idempotency-Key is received, and dated, later."""
+    same = event.model_copy(update={"caller": None, "occurred_at": _EPOCH})
     canonical = json.dumps(same.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
     return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
 

@@ -168,10 +168,10 @@ def test_a_reused_event_id_is_a_conflict_not_a_duplicate(router, rules) -> None:
     from services.replay.pipeline import Pipeline
 
     first = accept_event(_raw())
-    resent = accept_event(_raw(occurred_at="2025-05-06T01:00:00+00:00", caller={"name": "李四", "phone": "13900000000"}))
+    resent = accept_event(_raw(occurred_at="2025-05-06T03:00:00+00:00", caller={"name": "李四", "phone": "13900000000"}))
     other = accept_event(_raw(source="petition", jurisdiction="changning", content="信访：小区停车难"))
     assert isinstance(first, IntakeEvent) and isinstance(resent, IntakeEvent) and isinstance(other, IntakeEvent)
-    assert fingerprint(first) == fingerprint(resent) != fingerprint(other)  # the same instant, another caller
+    assert fingerprint(first) == fingerprint(resent) != fingerprint(other)  # stamped again, another caller
     # as PostgreSQL's jsonb gives a stored report back: the keys of the source's details in another order
     sensor = {"device_type": "elevator", "device_id": "EL-1", "alert_type": "困人", "readings": {"floor": 3, "door": 1}}
     a = accept_event(_raw(source="iot_alert", iot=sensor, caller=...))
