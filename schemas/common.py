@@ -24,8 +24,13 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
+def in_service_years(moment: datetime) -> bool:
+    """Whether an (aware) time falls in the years an input's time may: 2000-2099."""
+    return EARLIEST <= moment < LATEST
+
+
 def _within_years(moment: datetime) -> datetime:
-    if not EARLIEST <= moment < LATEST:
+    if not in_service_years(moment):
         raise PydanticCustomError("timestamp_out_of_range", "{moment} is outside the years 2000-2099",
                                   {"moment": moment.isoformat()})
     return moment

@@ -32,8 +32,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         batch.scratch["parsed"] = parsed
         known = await batch.conn.fetch("SELECT event_id, payload FROM intake_events WHERE event_id = ANY($1::text[])",
                                        [e.event_id for e in events])
-        batch.scratch["known"] = {r["event_id"]: fingerprint(IntakeEvent.model_validate(r["payload"]))
-                                  for r in known}
+        batch.scratch["known"] = {r["event_id"]: IntakeEvent.model_validate(r["payload"]) for r in known}
         windows: dict[tuple[str, str], tuple[datetime, datetime]] = {}
         for e in events:
             where = (e.jurisdiction.value, policy.address_key(e.address))
@@ -61,14 +60,14 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             parsed = batch.scratch["parsed"][id(raw)]
         if isinstance(parsed, Rejection):
             return await rt.reject(batch, parsed, raw, m)
-        known: dict[str, bytes] = batch.scratch["known"]
+        known: dict[str, IntakeEvent] = batch.scratch["known"]  # the reports accepted under these ids
         seen = known.get(parsed.event_id)
-        if seen is not None:
-            if seen != fingerprint(parsed):
+        if seen is not None:  # compared only here, so an event seen for the first time costs no fingerprint
+            if fingerprint(seen) != fingerprint(parsed):
                 return await rt.reject(batch, id_conflict(parsed), raw, m)
             batch.count(rt.metrics.duplicates.labels("intake").inc)
             return []
-        known[parsed.event_id] = fingerprint(parsed)
+        known[parsed.event_id] = parsed
         key = policy.address_key(parsed.address)
         candidates = batch.scratch["open"].setdefault((parsed.jurisdiction.value, key), [])
         found = find_repeat(parsed, candidates, policy)

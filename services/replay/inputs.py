@@ -14,7 +14,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Self
 
-from schemas.common import EARLIEST, LATEST
+from schemas.common import in_service_years
 from services.domain.validation import parse_json
 
 
@@ -34,7 +34,7 @@ def occurred_at(raw: bytes) -> datetime | None:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except (ValueError, AttributeError, TypeError, RecursionError):
         return None
-    if moment is None or moment.tzinfo is None or not EARLIEST <= moment < LATEST:
+    if moment is None or moment.tzinfo is None or not in_service_years(moment):
         return None
     return moment
 
