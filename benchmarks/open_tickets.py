@@ -309,7 +309,7 @@ async def in_postgres(args, router: Router, rules: SlaRules, orders: list[WorkOr
 
     # the SLA worker's sweep, tickets only (campaigns off), then one campaign round with the shipped campaigns
     settings = Settings(database_url=dsn, sla_clock="wall", db_pool_size=4)
-    no_campaigns = SlaRules(rules.policies, rules.calendar, CampaignBook(()), rules.repeats)
+    no_campaigns = SlaRules(rules.policies, rules.calendar, CampaignBook(()), rules.repeats, desks=rules.desks)
 
     def sweep_for(r: SlaRules):  # type: ignore[no-untyped-def]
         app = build(settings, r)

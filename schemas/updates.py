@@ -19,7 +19,8 @@ class UnitAction(StrEnum):
     acknowledge = "acknowledge"  # 签收
     return_ = "return"  # 退单
     resolve = "resolve"  # 办结
-    extend = "extend"  # 延期
+    extend = "extend"  # 延期: the unit asks for a later deadline
+    review_extension = "review_extension"  # 延期审核: the dispatch desk approves or refuses the pending request
     callback = "callback"  # 回访
 
 
@@ -34,6 +35,7 @@ class UnitUpdate(Contract):
     note: str | None = Field(default=None, max_length=2000)
     new_due: EventTime | None = None
     satisfied: bool | None = None
+    approved: bool | None = Field(default=None, description="review_extension: whether the desk grants the 延期")
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> UnitUpdate:
@@ -43,6 +45,8 @@ class UnitUpdate(Contract):
             raise ValueError("new_due: an extension (延期) must give the new due time")
         if self.new_due is not None and self.new_due - self.occurred_at > MAX_EXTENSION:
             raise ValueError(f"new_due: an extension (延期) reaches at most {MAX_EXTENSION.days} days past occurred_at")
+        if self.action is UnitAction.review_extension and self.approved is None:
+            raise ValueError("approved: a review of an extension (延期审核) must say whether it is granted")
         if self.action is UnitAction.callback and self.satisfied is None:
             raise ValueError("satisfied: a callback (回访) must say whether the citizen is satisfied")
         return self

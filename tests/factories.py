@@ -29,6 +29,9 @@ def work_order(ticket: str, at: datetime, unit: str = "区城管执法局", seq:
 _n = 0
 
 
+DESK = "区城运中心"  # qingpu's dispatch desk (its rulebook's triage_unit): it reviews extensions
+
+
 def update(ticket: str, action: str, at: datetime, unit: str = "区城管执法局", **kw: Any) -> UnitUpdate:
     global _n
     _n += 1
@@ -37,5 +40,12 @@ def update(ticket: str, action: str, at: datetime, unit: str = "区城管执法�
         extra["reason"] = "不属于本单位职责"
     if action == "callback":
         extra["satisfied"] = True
+    if action == "review_extension":
+        extra["approved"] = True
     return UnitUpdate(event_id=kw.pop("event_id", f"U{_n}"), ticket_id=ticket, action=action, unit=unit,
                       occurred_at=at, **{**extra, **kw})
+
+
+def review(ticket: str, at: datetime, approved: bool = True, **kw: Any) -> UnitUpdate:
+    """The dispatch desk's review (延期审核) of the unit's pending extension."""
+    return update(ticket, "review_extension", at, unit=DESK, approved=approved, **kw)

@@ -1,9 +1,10 @@
 """Many varied ticket histories made by the domain functions themselves, for equivalence tests.
 
 Each ticket opens by a work order or on the triage desk and then takes a random walk of unit updates:
-acknowledge, resolve, extend (also after the deadline, and refused ones), return (then a re-dispatch to another
-unit or a dispute on the triage desk), callbacks satisfied and not, updates from the wrong unit, late updates
-dated before earlier ones, and now and then a dispatch dated before the ticket opened. Whatever the lifecycle
+acknowledge, resolve, extend (also after the deadline, and refused ones), the desk's review of an extension
+(granted or not), return (then a re-dispatch to another unit or a dispute on the triage desk), callbacks satisfied
+and not, updates from the wrong unit, late updates dated before earlier ones, and now and then a dispatch dated
+before the ticket opened. Whatever the lifecycle
 refuses is simply not applied, as in the workers.
 """
 
@@ -108,12 +109,15 @@ def _step(rules: SlaRules, rnd: random.Random, state: TicketState, ticket: str, 
                           address="青浦", queue="城运中心", decision=d)
         result = sla.on_triage(state, item)
         return result if isinstance(result, TicketState) else state
-    action = rnd.choice(("acknowledge", "acknowledge", "resolve", "resolve", "extend", "return", "callback",
-                         "callback"))
+    action = rnd.choice(("acknowledge", "acknowledge", "resolve", "resolve", "extend", "review_extension", "return",
+                         "callback", "callback"))
     unit = state.unit or rnd.choice(UNITS)
+    extra: dict[str, Any] = {}
+    if action == "review_extension":  # the dispatch desk grants or refuses a pending extension
+        unit = rules.desks[facts["jurisdiction"]]
+        extra["approved"] = rnd.random() < 0.7
     if rnd.random() < 0.05:
         unit = rnd.choice(UNITS)  # perhaps the wrong unit
-    extra: dict[str, Any] = {}
     if action == "extend":
         current = state.cycle.resolve_due_at(at) if state.cycle else at
         extra["new_due"] = current + timedelta(hours=rnd.uniform(-10, 200))

@@ -4,8 +4,9 @@ jurisdictions.
 Texts come from ``templates.yaml``; the units that post updates are the ones the rulebooks make
 responsible (the generator asks the same router the service uses), so the updates fit the work orders.
 The sample also carries what real feeds carry: duplicates, broken lines, late acknowledgements, tickets
-nobody resolves, extensions, returns and disputes, unsatisfied callbacks; and the desk's rulings on most triaged
-tickets and disputes (dispatch by the best candidate rule, or close when the matter is not the city's).
+nobody resolves, extensions (延期; the desk grants most and refuses some), returns and disputes, unsatisfied
+callbacks; and the desk's rulings on most triaged tickets and disputes (dispatch by the best candidate rule, or close
+when the matter is not the city's).
 """
 
 from __future__ import annotations
@@ -252,7 +253,10 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
     if rnd.random() < 0.06 and event.source != "petition":  # petitions already have 60 days
         t2 = t + timedelta(hours=2)  # requested within the limit (after it: extension_after_due)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
-        t = t2
+        t = t2 + timedelta(hours=rnd.uniform(1, 6))  # the dispatch desk reviews it (延期审核), mostly granting it
+        granted = rnd.random() < 0.8
+        u(t, "review_extension", router.triage_unit(event.jurisdiction.value), approved=granted,
+          reason=None if granted else "理由不充分，请按期办结")
     t = t + timedelta(days=rnd.uniform(0.3, 8.5))
     u(t, "resolve", unit, note="已现场处置")
     t = t + timedelta(days=rnd.uniform(0.5, 3))

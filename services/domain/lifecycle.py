@@ -12,7 +12,8 @@ from datetime import datetime
 from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
-from services.domain.tickets import OPEN_FOR_UNIT, Cycle, DueSegment, Status, TicketState, Transition
+from services.domain.tickets import (OPEN_FOR_UNIT, Cycle, DueSegment, ExtensionRequest, Status, TicketState,
+                                     Transition)
 from services.domain.validation import Rejection, unknown_ticket
 
 
@@ -35,7 +36,7 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
                       reason=reason, note=note)
 
 
-KEEPS_STATUS = frozenset({"repeat", "extend"})  # recorded in the history, the status stays what it was
+KEEPS_STATUS = frozenset({"repeat", "extend", "review_extension"})  # recorded in the history, the status stays what it was
 _TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds the ticket after these
 # What the units (and the hotline's callback team) do; the rest of the history is recorded by the service itself
 # (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
@@ -145,7 +146,9 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
 
 
 def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy | None,
-                 calendar: WorkCalendar) -> Applied | Rejection | Duplicate:
+                 calendar: WorkCalendar, desk: str | None = None) -> Applied | Rejection | Duplicate:
+    """Apply a unit's update (or the callback team's, or the dispatch desk's review of a 延期: ``desk`` is the
+    jurisdiction's desk, the rulebook's ``triage_unit``, the only one whose review counts)."""
     if state is None or policy is None:
         return unknown_ticket(update.ticket_id)
     if update.event_id in state.applied_updates:
@@ -154,7 +157,11 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     if state.status in (Status.triage, Status.redirected) or cycle is None:
         return Rejection("invalid_transition", "action",
                          f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible")
-    if update.action is not UnitAction.callback and update.unit != state.unit:
+    if update.action is UnitAction.review_extension:
+        if update.unit != desk:
+            return Rejection("not_the_desk", "unit", f"an extension (延期) is reviewed by the dispatch desk of "
+                                                     f"{state.jurisdiction} ({desk!r}), not by {update.unit!r}")
+    elif update.action is not UnitAction.callback and update.unit != state.unit:
         return Rejection("unit_mismatch", "unit", f"ticket is held by {state.unit!r}, not {update.unit!r}")
     dispatched_at = next(c.start for c in reversed(state.cycles) if c.kind == "dispatch")
     if update.occurred_at < dispatched_at:
@@ -216,8 +223,14 @@ def _resolve(state, cycle, update, policy, calendar):  # type: ignore[no-untyped
 
 
 def _extend(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    """The unit's request: recorded and kept on the cycle for the desk's review; the deadline stays."""
     if state.status not in OPEN_FOR_UNIT:
         return _illegal(state, update)
+    if cycle.extension_request is not None:
+        pending = cycle.extension_request
+        return Rejection("extension_pending", "action",
+                         f"the extension requested at {pending.requested_at.isoformat()} ({pending.update_id}) is "
+                         f"still waiting for the dispatch desk's review (延期审核); one request at a time")
     current = cycle.resolve_due_at(update.occurred_at)
     if update.occurred_at > current:
         return Rejection("extension_after_due", "occurred_at",
@@ -226,10 +239,36 @@ def _extend(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-
     if update.new_due is None or update.new_due <= current:
         return Rejection("extension_not_later", "new_due",
                          f"new_due must be later than the current deadline {current.isoformat()}")
-    segment = DueSegment(effective_from=update.occurred_at, due=update.new_due)
-    cycles = [*state.cycles[:-1], cycle.model_copy(update={"due": [*cycle.due, segment]})]
+    request = ExtensionRequest(update_id=update.event_id, requested_at=update.occurred_at, new_due=update.new_due)
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"extension_request": request})]
     transition = _transition(state, update.event_id, "extend", state.status, update.unit, update.occurred_at,
-                             reason=update.reason, note=f"due {current.isoformat()} -> {update.new_due.isoformat()}")
+                             reason=update.reason,
+                             note=f"asks due {current.isoformat()} -> {update.new_due.isoformat()}, for review")
+    return Applied(_with(state, transition, cycles=cycles), transition)
+
+
+def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    """The desk's 延期审核. Granted, the new deadline holds from the review on; refused, the deadline stays.
+    Either way the request is settled. A grant does not rewrite the past: what was due before it (a warning, an
+    overdue level while the desk took its time) stays due, so an escalation already sent remains right, and the
+    streaming SLA worker, which may have swept past the old deadline before the review reaches it, and the replay
+    agree."""
+    if state.status not in OPEN_FOR_UNIT:
+        return _illegal(state, update)
+    request = cycle.extension_request
+    if request is None:
+        return Rejection("no_extension_request", "action",
+                         f"{cycle.unit!r} has no extension (延期) waiting for review on this ticket")
+    current = cycle.resolve_due_at(update.occurred_at)
+    change: dict[str, object] = {"extension_request": None}
+    if update.approved:
+        change["due"] = [*cycle.due, DueSegment(effective_from=update.occurred_at, due=request.new_due)]
+        note = f"granted {request.update_id}: due {current.isoformat()} -> {request.new_due.isoformat()}"
+    else:
+        note = f"refused {request.update_id}: due stays {current.isoformat()}"
+    cycles = [*state.cycles[:-1], cycle.model_copy(update=change)]
+    transition = _transition(state, update.event_id, "review_extension", state.status, update.unit,
+                             update.occurred_at, reason=update.reason, note=note)
     return Applied(_with(state, transition, cycles=cycles), transition)
 
 
@@ -253,6 +292,7 @@ _HANDLERS = {
     UnitAction.return_: _return,
     UnitAction.resolve: _resolve,
     UnitAction.extend: _extend,
+    UnitAction.review_extension: _review_extension,
     UnitAction.callback: _callback,
 }
 

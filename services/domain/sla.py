@@ -12,6 +12,7 @@ from services.domain.campaigns import CampaignBook
 from services.domain.clock import WorkCalendar, load_overrides
 from services.domain.policies import Policy, PolicyBook
 from services.domain.repeats import RepeatPolicy
+from services.domain.routing.rulebook import load_library
 from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection
 
@@ -26,14 +27,18 @@ class SlaRules:
     calendar: WorkCalendar
     campaigns: CampaignBook
     repeats: RepeatPolicy
+    # each jurisdiction's dispatch desk (the rulebook's triage_unit): it reviews the units' 延期 requests
+    desks: dict[str, str] = field(default_factory=dict)
     _policy_cache: dict[tuple[str, str, str, str], Policy] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, data_dir: Path = DATA_DIR) -> SlaRules:
+    def load(cls, data_dir: Path = DATA_DIR, rulebook_dir: Path | None = None) -> SlaRules:
+        books = load_library(rulebook_dir).books
         return cls(PolicyBook.load(data_dir / "policies.yaml"),
                    WorkCalendar(load_overrides(data_dir / "calendar_overrides.yaml")),
                    CampaignBook.load(data_dir / "campaigns.yaml"),
-                   RepeatPolicy.load())
+                   RepeatPolicy.load(),
+                   desks={j: book.triage_unit for j, book in books.items()})
 
     def policy_for(self, state: TicketState) -> Policy:
         return self.policy_by(state.jurisdiction, state.source, state.category or "", state.urgency)
@@ -59,8 +64,10 @@ def on_triage(state: TicketState | None, item: TriageItem) -> TicketState | life
 
 def on_update(state: TicketState | None, update: UnitUpdate,
               rules: SlaRules) -> lifecycle.Applied | lifecycle.Rejection | lifecycle.Duplicate:
-    policy = rules.policy_for(state) if state is not None else None
-    return lifecycle.apply_update(state, update, policy, rules.calendar)
+    if state is None:
+        return lifecycle.apply_update(None, update, None, rules.calendar)
+    return lifecycle.apply_update(state, update, rules.policy_for(state), rules.calendar,
+                                  desk=rules.desks.get(state.jurisdiction))
 
 
 def may_be_early(state: TicketState | None, rejection: Rejection) -> bool:

@@ -34,6 +34,14 @@ class DueSegment(State):
     due: datetime
 
 
+class ExtensionRequest(State):
+    """A unit's 延期 waiting for the dispatch desk's review (延期审核); the deadline is unchanged until granted."""
+
+    update_id: str
+    requested_at: datetime
+    new_due: datetime
+
+
 class Cycle(State):
     """One stretch of work by one unit: a dispatch, or a re-handling after an unsatisfied callback."""
 
@@ -47,6 +55,7 @@ class Cycle(State):
     acked_at: datetime | None = None
     resolved_at: datetime | None = None
     ended_at: datetime | None = None  # returned or superseded
+    extension_request: ExtensionRequest | None = None  # a 延期 not reviewed yet
 
     def resolve_due_at(self, moment: datetime) -> datetime:
         """The resolve deadline in force at ``moment``."""

@@ -5,7 +5,7 @@ from datetime import timedelta
 from services.domain import deadlines, sla
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import decision, update, work_order
+from tests.factories import DESK, decision, review, update, work_order
 
 
 def _kinds(found):  # type: ignore[no-untyped-def]
@@ -80,6 +80,9 @@ def test_extension_before_the_deadline_prevents_the_breach(rules) -> None:  # ty
     state = sla.on_update(state, update("T1", "acknowledge", cst("2025-06-09 10:00")), rules).state
     state = sla.on_update(state, update("T1", "extend", cst("2025-06-13 10:00"), new_due=cst("2025-06-27 18:00"),
                                         reason="需协调"), rules).state
+    _, found, _ = sla.sweep(state, cst("2025-06-16 09:00"), rules)  # asked, not granted yet: the old deadline holds
+    assert ("resolve_overdue", 1) in {(e.kind.value, e.level) for e in found}
+    state = sla.on_update(state, review("T1", cst("2025-06-13 15:00")), rules).state
     _, found, _ = sla.sweep(state, cst("2025-06-27 17:00"), rules)
     assert "resolve_overdue" not in {e.kind.value for e in found}
     _, found, _ = sla.sweep(state, cst("2025-06-27 18:00"), rules)
@@ -229,9 +232,11 @@ def test_plans_follow_every_change_of_the_cycles(rules) -> None:  # type: ignore
     histories = {
         "PC1": [("acknowledge", "2025-06-11 10:00", {}),
                 ("extend", "2025-06-12 10:00", {"new_due": cst("2025-06-27 18:00"), "reason": "需协调"}),
+                ("review_extension", "2025-06-12 15:00", {"unit": DESK}),
                 ("resolve", "2025-06-20 10:00", {}),
                 ("callback", "2025-06-21 10:00", {"satisfied": False, "reason": "未解决"}),
                 ("extend", "2025-06-24 10:00", {"new_due": cst("2025-07-15 18:00"), "reason": "需协调"}),
+                ("review_extension", "2025-06-25 10:00", {"unit": DESK}),
                 ("resolve", "2025-07-20 10:00", {})],
         "PC2": [("acknowledge", "2025-06-12 10:00", {}), ("return", "2025-06-13 10:00", {})],
         "PC3": [("return", "2025-06-16 10:00", {})],  # returned late, never acknowledged

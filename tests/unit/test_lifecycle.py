@@ -5,7 +5,7 @@ from services.domain.lifecycle import Applied, Duplicate
 from services.domain.tickets import Status
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import update, work_order
+from tests.factories import DESK, review, update, work_order
 
 
 def _open(rules):  # type: ignore[no-untyped-def]
@@ -65,16 +65,57 @@ def test_unsatisfied_callback_reopens_with_rehandle_clock(rules) -> None:  # typ
     assert state.resolved_as_of(cst("2025-06-10 12:00"))
 
 
-def test_extension_moves_the_deadline_and_is_audited(rules) -> None:  # type: ignore[no-untyped-def]
-    state = _open(rules)
+def test_extension_moves_the_deadline_once_the_desk_grants_it(rules) -> None:  # type: ignore[no-untyped-def]
+    state = _open(rules)  # resolve due 2025-06-16 09:00
     late = sla.on_update(state, update("T1", "extend", cst("2025-06-10 10:00"), new_due=cst("2025-06-05 00:00"),
                                        reason="x"), rules)
     assert isinstance(late, Rejection) and late.reason == "extension_not_later" and late.field == "new_due"
-    result = sla.on_update(state, update("T1", "extend", cst("2025-06-10 10:00"), new_due=cst("2025-06-30 18:00"),
-                                         reason="需协调"), rules)
-    assert isinstance(result, Applied)
-    assert result.state.cycle.final_due == cst("2025-06-30 18:00")
-    assert result.transition.action == "extend" and "2025-06-30" in (result.transition.note or "")
+    asked = sla.on_update(state, update("T1", "extend", cst("2025-06-10 10:00"), new_due=cst("2025-06-30 18:00"),
+                                        reason="需协调"), rules)
+    assert isinstance(asked, Applied) and asked.transition.action == "extend"
+    assert "2025-06-30" in (asked.transition.note or "") and "review" in (asked.transition.note or "")
+    # asked, not granted: the deadline stays, and a second request waits for the first one's review
+    assert asked.state.cycle.final_due == cst("2025-06-16 09:00")
+    assert asked.state.status is Status.dispatched
+    again = sla.on_update(asked.state, update("T1", "extend", cst("2025-06-11 10:00"), new_due=cst("2025-07-30 18:00"),
+                                              reason="再延"), rules)
+    assert isinstance(again, Rejection) and again.reason == "extension_pending" and again.field == "action"
+    # only the jurisdiction's dispatch desk reviews; the unit cannot grant itself its extension
+    itself = sla.on_update(asked.state, update("T1", "review_extension", cst("2025-06-11 10:00"), approved=True),
+                           rules)
+    assert isinstance(itself, Rejection) and itself.reason == "not_the_desk" and itself.field == "unit"
+    assert DESK in itself.error
+    granted = sla.on_update(asked.state, review("T1", cst("2025-06-17 10:00")), rules)
+    assert isinstance(granted, Applied) and granted.transition.action == "review_extension"
+    assert granted.transition.unit == DESK and granted.state.status is Status.dispatched
+    assert granted.state.cycle.final_due == cst("2025-06-30 18:00")
+    assert granted.state.cycle.extension_request is None
+    # granted after the old deadline, the extension holds from the review on: the ticket was late meanwhile
+    assert granted.state.cycle.resolve_due_at(cst("2025-06-16 12:00")) == cst("2025-06-16 09:00")
+    assert granted.state.cycle.resolve_due_at(cst("2025-06-17 10:00")) == cst("2025-06-30 18:00")
+    twice = sla.on_update(granted.state, review("T1", cst("2025-06-18 10:00")), rules)
+    assert isinstance(twice, Rejection) and twice.reason == "no_extension_request"
+
+
+def test_a_refused_extension_leaves_the_deadline_and_allows_a_new_request(rules) -> None:  # type: ignore[no-untyped-def]
+    from services.domain import scorecards
+
+    state = _open(rules)  # resolve due 2025-06-16 09:00
+    for step in (update("T1", "acknowledge", cst("2025-06-09 10:00")),
+                 update("T1", "extend", cst("2025-06-10 10:00"), new_due=cst("2025-06-30 18:00"), reason="需协调"),
+                 review("T1", cst("2025-06-10 15:00"), approved=False, reason="理由不充分")):
+        result = sla.on_update(state, step, rules)
+        assert isinstance(result, Applied), result
+        state = result.state
+    assert state.cycle.final_due == cst("2025-06-16 09:00") and state.cycle.extension_request is None
+    assert [t.action for t in state.transitions][-1] == "review_extension"
+    assert "refused" in (state.transitions[-1].note or "") and state.transitions[-1].reason == "理由不充分"
+    state = sla.on_update(state, update("T1", "resolve", cst("2025-06-20 10:00")), rules).state
+    card = scorecards.compute([state], cst("2025-07-01 00:00"))[0]
+    assert card.resolved_on_time == 0  # resolved after the deadline the desk kept
+    fresh = _open(rules)
+    never = sla.on_update(fresh, review("T1", cst("2025-06-10 15:00")), rules)
+    assert isinstance(never, Rejection) and never.reason == "no_extension_request"
 
 
 def test_return_asks_for_redispatch_and_new_work_order_starts_a_cycle(rules) -> None:  # type: ignore[no-untyped-def]
@@ -175,10 +216,12 @@ def test_a_callback_dated_before_the_resolve_is_out_of_order(rules) -> None:  # 
 def test_two_extensions_give_the_same_deadline_whatever_their_arrival_order(rules) -> None:  # type: ignore[no-untyped-def]
     state = _open(rules)
     e1 = update("T1", "extend", cst("2025-06-12 10:00"), new_due=cst("2025-06-30 18:00"), reason="x")
+    g1 = review("T1", cst("2025-06-12 12:00"))
     e2 = update("T1", "extend", cst("2025-06-11 10:00"), new_due=cst("2025-06-20 18:00"), reason="y")
-    late_first, results = _apply_all(state, [e1, e2], rules)
-    assert isinstance(results[1], Rejection) and results[1].reason == "out_of_order"
-    in_order, results = _apply_all(state, [e2, e1], rules)
+    g2 = review("T1", cst("2025-06-11 12:00"))
+    late_first, results = _apply_all(state, [e1, g1, e2, g2], rules)
+    assert [r.reason for r in results[2:]] == ["out_of_order", "out_of_order"]  # type: ignore[union-attr]
+    in_order, results = _apply_all(state, [e2, g2, e1, g1], rules)
     assert all(isinstance(r, Applied) for r in results)
     for s in (late_first, in_order):
         assert s.cycle.resolve_due_at(cst("2025-06-25 00:00")) == cst("2025-06-30 18:00")
@@ -193,6 +236,7 @@ def test_the_state_is_the_event_time_order_of_what_was_applied(rules) -> None:  
     state = _open(rules)
     updates = [update("T1", "acknowledge", cst("2025-06-09 10:00")),
                update("T1", "extend", cst("2025-06-10 10:00"), new_due=cst("2025-06-25 18:00"), reason="x"),
+               review("T1", cst("2025-06-10 12:00")),
                update("T1", "resolve", cst("2025-06-11 10:00")),
                update("T1", "callback", cst("2025-06-12 10:00"), satisfied=False, reason="x"),
                update("T1", "resolve", cst("2025-06-13 10:00"))]
@@ -204,7 +248,8 @@ def test_the_state_is_the_event_time_order_of_what_was_applied(rules) -> None:  
         assert final == by_time, [u.action for u in arrival]
         _consistent(final)
         for u, r in zip(arrival, results, strict=True):
-            assert not isinstance(r, Rejection) or r.reason in ("out_of_order", "invalid_transition"), r
+            assert not isinstance(r, Rejection) or r.reason in ("out_of_order", "invalid_transition",
+                                                                "no_extension_request"), r
 
 
 def test_updates_of_the_same_instant_stay_in_the_order_they_were_applied(rules) -> None:  # type: ignore[no-untyped-def]
@@ -276,12 +321,15 @@ def test_an_extension_up_to_the_deadline_in_force_is_granted(rules) -> None:  # 
     at_due = sla.on_update(state, update("T1", "extend", cst("2025-06-16 09:00"), new_due=cst("2025-06-20 18:00"),
                                          reason="x"), rules)
     assert isinstance(at_due, Applied)
+    state = sla.on_update(at_due.state, review("T1", cst("2025-06-16 11:00")), rules).state
     # after the first deadline, but within the extended one: the deadline in force at that moment counts
-    second = sla.on_update(at_due.state, update("T1", "extend", cst("2025-06-18 09:00"),
-                                                new_due=cst("2025-06-27 18:00"), reason="y"), rules)
-    assert isinstance(second, Applied) and second.state.cycle.final_due == cst("2025-06-27 18:00")
-    past = sla.on_update(second.state, update("T1", "extend", cst("2025-06-27 18:01"), new_due=cst("2025-07-04 18:00"),
-                                              reason="z"), rules)
+    second = sla.on_update(state, update("T1", "extend", cst("2025-06-18 09:00"),
+                                         new_due=cst("2025-06-27 18:00"), reason="y"), rules)
+    assert isinstance(second, Applied)
+    granted = sla.on_update(second.state, review("T1", cst("2025-06-18 10:00")), rules)
+    assert isinstance(granted, Applied) and granted.state.cycle.final_due == cst("2025-06-27 18:00")
+    past = sla.on_update(granted.state, update("T1", "extend", cst("2025-06-27 18:01"),
+                                               new_due=cst("2025-07-04 18:00"), reason="z"), rules)
     assert isinstance(past, Rejection) and past.reason == "extension_after_due"
 
 
