@@ -29,10 +29,11 @@ def work_order(ticket: str, at: datetime, unit: str = "区城管执法局", seq:
 _n = 0
 
 
-DESK = "区城运中心"  # qingpu's dispatch desk (its rulebook's triage_unit): it reviews extensions
+DESK = "区城运中心"  # qingpu's dispatch desk (its rulebook's triage_unit): it calls back and reviews extensions
 
 
-def update(ticket: str, action: str, at: datetime, unit: str = "区城管执法局", **kw: Any) -> UnitUpdate:
+def update(ticket: str, action: str, at: datetime, unit: str | None = None, **kw: Any) -> UnitUpdate:
+    """An update of ``unit``; by default the unit holding the factories' tickets, or the desk for its actions."""
     global _n
     _n += 1
     extra: dict[str, Any] = {}
@@ -42,6 +43,8 @@ def update(ticket: str, action: str, at: datetime, unit: str = "区城管执法�
         extra["satisfied"] = True
     if action == "review_extension":
         extra["approved"] = True
+    if unit is None:
+        unit = DESK if action in ("callback", "review_extension") else "区城管执法局"
     return UnitUpdate(event_id=kw.pop("event_id", f"U{_n}"), ticket_id=ticket, action=action, unit=unit,
                       occurred_at=at, **{**extra, **kw})
 

@@ -113,8 +113,9 @@ def _step(rules: SlaRules, rnd: random.Random, state: TicketState, ticket: str, 
                          "callback", "callback"))
     unit = state.unit or rnd.choice(UNITS)
     extra: dict[str, Any] = {}
-    if action == "review_extension":  # the dispatch desk grants or refuses a pending extension
+    if action in ("review_extension", "callback"):  # the dispatch desk's work
         unit = rules.desks[facts["jurisdiction"]]
+    if action == "review_extension":
         extra["approved"] = rnd.random() < 0.7
     if rnd.random() < 0.05:
         unit = rnd.choice(UNITS)  # perhaps the wrong unit

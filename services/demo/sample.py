@@ -226,6 +226,7 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
     (two returns, or one with no other unit to take it), if it did."""
     out: list[tuple[datetime, dict[str, Any]]] = []
     tid = event.event_id
+    desk = router.triage_unit(event.jurisdiction.value)  # calls the citizen back and reviews extensions
 
     def u(when: datetime, action: str, who: str, **extra: Any) -> None:
         out.append((when, {"ticket_id": tid, "action": action, "unit": who, "occurred_at": when.isoformat(), **extra}))
@@ -255,15 +256,14 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
         t = t2 + timedelta(hours=rnd.uniform(1, 6))  # the dispatch desk reviews it (延期审核), mostly granting it
         granted = rnd.random() < 0.8
-        u(t, "review_extension", router.triage_unit(event.jurisdiction.value), approved=granted,
-          reason=None if granted else "理由不充分，请按期办结")
+        u(t, "review_extension", desk, approved=granted, reason=None if granted else "理由不充分，请按期办结")
     t = t + timedelta(days=rnd.uniform(0.3, 8.5))
     u(t, "resolve", unit, note="已现场处置")
     t = t + timedelta(days=rnd.uniform(0.5, 3))
     satisfied = rnd.random() < 0.85
-    u(t, "callback", unit, satisfied=satisfied, reason=None if satisfied else "问题仍未解决")
+    u(t, "callback", desk, satisfied=satisfied, reason=None if satisfied else "问题仍未解决")
     if not satisfied:
         t = t + timedelta(days=rnd.uniform(0.5, 4))
         u(t, "resolve", unit, note="重办完成")
-        u(t + timedelta(days=1), "callback", unit, satisfied=True)
+        u(t + timedelta(days=1), "callback", desk, satisfied=True)
     return out, None

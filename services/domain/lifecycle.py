@@ -38,7 +38,10 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
 
 KEEPS_STATUS = frozenset({"repeat", "extend", "review_extension"})  # recorded in the history, the status stays what it was
 _TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds the ticket after these
-# What the units (and the hotline's callback team) do; the rest of the history is recorded by the service itself
+# What the dispatch desk (the hotline's own staff) posts on the updates topic, not the unit holding the ticket
+DESK_ACTIONS = frozenset({UnitAction.callback, UnitAction.review_extension})
+_DESK_WORK = {UnitAction.callback: "a callback (回访)", UnitAction.review_extension: "the review of an extension (延期审核)"}
+# What the units (and the dispatch desk) do; the rest of the history is recorded by the service itself
 # (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
 UNIT_ACTIONS = frozenset(action.value for action in UnitAction)
 
@@ -147,8 +150,9 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
 
 def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy | None,
                  calendar: WorkCalendar, desk: str | None = None) -> Applied | Rejection | Duplicate:
-    """Apply a unit's update (or the callback team's, or the dispatch desk's review of a 延期: ``desk`` is the
-    jurisdiction's desk, the rulebook's ``triage_unit``, the only one whose review counts)."""
+    """Apply an update of the unit holding the ticket, or of the jurisdiction's dispatch desk (``desk``, the
+    rulebook's ``triage_unit``): only the desk calls the citizen back (回访) and reviews a 延期, so a unit cannot
+    declare its own work satisfactory or grant itself more time."""
     if state is None or policy is None:
         return unknown_ticket(update.ticket_id)
     if update.event_id in state.applied_updates:
@@ -157,11 +161,11 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     if state.status in (Status.triage, Status.redirected) or cycle is None:
         return Rejection("invalid_transition", "action",
                          f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible")
-    if update.action is UnitAction.review_extension:
+    if update.action in DESK_ACTIONS:
         if update.unit != desk:
-            return Rejection("not_the_desk", "unit", f"an extension (延期) is reviewed by the dispatch desk of "
-                                                     f"{state.jurisdiction} ({desk!r}), not by {update.unit!r}")
-    elif update.action is not UnitAction.callback and update.unit != state.unit:
+            return Rejection("not_the_desk", "unit", f"{_DESK_WORK[update.action]} is the dispatch desk's of "
+                                                     f"{state.jurisdiction} ({desk!r}), not {update.unit!r}'s")
+    elif update.unit != state.unit:
         return Rejection("unit_mismatch", "unit", f"ticket is held by {state.unit!r}, not {update.unit!r}")
     dispatched_at = next(c.start for c in reversed(state.cycles) if c.kind == "dispatch")
     if update.occurred_at < dispatched_at:
@@ -179,7 +183,7 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
 
 
 def _latest_unit_step(state: TicketState) -> Transition | None:
-    """The latest update of a unit (or the callback team) applied to the ticket. An update dated before it is
+    """The latest update of a unit (or the dispatch desk) applied to the ticket. An update dated before it is
     refused: the handlers judge an update by the status at its arrival, which would not be the status at its
     event time. What the service records itself does not count: dispatches are guarded by ``before_dispatch``,
     repeat reports keep the status, sweeps add no transition."""

@@ -224,17 +224,20 @@ def completed_event(occurred_at: datetime) -> dict[str, Any]:
                   "上海市长宁区天山路街道天山二村15号", {"name": "李先生", "phone": "13812345678"})
 
 
+CHANGNING_DESK = "区城运中心"  # changning's dispatch desk (its rulebook's triage_unit) calls citizens back
+
+
 def completed_updates(event: dict[str, Any], unit: str) -> list[dict[str, Any]]:
     """Acknowledged after 10 minutes, resolved after an hour, called back satisfied after 90 minutes: all before
     now, all in time, so the unit's six ratios are 1, 1, 1, 1 (response, resolution, satisfaction, on time) and
     0, 0 (returns, rehandling)."""
     opened = datetime.fromisoformat(event["occurred_at"])
 
-    def update(suffix: str, action: str, minutes: int, **extra: Any) -> dict[str, Any]:
+    def update(suffix: str, action: str, minutes: int, who: str = unit, **extra: Any) -> dict[str, Any]:
         return {"event_id": f"{event['event_id']}-{suffix}", "ticket_id": event["event_id"], "action": action,
-                "unit": unit, "occurred_at": (opened + timedelta(minutes=minutes)).isoformat(), **extra}
+                "unit": who, "occurred_at": (opened + timedelta(minutes=minutes)).isoformat(), **extra}
     return [update("ack", "acknowledge", 10, note="已签收"), update("res", "resolve", 60, note="已现场处置"),
-            update("cb", "callback", 90, satisfied=True)]
+            update("cb", "callback", 90, who=CHANGNING_DESK, satisfied=True)]
 
 
 async def stage(running: Running, events: list[dict[str, Any]], updates: list[dict[str, Any]],

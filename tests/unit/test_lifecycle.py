@@ -40,6 +40,19 @@ def test_impossible_transitions_are_rejected_with_a_reason(rules) -> None:  # ty
     assert isinstance(unknown, Rejection) and unknown.reason == "unknown_ticket"
 
 
+def test_only_the_desk_calls_back(rules) -> None:  # type: ignore[no-untyped-def]
+    """Was: a callback from anyone applied, so a unit could post 'satisfied' for its own work (满意率) and close it."""
+    state = _open(rules)
+    for action in ("acknowledge", "resolve"):
+        state = sla.on_update(state, update("T1", action, cst("2025-06-10 08:00")), rules).state
+    own = sla.on_update(state, update("T1", "callback", cst("2025-06-10 09:00"), unit="区城管执法局"), rules)
+    assert isinstance(own, Rejection) and own.reason == "not_the_desk" and own.field == "unit"
+    assert "回访" in own.error and DESK in own.error
+    desk = sla.on_update(state, update("T1", "callback", cst("2025-06-10 09:00")), rules)
+    assert isinstance(desk, Applied) and desk.state.status is Status.closed and desk.transition.unit == DESK
+    assert desk.state.unit == "区城管执法局"  # the ticket stays the unit's: its scorecard counts the callback
+
+
 def test_redelivered_update_changes_nothing(rules) -> None:  # type: ignore[no-untyped-def]
     state = _open(rules)
     ack = update("T1", "acknowledge", cst("2025-06-09 10:00"))
@@ -81,8 +94,8 @@ def test_extension_moves_the_deadline_once_the_desk_grants_it(rules) -> None:  #
                                               reason="再延"), rules)
     assert isinstance(again, Rejection) and again.reason == "extension_pending" and again.field == "action"
     # only the jurisdiction's dispatch desk reviews; the unit cannot grant itself its extension
-    itself = sla.on_update(asked.state, update("T1", "review_extension", cst("2025-06-11 10:00"), approved=True),
-                           rules)
+    itself = sla.on_update(asked.state, update("T1", "review_extension", cst("2025-06-11 10:00"), approved=True,
+                                               unit="区城管执法局"), rules)
     assert isinstance(itself, Rejection) and itself.reason == "not_the_desk" and itself.field == "unit"
     assert DESK in itself.error
     granted = sla.on_update(asked.state, review("T1", cst("2025-06-17 10:00")), rules)

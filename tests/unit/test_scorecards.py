@@ -9,7 +9,8 @@ from tests.factories import update, work_order
 def _run(rules, ticket: str, steps, unit: str = "区城管执法局"):  # type: ignore[no-untyped-def]
     state = sla.on_work_order(None, work_order(ticket, cst("2025-06-09 09:00"), unit=unit), rules)
     for action, at, extra in steps:
-        state = sla.on_update(state, update(ticket, action, cst(at), unit=unit, **extra), rules).state
+        who = None if action == "callback" else unit  # the desk calls back
+        state = sla.on_update(state, update(ticket, action, cst(at), unit=who, **extra), rules).state
     return state
 
 
