@@ -29,7 +29,9 @@ class UnitUpdate(Contract):
     event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
     ticket_id: str = Field(min_length=1, max_length=64)
     action: UnitAction
-    unit: str = Field(min_length=1, max_length=64)
+    unit: str = Field(min_length=1, max_length=64,
+                      description="who posts it: the unit holding the ticket; for callback and review_extension, "
+                                  "the jurisdiction's dispatch desk (its rulebook's triage_unit, e.g. 区城运中心)")
     occurred_at: EventTime
     reason: str | None = Field(default=None, max_length=1000)
     note: str | None = Field(default=None, max_length=2000)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class Metrics:
@@ -29,6 +30,14 @@ class Metrics:
                               ["jurisdiction"], registry=r)
         self.decisions = Counter("hotline_router_decisions", "Routing decisions", ["jurisdiction", "outcome"],
                                  registry=r)
+        self.category_decisions = Counter("hotline_router_category_decisions",
+                                          "Routing decisions by the category they found (none: no rule matched)",
+                                          ["jurisdiction", "category", "outcome"], registry=r)
+        self.triage = Counter("hotline_router_triage", "Tickets sent to the dispatch desk, by why (triage_reason "
+                              "before its colon: no_rule_matched, low_confidence, out_of_scope, ownership_dispute …)",
+                              ["jurisdiction", "reason"], registry=r)
+        self.confidence = Histogram("hotline_router_confidence", "Confidence (0-1) of each routing decision",
+                                    ["outcome"], buckets=CONFIDENCE_BUCKETS, registry=r)
         self.work_orders = Counter("hotline_router_work_orders", "Work orders dispatched",
                                    ["jurisdiction", "unit"], registry=r)
         self.returns = Counter("hotline_router_returns", "Tickets returned by a unit (退单)", ["jurisdiction", "unit"],

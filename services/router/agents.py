@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import faust
 
-from schemas import IntakeEvent, Outcome, RepeatReport, Ruling, UnitUpdate
+from schemas import IntakeEvent, Outcome, RepeatReport, RoutingDecision, Ruling, UnitUpdate
 from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
 from services.domain.validation import Rejection, decode, unknown_ticket
@@ -34,10 +35,21 @@ def _unit_code(router: Routes, jurisdiction: str, unit: str) -> str | None:
         return None
 
 
+def _count_decision(rt: Runtime, batch: Batch, jurisdiction: str, decision: RoutingDecision) -> None:
+    """Decisions by outcome and by category, their confidence, and why a ticket went to the desk (the reason's
+    kind: ``out_of_scope:<what>`` counts as ``out_of_scope``, so the label set stays small)."""
+    m, outcome = rt.metrics, decision.outcome.value
+    batch.count(m.decisions.labels(jurisdiction, outcome).inc)
+    batch.count(m.category_decisions.labels(jurisdiction, decision.category or "none", outcome).inc)
+    batch.count(partial(m.confidence.labels(outcome).observe, decision.confidence))
+    if decision.triage_reason:
+        batch.count(m.triage.labels(jurisdiction, decision.triage_reason.split(":", 1)[0]).inc)
+
+
 def _messages(rt: Runtime, batch: Batch, router: Routes, out: RouterOutput) -> list[Outgoing | IfNew]:
     msgs: list[Outgoing | IfNew] = []
     if out.decision is not None:
-        batch.count(rt.metrics.decisions.labels(out.ticket.event.jurisdiction.value, out.decision.outcome.value).inc)
+        _count_decision(rt, batch, out.ticket.event.jurisdiction.value, out.decision)
     w = out.work_order
     if w is not None:
         batch.count(rt.metrics.work_orders.labels(w.jurisdiction.value, w.lead_unit).inc)

@@ -322,6 +322,7 @@ MAY_BE_EMPTY = {
     ("Duplicates and merges", "A"): "no input is a duplicate here, and the counter has no series before the first",
     ("Duplicates and merges", "B"): "no report is merged into an open ticket (并单) here; no series before the first",
     ("Overdue and returns over time", "B"): "no unit returns (退单) a ticket here; no series before the first",
+    ("Why tickets go to the desk", "A"): "every staged ticket is dispatched, none triaged; no series before the first",
     ("Campaigns now", "C"): "a judged campaign's projection is withdrawn; every campaign here ended in 2025",
     ("Intake bytes and calendar fallback", "B"): "'> 0' keeps years without holiday data, which the run may not touch",
 }

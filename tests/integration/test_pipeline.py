@@ -12,6 +12,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.demo.feeder import Feeder
 from services.demo.runner import feed
@@ -149,11 +150,21 @@ def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # ty
 
 
 def test_each_worker_serves_metrics(world) -> None:  # type: ignore[no-untyped-def]
-    running, _, _, _ = world
+    running, _, offline, _ = world
     assert "hotline_intake_received_total{" in running.metrics("intake")
     router_metrics = running.metrics("router")
     assert 'hotline_router_decisions_total{jurisdiction="qingpu",outcome="dispatch"}' in router_metrics
     assert "hotline_router_work_orders_total{" in router_metrics
+    # why tickets went to the desk, and the decisions' confidence, counted as the replay decided
+    samples = [s for family in text_string_to_metric_families(router_metrics) for s in family.samples]
+    triage = Counter({(s.labels["jurisdiction"], s.labels["reason"]): s.value for s in samples
+                      if s.name == "hotline_router_triage_total"})
+    expected = Counter((str(t.jurisdiction), (t.decision.triage_reason or "").split(":", 1)[0])
+                       for t in offline.pipeline.triage if t.decision.outcome == "triage")
+    assert triage == expected and {"ownership_dispute", "out_of_scope"} <= {r for _, r in expected}
+    decided = sum(s.value for s in samples if s.name == "hotline_router_decisions_total")
+    assert decided == sum(s.value for s in samples if s.name == "hotline_router_category_decisions_total") > 0
+    assert decided == sum(s.value for s in samples if s.name == "hotline_router_confidence_count")
     sla_metrics = running.metrics("sla")
     assert 'hotline_escalations_total{jurisdiction="qingpu",kind="resolve_overdue",level="1"}' in sla_metrics
     assert 'hotline_campaign_target_ratio{campaign_id="qingpu-2025-hotspots-12345"} 0.7' in sla_metrics
