@@ -123,6 +123,10 @@ def _to_triage(decision: RoutingDecision, reason: str, explanation: str) -> Rout
                                        "lead_unit": None, "cooperating_units": [], "explanation": explanation})
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_returns: int = 2) -> RouterOutput:
     """A unit returned the ticket: try the next candidate, or after ``max_returns`` returns (or with no
     candidate left) hand it to triage and raise an ``ownership_dispute``."""
@@ -135,7 +139,9 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
     if len(returns) >= max_returns or decision.outcome != "dispatch":
         why = (f"已退单{len(returns)}次（{tried}）" if len(returns) >= max_returns
                else f"{tried}退单后没有其他候选单位")
-        decision = _to_triage(decision, "ownership_dispute", f"权属争议：{why}，转派单台人工裁定。")
+        # the desk rules on the units' own grounds: each return's reason, as the unit gave it (cut to 200)
+        grounds = "；".join(f"{r['unit']}：{_cut(r['reason'], 200)}" for r in returns)
+        decision = _to_triage(decision, "ownership_dispute", f"权属争议：{why}，转派单台人工裁定。退单理由：{grounds}。")
         out = _emit(ticket, decision, router, returned.occurred_at)
         out.escalations.append(Escalation(
             escalation_id=escalation_id(EscalationKind.ownership_dispute.value, ticket.event.event_id, len(returns)),

@@ -43,9 +43,13 @@ def test_returns_redispatch_then_dispute(router) -> None:  # type: ignore[no-unt
     assert second.previous_units == [first.lead_unit] and second.dispatched_at == cst("2025-06-09 12:00")
     assert back.escalations == [] and back.triage is None
     final = dispatch.on_return(back.ticket, update("QP-1", "return", cst("2025-06-10 12:00"),
-                                                   unit=second.lead_unit), router)
+                                                   unit=second.lead_unit, reason="化粪池属小区物业管理范围" * 20), router)
     assert final.work_order is None and final.triage is not None
     assert final.triage.decision.triage_reason == "ownership_dispute"
+    # the desk sees each unit's grounds in the triage item, a long one cut
+    explanation = final.triage.decision.explanation
+    assert "区房管局：不属于本单位职责" in explanation and "区水务局：化粪池属小区物业管理范围" in explanation
+    assert "…" in explanation and explanation.count("化粪池属小区物业管理范围") < 20
     [dispute] = final.escalations
     assert dispute.kind.value == "ownership_dispute" and dispute.ticket_id == "QP-1" and dispute.level == 2
 
