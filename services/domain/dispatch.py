@@ -141,7 +141,8 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
                else f"{tried}退单后没有其他候选单位")
         # the desk rules on the units' own grounds: each return's reason, as the unit gave it (cut to 200)
         grounds = "；".join(f"{r['unit']}：{_cut(r['reason'], 200)}" for r in returns)
-        decision = _to_triage(decision, "ownership_dispute", f"权属争议：{why}，转派单台人工裁定。退单理由：{grounds}。")
+        decision = _to_triage(decision, "ownership_dispute",
+                              f"权属争议：{why}，转派单台人工裁定。退单理由：{grounds}。")
         out = _emit(ticket, decision, router, returned.occurred_at)
         out.escalations.append(Escalation(
             escalation_id=escalation_id(EscalationKind.ownership_dispute.value, ticket.event.event_id, len(returns)),

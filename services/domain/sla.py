@@ -27,13 +27,13 @@ class SlaRules:
     calendar: WorkCalendar
     campaigns: CampaignBook
     repeats: RepeatPolicy
-    # each jurisdiction's dispatch desk (the rulebook's triage_unit): it reviews the units' 延期 requests
+    # each jurisdiction's dispatch desk (the rulebook's triage_unit): it calls citizens back and reviews 延期
     desks: dict[str, str] = field(default_factory=dict)
     _policy_cache: dict[tuple[str, str, str, str], Policy] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, data_dir: Path = DATA_DIR, rulebook_dir: Path | None = None) -> SlaRules:
-        books = load_library(rulebook_dir).books
+    def load(cls, data_dir: Path = DATA_DIR) -> SlaRules:
+        books = load_library().books
         return cls(PolicyBook.load(data_dir / "policies.yaml"),
                    WorkCalendar(load_overrides(data_dir / "calendar_overrides.yaml")),
                    CampaignBook.load(data_dir / "campaigns.yaml"),
