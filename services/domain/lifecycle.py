@@ -40,9 +40,9 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
 KEEPS_STATUS = frozenset({"repeat", "extend", "review_extension"})
 _TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds the ticket after these
 # What the dispatch desk (the hotline's own staff) posts on the updates topic, not the unit holding the ticket
-DESK_ACTIONS = frozenset({UnitAction.callback, UnitAction.review_extension})
 _DESK_WORK = {UnitAction.callback: "a callback (回访)",
               UnitAction.review_extension: "the review of an extension (延期审核)"}
+DESK_ACTIONS = frozenset(_DESK_WORK)
 # What the units (and the dispatch desk) do; the rest of the history is recorded by the service itself
 # (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
 UNIT_ACTIONS = frozenset(action.value for action in UnitAction)

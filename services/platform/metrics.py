@@ -65,7 +65,8 @@ class Metrics:
                                       ["campaign_id"], registry=r)
         self.campaign_at_risk = Gauge("hotline_campaign_at_risk",
                                       "1 when the last evaluation's status is at_risk (projected below target, past "
-                                      "warm-up, with enough tickets enrolled or the plan's fixed cohort), else 0", ["campaign_id"], registry=r)
+                                      "warm-up, with enough tickets enrolled or the plan's fixed cohort), else 0",
+                                      ["campaign_id"], registry=r)
         self.calendar_fallback = Gauge("hotline_calendar_year_guessed",
                                        "1 for a year with no holiday data: its working days are guessed from weekends "
                                        "only", ["year"], registry=r)

@@ -151,9 +151,14 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "router" / "rulebooks"
 
 
+# libyaml's safe loader when PyYAML has it (its wheels do): the same documents, read ~8x faster than the pure-Python
+# one; the router and the SLA service (each jurisdiction's desk) both read the rulebooks at start-up
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read(path: Path) -> Any:
     with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=_LOADER)
 
 
 def content_version(directory: Path) -> str:
