@@ -475,3 +475,27 @@ def test_scoring_only_rules_with_evidence_equals_scoring_every_rule(router: Rout
         assert [(s.rule.id, s.score, s.terms, s.hinted) for s in fast] == [
             (s.rule.id, s.score, s.terms, s.hinted) for s in _score_every_rule(*args, all_hits)]
         assert [s.rule.id for s in score_rules(*args, veto_hits=all_hits)] == [s.rule.id for s in fast]
+
+
+def test_dominance_filter_keeps_exactly_the_hits_no_longer_hit_contains(router: Router) -> None:
+    """The one-pass filter against its definition, over every evaluation report's content and address, and over
+    overlapping phrases made up here (a phrase inside another, phrases sharing a start or an end, a chain)."""
+    from services.domain.routing.matching import Entry, Kind, PhraseIndex, drop_dominated
+
+    def by_definition(hits: list) -> list:
+        return [h for h in hits if not any(o.start <= h.start and h.end <= o.end and o.end - o.start > h.end - h.start
+                                           for o in hits)]
+
+    texts = [text for row in load_rows(EVAL) for text in (row["event"]["content"], row["event"]["address"])]
+    made_up = PhraseIndex((p, Entry(Kind.rule, "R", 1.0)) for p in ["电梯", "智能电梯", "梯故", "电梯故障", "故障",
+                                                                     "ab", "abc", "bc", "bcd", "cde", "b"])
+    indexes = [comp.index for comp in router._compiled.values()]
+    checked = 0
+    for index in [*indexes, made_up]:
+        for text in [*texts, "智能电梯故障", "abcde", "xabcdex"]:
+            hits = index.scan(text)
+            assert drop_dominated(hits) == by_definition(hits)
+            checked += len(hits) > 1
+    assert checked > 100  # the comparison saw overlapping hits, not only empty and single ones
+    assert [h.term for h in made_up.scan_dominant("智能电梯故障")] == ["智能电梯", "电梯故障"]
+    assert [h.term for h in made_up.scan_dominant("abcde")] == ["abc", "bcd", "cde"]

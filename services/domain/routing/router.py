@@ -131,7 +131,8 @@ class Router:
         if not scored:
             return out.triage("no_rule_matched", 0.0, candidates())
 
-        eligible = [s for s in scored if self._lead(s.rule, territory_name) not in excluded | {None}]
+        barred = excluded | {None}
+        eligible = [s for s in scored if self._lead(s.rule, territory_name) not in barred]
         if not eligible:
             reason = "all_candidates_excluded" if excluded else "no_territory_for_territorial_rule"
             return out.triage(reason, 0.0, candidates())
