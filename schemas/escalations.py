@@ -14,6 +14,7 @@ class EscalationKind(StrEnum):
     resolve_warning = "resolve_warning"
     ack_overdue = "ack_overdue"
     resolve_overdue = "resolve_overdue"
+    triage_overdue = "triage_overdue"  # the dispatch desk has not dispatched or closed a ticket in triage in time
     ownership_dispute = "ownership_dispute"
     campaign_at_risk = "campaign_at_risk"
     campaign_missed = "campaign_missed"

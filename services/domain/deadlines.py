@@ -2,7 +2,8 @@
 
 ``scheduled`` lists every escalation the ticket would get if nothing else happened: warnings at 50 % /
 75 % of the resolve time, ``ack_overdue`` and ``resolve_overdue`` at the deadline and higher levels after
-the policy's grace periods. Each is judged on the ticket's event-time history alone, so the answer does
+the policy's grace periods; and, while a ticket waits in the dispatch desk's triage queue, ``triage_overdue`` when
+the desk has not dispatched or closed it within the policy's triage limit. Each is judged on the ticket's event-time history alone, so the answer does
 not depend on when the question is asked: the streaming worker (wall clock) and the replay (event time)
 emit the same escalations with the same deterministic ids.
 """
@@ -45,6 +46,17 @@ def _end(cycle: Cycle, *moments: datetime | None) -> datetime | None:
     return min(known) if known else None
 
 
+@dataclass(frozen=True, slots=True)
+class TriageWait:
+    """One stay of a ticket in the dispatch desk's triage queue: the ``number``-th (a ticket the router could not
+    place, then each ownership dispute), from its triage step until the desk's ruling dispatched or closed it."""
+
+    number: int
+    start: datetime
+    end: datetime | None
+    reason: str | None
+
+
 class Planned(NamedTuple):
     """An escalation the history calls for, before it is built into the wire contract."""
 
@@ -53,7 +65,7 @@ class Planned(NamedTuple):
     kind: EscalationKind
     level: int
     threshold: float | None
-    cycle: Cycle
+    cycle: Cycle | TriageWait  # the unit's cycle, or for ``triage_overdue`` the wait in triage
     deadline: datetime
     at_utc: datetime  # ``at`` in UTC, for the many comparisons (datetimes sharing a tzinfo compare cheaply)
 
@@ -69,8 +81,15 @@ def _plan(ticket_id: str, cycle: Cycle, kind: EscalationKind, level: int, at: da
                    cycle, deadline, _utc(at))
 
 
-def _build(state: TicketState, p: Planned, policy: Policy) -> Escalation:
+def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> Escalation:
     c = p.cycle
+    if isinstance(c, TriageWait):
+        return Escalation(
+            escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
+            unit=desk, level=p.level, threshold=None, at=p.at,
+            details={"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
+                     "deadline": p.deadline.isoformat(), "policy": policy.name, "policy_citation": policy.triage_citation,
+                     "audience": LEVEL_AUDIENCE[p.level]})
     return Escalation(
         escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
         unit=c.unit, level=p.level, threshold=p.threshold, at=p.at,
@@ -166,7 +185,7 @@ def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
     return tuple(live)
 
 
-_ACK, _WARNING = EscalationKind.ack_overdue, EscalationKind.resolve_warning
+_ACK, _WARNING, _TRIAGE = EscalationKind.ack_overdue, EscalationKind.resolve_warning, EscalationKind.triage_overdue
 
 # ``_candidates`` by their inputs (see ``_cycle_key``): a ticket is re-planned after every change and at every
 # sweep, mostly with cycles of the same shape. Each entry keeps the policy and calendar it was computed with,
@@ -229,10 +248,50 @@ def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> lis
 
 def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
     cycles = state.cycles
-    if len(cycles) == 1:
+    waits = triage_waits(state)
+    if len(cycles) == 1 and not waits:
         return _cycle_plans(state.ticket_id, cycles[0], policy, calendar)
     plans = [p for c in cycles for p in _cycle_plans(state.ticket_id, c, policy, calendar)]
+    plans += (p for wait in waits for p in _triage_plans(state.ticket_id, wait, policy, calendar))
     return tuple(sorted(plans, key=_by_time))
+
+
+_LEAVES_TRIAGE = frozenset({"dispatch", "close"})  # the desk's ruling: a work order, or closed without one
+
+
+def triage_waits(state: TicketState) -> list[TriageWait]:
+    """The ticket's stays in triage, from its history (in event-time order)."""
+    waits: list[TriageWait] = []
+    start: datetime | None = None
+    reason: str | None = None
+    for t in state.transitions:
+        if t.action == "triage" and start is None:
+            start, reason = t.at, t.reason
+        elif start is not None and t.action in _LEAVES_TRIAGE:
+            waits.append(TriageWait(len(waits) + 1, start, t.at, reason))
+            start = None
+    if start is not None:
+        waits.append(TriageWait(len(waits) + 1, start, None, reason))
+    return waits
+
+
+def _triage_plans(ticket_id: str, wait: TriageWait, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
+    """The desk's clock: ``policy.triage`` from the start of the wait, then the triage levels; what falls at or
+    after the ruling that ended the wait is not due."""
+    deadline, guessed = policy.triage.reach(wait.start, calendar)
+    end = _utc(wait.end) if wait.end is not None else None
+    plans: list[Planned] = []
+    for level, delay in enumerate(policy.triage_levels[:3], start=1):
+        at, years = delay.reach(deadline, calendar)
+        at_utc = _utc(at)
+        if end is not None and at_utc >= end:
+            break
+        guessed |= years
+        plans.append(Planned(at, _planned_id(_TRIAGE.value, ticket_id, wait.number, level, None), _TRIAGE, level,
+                             None, wait, deadline, at_utc))
+    if plans:
+        calendar.fallback_years.update(guessed)
+    return plans
 
 
 def _cycle_plans(ticket_id: str, cycle: Cycle, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
@@ -257,14 +316,15 @@ def _record_guessed(cycle: Cycle, candidates: _Candidates, calendar: WorkCalenda
             calendar.fallback_years.update(candidates.overdue_guessed)
 
 
-def split(state: TicketState, now: datetime, policy: Policy,
-          calendar: WorkCalendar) -> tuple[list[Escalation], datetime | None]:
-    """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come."""
+def split(state: TicketState, now: datetime, policy: Policy, calendar: WorkCalendar,
+          desk: str | None = None) -> tuple[list[Escalation], datetime | None]:
+    """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come.
+    ``desk`` (the jurisdiction's dispatch desk) is the unit a ``triage_overdue`` escalation names."""
     emitted = set(state.emitted)
     pending = [p for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
     now = _utc(now)
     later = [p.at_utc for p in pending if p.at_utc > now]
-    return [_build(state, p, policy) for p in pending if p.at_utc <= now], min(later) if later else None
+    return [_build(state, p, policy, desk) for p in pending if p.at_utc <= now], min(later) if later else None
 
 
 def next_check(state: TicketState, policy: Policy, calendar: WorkCalendar) -> datetime | None:

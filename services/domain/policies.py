@@ -68,6 +68,11 @@ class Policy:
     ack_levels: tuple[Limit, ...]  # delay after the ack breach for level 1, 2, 3
     resolve_levels: tuple[Limit, ...]
     citation: str
+    # the dispatch desk's time to rule on a ticket in triage (dispatch it or close it), and the delays after that
+    # deadline for level 1 (the desk), 2 and 3
+    triage: Limit = Limit(2, "hours")
+    triage_levels: tuple[Limit, ...] = (Limit(0, "hours"),)
+    triage_citation: str = ""
 
     def resolve_limit(self, cycle_kind: str) -> Limit:
         """The time to resolve a cycle: ``resolve`` after a dispatch, ``rehandle`` after a reopening (重办)."""
@@ -127,4 +132,7 @@ class PolicyBook:
             ack_levels=tuple(Limit.parse(x) for x in levels.get("ack_overdue", [{"hours": 0}])),
             resolve_levels=tuple(Limit.parse(x) for x in levels.get("resolve_overdue", [{"hours": 0}])),
             citation=citation,
+            triage=Limit.parse(spec["triage"]["limit"]),
+            triage_levels=tuple(Limit.parse(x) for x in spec["triage"].get("levels", [{"hours": 0}])),
+            triage_citation=str(spec["triage"]["citation"]),
         )

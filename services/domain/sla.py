@@ -92,7 +92,8 @@ def on_repeat(state: TicketState | None, report: RepeatReport, rules: SlaRules) 
 
 def sweep(state: TicketState, now: datetime, rules: SlaRules) -> tuple[TicketState, list[Escalation], datetime | None]:
     """Due escalations at ``now`` (not emitted before), the state marking them, and the next check time."""
-    found, upcoming = deadlines.split(state, now, rules.policy_for(state), rules.calendar)
+    found, upcoming = deadlines.split(state, now, rules.policy_for(state), rules.calendar,
+                                      desk=rules.desks.get(state.jurisdiction))
     return deadlines.mark_emitted(state, found), found, upcoming
 
 

@@ -1,0 +1,112 @@
+"""The dispatch desk's own clock: a ticket waiting in triage (the router could not place it, or units dispute it)
+escalates when the desk has not dispatched or closed it in time (policies.yaml ``defaults.triage``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import EscalationKind, IntakeEvent, Ruling
+from services.domain import deadlines, dispatch, lifecycle, sla
+from services.domain.tickets import TicketState
+from services.domain.validation import Rejection
+from tests.conftest import cst
+from tests.factories import decision, update, work_order
+
+DESK = "区城运中心"  # qingpu's triage unit
+TRIAGE = EscalationKind.triage_overdue
+
+
+def _triaged(router: Any) -> tuple[dispatch.RouterOutput, TicketState]:
+    event = IntakeEvent(event_id="QP-1", source="hotline_12345", jurisdiction="qingpu",
+                        occurred_at=cst("2025-06-09 09:00"), content="路边有个东西坏了",
+                        address="上海市青浦区朱家角镇新风路100号")
+    out = dispatch.decide(None, event, router)
+    assert out.triage is not None
+    state = sla.on_triage(None, out.triage)
+    assert isinstance(state, TicketState) and state.status.value == "triage"
+    return out, state
+
+
+def _ruled(router: Any, out: dispatch.RouterOutput, at: str, rules: Any, state: TicketState) -> TicketState:
+    ruling = Ruling(ruling_id="R1", ticket_id="QP-1", desk=DESK, action="dispatch", occurred_at=cst(at),
+                    rule_id="qingpu.street-lamp", reason="经核实为路灯故障")
+    ruled = dispatch.on_ruling(out.ticket, ruling, router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    after = sla.on_work_order(state, ruled.work_order, rules)
+    assert isinstance(after, TicketState)
+    return after
+
+
+def _triage_escalations(state: TicketState, now: str, rules: Any) -> list[tuple[int, str, str | None]]:
+    _, found, _ = sla.sweep(state, cst(now), rules)
+    return [(e.level, e.at.isoformat(), e.unit) for e in found if e.kind is TRIAGE]
+
+
+def test_a_ticket_left_in_triage_escalates_to_the_desk_then_upwards(router, rules) -> None:  # type: ignore[no-untyped-def]
+    _, state = _triaged(router)
+    # within the desk's 2 hours nothing is due; the next check is the deadline itself
+    swept, found, upcoming = sla.sweep(state, cst("2025-06-09 10:59"), rules)
+    assert found == [] and upcoming == cst("2025-06-09 11:00")
+    assert sla.next_check(state, rules) == cst("2025-06-09 11:00")
+    # 2 h: level 1, to the desk; 4 h later level 2; one working day after the deadline level 3
+    swept, found, upcoming = sla.sweep(state, cst("2025-06-09 11:00"), rules)
+    assert [(e.kind, e.level, e.unit, e.at) for e in found] == [(TRIAGE, 1, DESK, cst("2025-06-09 11:00"))]
+    details = found[0].details
+    assert details["triage_wait"] == 1 and details["in_triage_since"] == cst("2025-06-09 09:00").isoformat()
+    assert details["triage_reason"] == "no_rule_matched" and details["audience"] == "responsible unit"
+    assert "2 h" in details["policy_citation"] and details["deadline"] == cst("2025-06-09 11:00").isoformat()
+    assert upcoming == cst("2025-06-09 15:00")
+    # emitted once: the same sweep again finds nothing new
+    assert sla.sweep(swept, cst("2025-06-09 11:30"), rules)[1] == []
+    assert [(e.level, e.at) for e in sla.sweep(swept, cst("2025-06-10 12:00"), rules)[1]] == [
+        (2, cst("2025-06-09 15:00")), (3, cst("2025-06-10 11:00"))]
+    # the ids are the ticket's, the wait's and the level's: a redelivered input or another replica agrees
+    again = sla.sweep(state, cst("2025-06-10 12:00"), rules)[1]
+    assert [e.escalation_id for e in again] == [
+        deadlines.escalation_id(TRIAGE.value, "QP-1", 1, level, None) for level in (1, 2, 3)]
+
+
+def test_the_desks_ruling_stops_its_clock(router, rules) -> None:  # type: ignore[no-untyped-def]
+    # ruled at the deadline: in time, nothing for the desk; the unit's clock starts
+    out, state = _triaged(router)
+    on_time = _ruled(router, out, "2025-06-09 11:00", rules, state)
+    assert _triage_escalations(on_time, "2025-06-12 12:00", rules) == []
+    # ruled between level 1 and level 2: level 1 stays (it was due), nothing after the ruling
+    late = _ruled(router, out, "2025-06-09 13:00", rules, state)
+    assert _triage_escalations(late, "2025-06-12 12:00", rules) == [(1, cst("2025-06-09 11:00").isoformat(), DESK)]
+    # a desk's close stops it as well
+    closing = Ruling(ruling_id="R2", ticket_id="QP-1", desk=DESK, action="close", occurred_at=cst("2025-06-09 10:00"),
+                     reason="已告知办理渠道")
+    closed = dispatch.on_ruling(out.ticket, closing, router)
+    assert not isinstance(closed, Rejection) and closed.triage is not None
+    closed_state = sla.on_triage(state, closed.triage)
+    assert isinstance(closed_state, TicketState) and closed_state.status.value == "closed"
+    assert sla.sweep(closed_state, cst("2025-06-12 12:00"), rules)[1] == []
+    assert sla.next_check(closed_state, rules) is None
+
+
+def test_each_dispute_is_a_new_wait_with_its_own_escalations(rules) -> None:  # type: ignore[no-untyped-def]
+    """Units returned the ticket (退单) until it became an ownership dispute: it waits in triage again, and the
+    second wait's escalations have their own ids."""
+    start = cst("2025-06-09 09:00")
+    state: Any = sla.on_work_order(None, work_order("T1", start), rules)
+    returned = sla.on_update(state, update("T1", "return", cst("2025-06-09 10:00")), rules)
+    assert isinstance(returned, lifecycle.Applied)
+    dispute = decision("T1", outcome="triage", lead_unit=None, needs_triage=True, confidence=0.0,
+                       triage_reason="ownership_dispute")
+    waiting = lifecycle.apply_decision(returned.state, dispute, source="hotline_12345", urgency="normal",
+                                       campaigns=[], opened_at=start)
+    assert isinstance(waiting, TicketState) and waiting.status.value == "triage"
+    assert deadlines.triage_waits(waiting) == [
+        deadlines.TriageWait(1, cst("2025-06-09 10:00"), None, "ownership_dispute")]
+    found = sla.sweep(waiting, cst("2025-06-09 12:30"), rules)[1]
+    assert [(e.kind, e.level, e.unit, e.at) for e in found if e.kind is TRIAGE] == [
+        (TRIAGE, 1, DESK, cst("2025-06-09 12:00"))]
+    # the unit's clocks ended with its return: only the desk is asked
+    assert {e.kind for e in found} == {TRIAGE}
+
+
+def test_a_ticket_the_router_dispatched_has_no_triage_clock(rules) -> None:  # type: ignore[no-untyped-def]
+    state: Any = sla.on_work_order(None, work_order("T2", cst("2025-06-09 09:00")), rules)
+    assert deadlines.triage_waits(state) == []
+    assert all(e.kind is not TRIAGE for e in sla.sweep(state, cst("2025-07-30 12:00"), rules)[1])
