@@ -99,7 +99,8 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
     bootstrap = running.settings.kafka_bootstrap
     raw_topic = names(running.settings.topic_prefix)["raw"]
     unit_topics = sorted({unit_topic(running.settings.topic_prefix, code) for _, code, _ in router.all_units()})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=running.settings.fetch_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
