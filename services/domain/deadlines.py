@@ -3,9 +3,9 @@
 ``scheduled`` lists every escalation the ticket would get if nothing else happened: warnings at 50 % /
 75 % of the resolve time, ``ack_overdue`` and ``resolve_overdue`` at the deadline and higher levels after
 the policy's grace periods; and, while a ticket waits in the dispatch desk's triage queue, ``triage_overdue`` when
-the desk has not dispatched or closed it within the policy's triage limit. Each is judged on the ticket's event-time history alone, so the answer does
-not depend on when the question is asked: the streaming worker (wall clock) and the replay (event time)
-emit the same escalations with the same deterministic ids.
+the desk has not dispatched or closed it within the policy's triage limit. Each is judged on the ticket's
+event-time history alone, so the answer does not depend on when the question is asked: the streaming worker
+(wall clock) and the replay (event time) emit the same escalations with the same deterministic ids.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> 
             escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
             unit=desk, level=p.level, threshold=None, at=p.at,
             details={"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
-                     "deadline": p.deadline.isoformat(), "policy": policy.name, "policy_citation": policy.triage_citation,
-                     "audience": LEVEL_AUDIENCE[p.level]})
+                     "deadline": p.deadline.isoformat(), "policy": policy.name,
+                     "policy_citation": policy.triage_citation, "audience": LEVEL_AUDIENCE[p.level]})
     return Escalation(
         escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
         unit=c.unit, level=p.level, threshold=p.threshold, at=p.at,

@@ -70,9 +70,9 @@ class Policy:
     citation: str
     # the dispatch desk's time to rule on a ticket in triage (dispatch it or close it), and the delays after that
     # deadline for level 1 (the desk), 2 and 3
-    triage: Limit = Limit(2, "hours")
-    triage_levels: tuple[Limit, ...] = (Limit(0, "hours"),)
-    triage_citation: str = ""
+    triage: Limit
+    triage_levels: tuple[Limit, ...]
+    triage_citation: str
 
     def resolve_limit(self, cycle_kind: str) -> Limit:
         """The time to resolve a cycle: ``resolve`` after a dispatch, ``rehandle`` after a reopening (重办)."""

@@ -42,7 +42,7 @@ def _triage_escalations(state: TicketState, now: str, rules: Any) -> list[tuple[
     return [(e.level, e.at.isoformat(), e.unit) for e in found if e.kind is TRIAGE]
 
 
-def test_a_ticket_left_in_triage_escalates_to_the_desk_then_upwards(router, rules) -> None:  # type: ignore[no-untyped-def]
+def test_a_ticket_left_in_triage_escalates_to_the_desk_then_up(router, rules) -> None:  # type: ignore[no-untyped-def]
     _, state = _triaged(router)
     # within the desk's 2 hours nothing is due; the next check is the deadline itself
     swept, found, upcoming = sla.sweep(state, cst("2025-06-09 10:59"), rules)
