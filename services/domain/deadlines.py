@@ -83,18 +83,17 @@ def _plan(ticket_id: str, cycle: Cycle, kind: EscalationKind, level: int, at: da
 
 def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> Escalation:
     c = p.cycle
-    if isinstance(c, TriageWait):
-        return Escalation(
-            escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
-            unit=desk, level=p.level, threshold=None, at=p.at,
-            details={"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
-                     "deadline": p.deadline.isoformat(), "policy": policy.name,
-                     "policy_citation": policy.triage_citation, "audience": LEVEL_AUDIENCE[p.level]})
+    if isinstance(c, TriageWait):  # the desk's clock: the desk answers for it, under the policy's triage terms
+        unit, citation = desk, policy.triage_citation
+        where: dict[str, object] = {"triage_wait": c.number, "in_triage_since": c.start.isoformat(),
+                                    "triage_reason": c.reason}
+    else:
+        unit, citation = c.unit, policy.citation
+        where = {"cycle": c.index, "cycle_kind": c.kind, "dispatch_seq": c.dispatch_seq}
     return Escalation(
         escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
-        unit=c.unit, level=p.level, threshold=p.threshold, at=p.at,
-        details={"cycle": c.index, "cycle_kind": c.kind, "dispatch_seq": c.dispatch_seq,
-                 "deadline": p.deadline.isoformat(), "policy": policy.name, "policy_citation": policy.citation,
+        unit=unit, level=p.level, threshold=p.threshold, at=p.at,
+        details={**where, "deadline": p.deadline.isoformat(), "policy": policy.name, "policy_citation": citation,
                  "audience": LEVEL_AUDIENCE[p.level]},
     )
 
