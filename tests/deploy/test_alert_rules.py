@@ -368,6 +368,10 @@ def test_required_alerts_are_there() -> None:
     assert sorted(by_name["HotlineWorkerAbsent"]) == sorted(f'absent(up{{job="{job}"}})' for job in JOBS)
     assert 'increase(hotline_escalations_total{kind="resolve_overdue", level="1"}[1h])' \
         in by_name["HotlineResolveOverdueSurge"][0]
+    # the desk's clock: new breaches (level 1) in an hour for the warning, any level 3 in a day for the critical
+    triage = {r["labels"]["severity"]: r["expr"] for r in alerting_rules() if r["alert"] == "HotlineTriageOverdue"}
+    assert 'increase(hotline_escalations_total{kind="triage_overdue", level="1"}[1h])' in triage["warning"]
+    assert 'increase(hotline_escalations_total{kind="triage_overdue", level="3"}[1d])' in triage["critical"]
     durations = {r["alert"]: r.get("for") for r in alerting_rules()}
     assert durations["HotlineWorkerDown"] == "2m" and durations["HotlineConsumerLag"] == "10m"
     assert durations["HotlineCampaignAtRisk"] == "1h" and durations["HotlineTriageBacklog"] == "30m"
