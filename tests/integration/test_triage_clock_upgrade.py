@@ -1,0 +1,74 @@
+"""Migration 006 on the real embedded PostgreSQL: a ticket an earlier version stored in triage (with no next check,
+since triage had no clock then) becomes due, and the SLA worker's sweep (``store.lock_due`` → ``sla.sweep`` →
+``store.stage``, as ``_sweep_batch`` does) raises its triage_overdue levels and stores the real next check."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from schemas import EscalationKind, IntakeEvent
+from services.domain import dispatch, sla
+from services.domain.tickets import TicketState
+from services.platform import db
+from services.platform.batch import Batch
+from services.sla import store
+from tests.conftest import cst
+
+pytestmark = pytest.mark.integration
+
+
+def _decided(router: Any, event_id: str, content: str) -> TicketState:
+    event = IntakeEvent(event_id=event_id, source="hotline_12345", jurisdiction="qingpu",
+                        occurred_at=cst("2025-06-09 09:00"), content=content,
+                        address="上海市青浦区朱家角镇新风路100号")
+    out = dispatch.decide(None, event, router)
+    assert out.triage is not None
+    state = sla.on_triage(None, out.triage)
+    assert isinstance(state, TicketState)
+    return state
+
+
+def test_tickets_stored_in_triage_before_the_desk_clock_get_it(database: str, router: Any, rules: Any) -> None:
+    waiting = _decided(router, "QP-OLD-1", "路边有个东西坏了")  # no rule matches: the desk's queue
+    redirected = _decided(router, "QP-OLD-2", "家里着火了，火很大")  # sent to 119, nobody's clock
+    assert waiting.status.value == "triage" and redirected.status.value == "redirected"
+
+    async def go() -> None:
+        conn = await asyncpg.connect(database)
+        try:
+            # as an earlier version left them: no next check; and the migration not yet applied
+            for state in (waiting, redirected):
+                await conn.execute(store.UPSERT_TICKET, *store._ticket_row(state, None))
+            await conn.execute("DELETE FROM schema_migrations WHERE version = 6")
+            assert await db.migrate(database) == ["006_triage_clock.sql"]
+            checks = dict(await conn.fetch("SELECT ticket_id, next_check FROM tickets"))
+            assert checks == {"QP-OLD-1": waiting.opened_at, "QP-OLD-2": None}
+
+            # the sweep at 18:00 finds it due, raises level 1 (11:00) and level 2 (15:00) to the desk, and stores
+            # the next check: level 3, one working day after the 11:00 deadline
+            now = cst("2025-06-09 18:00")
+            async with conn.transaction():
+                batch = Batch(conn)
+                due = await store.lock_due(batch, now, 10)
+                assert [s.ticket_id for s in due] == ["QP-OLD-1"]
+                swept, found, upcoming = sla.sweep(due[0], now, rules)
+                store.stage(batch, swept, rules, next_check=upcoming)
+                await batch.flush([])
+            batch.committed()
+            assert [(e.kind, e.level, e.at) for e in found] == [
+                (EscalationKind.triage_overdue, 1, cst("2025-06-09 11:00")),
+                (EscalationKind.triage_overdue, 2, cst("2025-06-09 15:00"))]
+            assert upcoming == cst("2025-06-10 11:00")
+            checks = dict(await conn.fetch("SELECT ticket_id, next_check FROM tickets"))
+            assert checks == {"QP-OLD-1": upcoming, "QP-OLD-2": None}
+            # stored as emitted: swept again at the same time, nothing is due any more
+            async with conn.transaction():
+                assert await store.lock_due(Batch(conn), now, 10) == []
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
