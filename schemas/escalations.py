@@ -15,6 +15,7 @@ class EscalationKind(StrEnum):
     ack_overdue = "ack_overdue"
     resolve_overdue = "resolve_overdue"
     triage_overdue = "triage_overdue"  # the dispatch desk has not dispatched or closed a ticket in triage in time
+    repeat_after_close = "repeat_after_close"  # the same matter reported again after its ticket was closed
     ownership_dispute = "ownership_dispute"
     campaign_at_risk = "campaign_at_risk"
     campaign_missed = "campaign_missed"

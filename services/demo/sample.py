@@ -47,13 +47,15 @@ class Sample:
     reports: int = 0  # distinct reports (``n_events``)
     resent: int = 0  # lines a hotline system sent twice (the same event id): duplicates
     repeats: int = 0  # later reports of the same matter by someone else (candidates for 并单)
+    repeats_after_close: int = 0  # ... of them, reports of a matter again after its ticket was closed
     broken: int = 0  # deliberately broken event lines (blank, not JSON, missing fields, bad time)
     impossible_updates: int = 0  # deliberately impossible unit updates (unknown ticket and action)
 
     def describe(self) -> str:
         """How the event lines add up, e.g. '441 event lines = 400 reports + 10 sent twice + …'."""
         return (f"{len(self.events)} event lines = {self.reports} reports + {self.resent} sent twice + "
-                f"{self.repeats} repeat reports of the same matter + {self.broken} broken lines; "
+                f"{self.repeats} repeat reports of the same matter ({self.repeats_after_close} of them after the "
+                f"ticket was closed) + {self.broken} broken lines; "
                 f"{len(self.updates)} unit updates ({self.impossible_updates} impossible); "
                 f"{len(self.rulings)} rulings of the dispatch desk")
 
@@ -121,6 +123,9 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
     timed_updates: list[tuple[datetime, bytes]] = []
     timed_rulings: list[tuple[datetime, bytes]] = []
     counter = 0
+    # callers who report a matter again after its ticket was closed; a stream of its own, so that the rest of the
+    # sample is what it would be without them
+    again_rnd = random.Random(seed + 1)
 
     def story(event: IntakeEvent, unit: str, at: datetime, may_return: bool = True) -> datetime | None:
         """Add the units' updates of one ticket; the time of the return that left it disputed, if it did."""
@@ -130,6 +135,12 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
             counter += 1
             update["event_id"] = f"U{counter:06d}"
             timed_updates.append((when, _dumps(update)))
+        closed = [when for when, u in timed if u["action"] == "callback" and u.get("satisfied")]
+        # within the merge window (repeats.yaml: 72 h from the first report), so that the report joins the ticket
+        if closed and closed[-1] <= event.occurred_at + timedelta(hours=60) and again_rnd.random() < 0.5:
+            timed_events.append(_called_again(event, closed[-1], again_rnd))
+            sample.repeats += 1
+            sample.repeats_after_close += 1
         return disputed
 
     def rule(event: IntakeEvent, at: datetime, **ruling: Any) -> datetime:
@@ -209,6 +220,19 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
                                   "occurred_at": (start + timedelta(days=days)).isoformat()}))
     sample.impossible_updates = 1
     return sample
+
+
+def _called_again(event: IntakeEvent, closed: datetime, rnd: random.Random) -> tuple[datetime, bytes]:
+    """A caller reporting the matter again a few hours after its ticket was closed (并单 joins the closed ticket,
+    when it is within the merge window of the first report)."""
+    when = closed + timedelta(hours=rnd.uniform(1, 12))
+    event_id = f"{event.event_id}C"
+    again = {"event_id": event_id, "source": "hotline_12345", "jurisdiction": event.jurisdiction.value,
+             "occurred_at": when.isoformat(), "content": event.content + "，处理完又出现了", "address": event.address,
+             "urgency": event.urgency.value, "campaigns": [], **_details("hotline_12345", {}, event_id, rnd),
+             "caller": {"name": rnd.choice(SURNAMES) + "先生",
+                        "phone": f"18{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}}
+    return when, _dumps(again)
 
 
 def _desk_choice(decision: RoutingDecision) -> tuple[str, str] | None:

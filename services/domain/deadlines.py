@@ -3,7 +3,8 @@
 ``scheduled`` lists every escalation the ticket would get if nothing else happened: warnings at 50 % /
 75 % of the resolve time, ``ack_overdue`` and ``resolve_overdue`` at the deadline and higher levels after
 the policy's grace periods; and, while a ticket waits in the dispatch desk's triage queue, ``triage_overdue`` when
-the desk has not dispatched or closed it within the policy's triage limit. Each is judged on the ticket's
+the desk has not dispatched or closed it within the policy's triage limit; and ``repeat_after_close`` when a citizen
+reports the same matter again after the ticket was closed. Each is judged on the ticket's
 event-time history alone, so the answer does not depend on when the question is asked: the streaming worker
 (wall clock) and the replay (event time) emit the same escalations with the same deterministic ids.
 """
@@ -21,7 +22,7 @@ from typing import NamedTuple
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Limit, Policy
-from services.domain.tickets import Cycle, TicketState
+from services.domain.tickets import Cycle, Status, TicketState
 
 LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district", 3: "leadership"}
 
@@ -57,6 +58,17 @@ class TriageWait:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RepeatAfterClose:
+    """A repeat report (并单) that joined the ticket after it was closed: the ``number``-th such report, its id in
+    the history (``repeat:<event id>``), its time, and the time of the closing step it came after."""
+
+    number: int
+    update_id: str
+    at: datetime
+    closed_at: datetime
+
+
 class Planned(NamedTuple):
     """An escalation the history calls for, before it is built into the wire contract."""
 
@@ -65,12 +77,13 @@ class Planned(NamedTuple):
     kind: EscalationKind
     level: int
     threshold: float | None
-    cycle: Cycle | TriageWait  # the unit's cycle, or for ``triage_overdue`` the wait in triage
-    deadline: datetime
+    # the unit's cycle; for ``triage_overdue`` the wait in triage, for ``repeat_after_close`` the report
+    cycle: Cycle | TriageWait | RepeatAfterClose
+    deadline: datetime  # for ``repeat_after_close``, the report's time (it has no deadline)
     at_utc: datetime  # ``at`` in UTC, for the many comparisons (datetimes sharing a tzinfo compare cheaply)
 
 
-def _planned_id(kind: str, ticket_id: str, cycle: int, level: int, threshold: float | None) -> str:
+def _planned_id(kind: str, ticket_id: str, cycle: int | str, level: int, threshold: float | None) -> str:
     """``escalation_id(kind, ticket_id, cycle, level, threshold)``, with the parts formatted directly."""
     return hashlib.sha256(f"{kind}|{ticket_id}|{cycle}|{level}|{threshold}".encode()).hexdigest()[:32]
 
@@ -83,18 +96,22 @@ def _plan(ticket_id: str, cycle: Cycle, kind: EscalationKind, level: int, at: da
 
 def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> Escalation:
     c = p.cycle
+    where: dict[str, object]
     if isinstance(c, TriageWait):  # the desk's clock: the desk answers for it, under the policy's triage terms
         unit, citation = desk, policy.triage_citation
-        where: dict[str, object] = {"triage_wait": c.number, "in_triage_since": c.start.isoformat(),
-                                    "triage_reason": c.reason}
+        where = {"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
+                 "deadline": p.deadline.isoformat()}
+    elif isinstance(c, RepeatAfterClose):  # news for the desk, which decides whether the matter is re-handled
+        unit, citation = desk, policy.repeat_after_close_citation
+        where = {"repeat_after_close": c.number, "repeat_update_id": c.update_id, "closed_at": c.closed_at.isoformat()}
     else:
         unit, citation = c.unit, policy.citation
-        where = {"cycle": c.index, "cycle_kind": c.kind, "dispatch_seq": c.dispatch_seq}
+        where = {"cycle": c.index, "cycle_kind": c.kind, "dispatch_seq": c.dispatch_seq,
+                 "deadline": p.deadline.isoformat()}
     return Escalation(
         escalation_id=p.escalation_id, kind=p.kind, jurisdiction=state.jurisdiction, ticket_id=state.ticket_id,
         unit=unit, level=p.level, threshold=p.threshold, at=p.at,
-        details={**where, "deadline": p.deadline.isoformat(), "policy": policy.name, "policy_citation": citation,
-                 "audience": LEVEL_AUDIENCE[p.level]},
+        details={**where, "policy": policy.name, "policy_citation": citation, "audience": LEVEL_AUDIENCE[p.level]},
     )
 
 
@@ -185,6 +202,7 @@ def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
 
 
 _ACK, _WARNING, _TRIAGE = EscalationKind.ack_overdue, EscalationKind.resolve_warning, EscalationKind.triage_overdue
+_REPEAT = EscalationKind.repeat_after_close
 
 # ``_candidates`` by their inputs (see ``_cycle_key``): a ticket is re-planned after every change and at every
 # sweep, mostly with cycles of the same shape. Each entry keeps the policy and calendar it was computed with,
@@ -247,11 +265,14 @@ def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> lis
 
 def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
     cycles = state.cycles
-    waits = triage_waits(state)
-    if len(cycles) == 1 and not waits:
+    waits, repeats = _history(state)
+    if len(cycles) == 1 and not waits and not repeats:
         return _cycle_plans(state.ticket_id, cycles[0], policy, calendar)
     plans = [p for c in cycles for p in _cycle_plans(state.ticket_id, c, policy, calendar)]
     plans += (p for wait in waits for p in _triage_plans(state.ticket_id, wait, policy, calendar))
+    if policy.repeat_after_close:
+        plans += (Planned(r.at, _planned_id(_REPEAT.value, state.ticket_id, r.update_id, 1, None), _REPEAT, 1, None, r,
+                          r.at, _utc(r.at)) for r in repeats)
     return tuple(sorted(plans, key=_by_time))
 
 
@@ -260,18 +281,38 @@ _LEAVES_TRIAGE = frozenset({"dispatch", "close"})  # the desk's ruling: a work o
 
 def triage_waits(state: TicketState) -> list[TriageWait]:
     """The ticket's stays in triage, from its history (in event-time order)."""
+    return _history(state)[0]
+
+
+def repeats_after_close(state: TicketState) -> list[RepeatAfterClose]:
+    """The repeat reports that joined the ticket after it was closed, from its history (in event-time order)."""
+    return _history(state)[1]
+
+
+def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClose]]:
+    """One pass over the history (in event-time order; at one instant the lifecycle's steps come before repeat
+    reports): the stays in triage, and the repeat reports after the ticket was closed (closed is final)."""
     waits: list[TriageWait] = []
+    repeats: list[RepeatAfterClose] = []
     start: datetime | None = None
     reason: str | None = None
+    closed_at: datetime | None = None
     for t in state.transitions:
-        if t.action == "triage" and start is None:
+        action = t.action
+        if action == "repeat":
+            if closed_at is not None:
+                repeats.append(RepeatAfterClose(len(repeats) + 1, t.update_id, t.at, closed_at))
+            continue
+        if action == "triage" and start is None:
             start, reason = t.at, t.reason
-        elif start is not None and t.action in _LEAVES_TRIAGE:
+        elif start is not None and action in _LEAVES_TRIAGE:
             waits.append(TriageWait(len(waits) + 1, start, t.at, reason))
             start = None
+        if t.to_status is Status.closed:
+            closed_at = t.at
     if start is not None:
         waits.append(TriageWait(len(waits) + 1, start, None, reason))
-    return waits
+    return waits, repeats
 
 
 def _triage_plans(ticket_id: str, wait: TriageWait, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
@@ -318,7 +359,7 @@ def _record_guessed(cycle: Cycle, candidates: _Candidates, calendar: WorkCalenda
 def split(state: TicketState, now: datetime, policy: Policy, calendar: WorkCalendar,
           desk: str | None = None) -> tuple[list[Escalation], datetime | None]:
     """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come.
-    ``desk`` (the jurisdiction's dispatch desk) is the unit a ``triage_overdue`` escalation names."""
+    ``desk`` (the jurisdiction's dispatch desk) is the unit ``triage_overdue`` and ``repeat_after_close`` name."""
     emitted = set(state.emitted)
     pending = [p for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
     now = _utc(now)

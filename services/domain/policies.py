@@ -73,6 +73,10 @@ class Policy:
     triage: Limit
     triage_levels: tuple[Limit, ...]
     triage_citation: str
+    # a citizen reporting the same matter again after the ticket was closed: tell the dispatch desk (level 1, at
+    # the report's time), which decides whether the matter is re-handled
+    repeat_after_close: bool
+    repeat_after_close_citation: str
 
     def resolve_limit(self, cycle_kind: str) -> Limit:
         """The time to resolve a cycle: ``resolve`` after a dispatch, ``rehandle`` after a reopening (重办)."""
@@ -135,4 +139,6 @@ class PolicyBook:
             triage=Limit.parse(spec["triage"]["limit"]),
             triage_levels=tuple(Limit.parse(x) for x in spec["triage"].get("levels", [{"hours": 0}])),
             triage_citation=str(spec["triage"]["citation"]),
+            repeat_after_close=bool(spec["repeat_after_close"]["escalate"]),
+            repeat_after_close_citation=str(spec["repeat_after_close"]["citation"]),
         )

@@ -70,7 +70,8 @@ def test_streaming_escalations_equal_replay(world) -> None:  # type: ignore[no-u
     streamed = {r["escalation_id"]: r["payload"] for r in _db(running, "SELECT escalation_id, payload FROM escalations")}
     expected = {e.escalation_id: e.model_dump(mode="json") for e in offline.pipeline.escalations}
     kinds = Counter(e["kind"] for e in expected.values())
-    assert {"ack_overdue", "resolve_warning", "resolve_overdue", "ownership_dispute"} <= set(kinds)
+    assert {"ack_overdue", "resolve_warning", "resolve_overdue", "ownership_dispute", "triage_overdue",
+            "repeat_after_close"} <= set(kinds), kinds
     assert streamed == expected
 
 

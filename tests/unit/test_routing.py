@@ -218,6 +218,7 @@ def test_sla_campaign_and_repeat_citations_point_at_plan_text() -> None:
     policies = PolicyBook.load(DATA / "sla" / "policies.yaml")
     check_citation(str(policies.defaults["citation"]), "policies.yaml defaults")
     check_citation(str(policies.defaults["triage"]["citation"]), "policies.yaml defaults triage")
+    check_citation(str(policies.defaults["repeat_after_close"]["citation"]), "policies.yaml defaults repeat_after_close")
     for rule in policies.rules:
         check_citation(rule.citation, f"policies.yaml {rule.name}")
     for campaign in CampaignBook.load(DATA / "sla" / "campaigns.yaml").campaigns:
