@@ -52,3 +52,22 @@ def update(ticket: str, action: str, at: datetime, unit: str | None = None, **kw
 def review(ticket: str, at: datetime, approved: bool = True, **kw: Any) -> UnitUpdate:
     """The dispatch desk's review (延期审核) of the unit's pending extension."""
     return update(ticket, "review_extension", at, unit=DESK, approved=approved, **kw)
+
+
+def reported(router: Any, event_id: str = "QP-1", content: str = "路边有个东西坏了",
+             at: datetime | None = None) -> tuple[Any, Any]:
+    """A qingpu hotline report the router does not dispatch (by default: no rule matches, so it waits in triage),
+    as the router's output and the SLA service's fresh state of the ticket."""
+    from schemas import IntakeEvent
+    from services.domain import dispatch, sla
+    from services.domain.tickets import TicketState
+    from tests.conftest import cst
+
+    event = IntakeEvent(event_id=event_id, source="hotline_12345", jurisdiction="qingpu",
+                        occurred_at=at or cst("2025-06-09 09:00"), content=content,
+                        address="上海市青浦区朱家角镇新风路100号")
+    out = dispatch.decide(None, event, router)
+    assert out.triage is not None
+    state = sla.on_triage(None, out.triage)
+    assert isinstance(state, TicketState)
+    return out, state

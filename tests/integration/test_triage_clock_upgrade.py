@@ -10,31 +10,20 @@ from typing import Any
 import asyncpg
 import pytest
 
-from schemas import EscalationKind, IntakeEvent
-from services.domain import dispatch, sla
-from services.domain.tickets import TicketState
+from schemas import EscalationKind
+from services.domain import sla
 from services.platform import db
 from services.platform.batch import Batch
 from services.sla import store
 from tests.conftest import cst
+from tests.factories import reported
 
 pytestmark = pytest.mark.integration
 
 
-def _decided(router: Any, event_id: str, content: str) -> TicketState:
-    event = IntakeEvent(event_id=event_id, source="hotline_12345", jurisdiction="qingpu",
-                        occurred_at=cst("2025-06-09 09:00"), content=content,
-                        address="上海市青浦区朱家角镇新风路100号")
-    out = dispatch.decide(None, event, router)
-    assert out.triage is not None
-    state = sla.on_triage(None, out.triage)
-    assert isinstance(state, TicketState)
-    return state
-
-
 def test_tickets_stored_in_triage_before_the_desk_clock_get_it(database: str, router: Any, rules: Any) -> None:
-    waiting = _decided(router, "QP-OLD-1", "路边有个东西坏了")  # no rule matches: the desk's queue
-    redirected = _decided(router, "QP-OLD-2", "家里着火了，火很大")  # sent to 119, nobody's clock
+    _, waiting = reported(router, "QP-OLD-1")  # no rule matches: the desk's queue
+    _, redirected = reported(router, "QP-OLD-2", "家里着火了，火很大")  # sent to 119, nobody's clock
     assert waiting.status.value == "triage" and redirected.status.value == "redirected"
 
     async def go() -> None:

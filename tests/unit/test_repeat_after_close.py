@@ -8,13 +8,13 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from schemas import EscalationKind, IntakeEvent, RepeatReport, Ruling
+from schemas import EscalationKind, RepeatReport, Ruling
 from services.domain import deadlines, dispatch, sla
 from services.domain.lifecycle import Applied
 from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import DESK, update, work_order
+from tests.factories import DESK, reported, update, work_order
 
 REPEAT = EscalationKind.repeat_after_close
 
@@ -105,13 +105,7 @@ def test_a_planner_can_turn_it_off(rules: Any) -> None:
 
 
 def test_a_repeat_after_the_desk_closed_a_triaged_ticket(router: Any, rules: Any) -> None:
-    event = IntakeEvent(event_id="QP-9", source="hotline_12345", jurisdiction="qingpu",
-                        occurred_at=cst("2025-06-09 09:00"), content="路边有个东西坏了",
-                        address="上海市青浦区朱家角镇新风路100号")
-    out = dispatch.decide(None, event, router)
-    assert out.triage is not None
-    state = sla.on_triage(None, out.triage)
-    assert isinstance(state, TicketState)
+    out, state = reported(router, "QP-9")
     ruling = Ruling(ruling_id="R-close", ticket_id="QP-9", desk=DESK, action="close",
                     occurred_at=cst("2025-06-09 10:00"), reason="已当场答复")
     closed = dispatch.on_ruling(out.ticket, ruling, router)

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import EscalationKind, IntakeEvent, Ruling
+from schemas import EscalationKind, Ruling
 from services.domain import deadlines, dispatch, lifecycle, sla
 from services.domain.tickets import TicketState
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import decision, update, work_order
+from tests.factories import decision, reported, update, work_order
 
 DESK = "区城运中心"  # qingpu's triage unit
 TRIAGE = EscalationKind.triage_overdue
 
 
 def _triaged(router: Any) -> tuple[dispatch.RouterOutput, TicketState]:
-    event = IntakeEvent(event_id="QP-1", source="hotline_12345", jurisdiction="qingpu",
-                        occurred_at=cst("2025-06-09 09:00"), content="路边有个东西坏了",
-                        address="上海市青浦区朱家角镇新风路100号")
-    out = dispatch.decide(None, event, router)
-    assert out.triage is not None
-    state = sla.on_triage(None, out.triage)
-    assert isinstance(state, TicketState) and state.status.value == "triage"
+    out, state = reported(router)
+    assert state.status.value == "triage"
     return out, state
 
 
