@@ -101,7 +101,7 @@ def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> 
         unit, citation = desk, policy.triage_citation
         where = {"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
                  "deadline": p.deadline.isoformat()}
-    elif isinstance(c, RepeatAfterClose):  # news for the desk, which decides whether the matter is re-handled
+    elif isinstance(c, RepeatAfterClose):  # news for the desk, which decides what to do
         unit, citation = desk, policy.repeat_after_close_citation
         where = {"repeat_after_close": c.number, "repeat_update_id": c.update_id, "closed_at": c.closed_at.isoformat()}
     else:

@@ -74,7 +74,7 @@ class Policy:
     triage_levels: tuple[Limit, ...]
     triage_citation: str
     # a citizen reporting the same matter again after the ticket was closed: tell the dispatch desk (level 1, at
-    # the report's time), which decides whether the matter is re-handled
+    # the report's time), which decides what to do
     repeat_after_close: bool
     repeat_after_close_citation: str
 
