@@ -29,9 +29,14 @@ def test_tickets_stored_in_triage_before_the_desk_clock_get_it(database: str, ro
     async def go() -> None:
         conn = await asyncpg.connect(database)
         try:
-            # as an earlier version left them: no next check; and the migration not yet applied
-            for state in (waiting, redirected):
-                await conn.execute(store.UPSERT_TICKET, *store._ticket_row(state, None))
+            # as an earlier version left them (stored the way the worker stores, with no next check); and the
+            # migration not yet applied
+            async with conn.transaction():
+                stored = Batch(conn)
+                for state in (waiting, redirected):
+                    store.stage(stored, state, rules, next_check=None)
+                await stored.flush([])
+            stored.committed()
             await conn.execute("DELETE FROM schema_migrations WHERE version = 6")
             assert await db.migrate(database) == ["006_triage_clock.sql"]
             checks = dict(await conn.fetch("SELECT ticket_id, next_check FROM tickets"))
