@@ -55,17 +55,17 @@ def review(ticket: str, at: datetime, approved: bool = True, **kw: Any) -> UnitU
 
 
 def reported(router: Any, event_id: str = "QP-1", content: str = "路边有个东西坏了",
-             at: datetime | None = None) -> tuple[Any, Any]:
+             at: datetime | None = None, **kw: Any) -> tuple[Any, Any]:
     """A qingpu hotline report the router does not dispatch (by default: no rule matches, so it waits in triage),
-    as the router's output and the SLA service's fresh state of the ticket."""
+    as the router's output and the SLA service's fresh state of the ticket; ``kw``: other fields of the event."""
     from schemas import IntakeEvent
     from services.domain import dispatch, sla
     from services.domain.tickets import TicketState
     from tests.conftest import cst
 
-    event = IntakeEvent(event_id=event_id, source="hotline_12345", jurisdiction="qingpu",
-                        occurred_at=at or cst("2025-06-09 09:00"), content=content,
-                        address="上海市青浦区朱家角镇新风路100号")
+    fields: dict[str, Any] = {"source": "hotline_12345", "address": "上海市青浦区朱家角镇新风路100号", **kw}
+    event = IntakeEvent(event_id=event_id, jurisdiction="qingpu", occurred_at=at or cst("2025-06-09 09:00"),
+                        content=content, **fields)
     out = dispatch.decide(None, event, router)
     assert out.triage is not None
     state = sla.on_triage(None, out.triage)

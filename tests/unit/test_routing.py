@@ -217,10 +217,14 @@ def test_sla_campaign_and_repeat_citations_point_at_plan_text() -> None:
 
     policies = PolicyBook.load(DATA / "sla" / "policies.yaml")
     check_citation(str(policies.defaults["citation"]), "policies.yaml defaults")
-    check_citation(str(policies.defaults["triage"]["citation"]), "policies.yaml defaults triage")
-    check_citation(str(policies.defaults["repeat_after_close"]["citation"]), "policies.yaml defaults repeat_after_close")
+    clocks = ("triage", "repeat_after_close")  # the blocks with a citation of their own, in defaults or a rule
+    for block in clocks:
+        check_citation(str(policies.defaults[block]["citation"]), f"policies.yaml defaults {block}")
     for rule in policies.rules:
         check_citation(rule.citation, f"policies.yaml {rule.name}")
+        for block in clocks:
+            if block in rule.settings:
+                check_citation(str(rule.settings[block]["citation"]), f"policies.yaml {rule.name} {block}")
     for campaign in CampaignBook.load(DATA / "sla" / "campaigns.yaml").campaigns:
         check_citation(campaign.citation.clause, f"campaigns.yaml {campaign.id}", campaign.citation.file)
         assert QUOTE.search(campaign.citation.clause), (campaign.id, "a campaign quotes its target")

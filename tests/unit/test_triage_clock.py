@@ -105,3 +105,19 @@ def test_a_ticket_the_router_dispatched_has_no_triage_clock(rules) -> None:  # t
     state: Any = sla.on_work_order(None, work_order("T2", cst("2025-06-09 09:00")), rules)
     assert deadlines.triage_waits(state) == []
     assert all(e.kind is not TRIAGE for e in sla.sweep(state, cst("2025-07-30 12:00"), rules)[1])
+
+
+def test_an_urgent_ticket_gives_the_desk_thirty_minutes(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """Urgent tickets and IoT alerts have 2 h in all (policies.yaml): the desk's own clock is 30 minutes, with
+    levels 2 and 3 one and four hours after it, whatever the working days."""
+    for kw in ({"urgency": "urgent"}, {"source": "iot_alert"}):
+        _, state = reported(router, at=cst("2025-06-07 09:00"), **kw)  # a Saturday: natural hours all the same
+        assert state.status.value == "triage"
+        assert sla.next_check(state, rules) == cst("2025-06-07 09:30")
+        found = sla.sweep(state, cst("2025-06-07 14:00"), rules)[1]
+        assert [(e.level, e.at, e.unit) for e in found if e.kind is TRIAGE] == [
+            (1, cst("2025-06-07 09:30"), DESK), (2, cst("2025-06-07 10:30"), DESK), (3, cst("2025-06-07 13:30"), DESK)]
+        assert "30 minutes" in found[0].details["policy_citation"]
+    # an ordinary report keeps the 2 hours
+    _, ordinary = reported(router, at=cst("2025-06-07 09:00"))
+    assert sla.next_check(ordinary, rules) == cst("2025-06-07 11:00")
