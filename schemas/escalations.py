@@ -16,6 +16,7 @@ class EscalationKind(StrEnum):
     resolve_overdue = "resolve_overdue"
     triage_overdue = "triage_overdue"  # the dispatch desk has not dispatched or closed a ticket in triage in time
     repeat_after_close = "repeat_after_close"  # the same matter reported again after its ticket was closed
+    extension_review_overdue = "extension_review_overdue"  # the dispatch desk has not reviewed a unit's 延期 in time
     ownership_dispute = "ownership_dispute"
     campaign_at_risk = "campaign_at_risk"
     campaign_missed = "campaign_missed"

@@ -50,13 +50,15 @@ class Sample:
     repeats_after_close: int = 0  # ... of them, reports of a matter again after its ticket was closed
     broken: int = 0  # deliberately broken event lines (blank, not JSON, missing fields, bad time)
     impossible_updates: int = 0  # deliberately impossible unit updates (unknown ticket and action)
+    late_reviews: int = 0  # extension requests (延期) the dispatch desk reviews a day or more late
 
     def describe(self) -> str:
         """How the event lines add up, e.g. '441 event lines = 400 reports + 10 sent twice + …'."""
         return (f"{len(self.events)} event lines = {self.reports} reports + {self.resent} sent twice + "
                 f"{self.repeats} repeat reports of the same matter ({self.repeats_after_close} of them after the "
                 f"ticket was closed) + {self.broken} broken lines; "
-                f"{len(self.updates)} unit updates ({self.impossible_updates} impossible); "
+                f"{len(self.updates)} unit updates ({self.impossible_updates} impossible, "
+                f"{self.late_reviews} late reviews of an extension); "
                 f"{len(self.rulings)} rulings of the dispatch desk")
 
     def write(self, directory: Path) -> SampleFiles:
@@ -126,12 +128,14 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
     # callers who report a matter again after its ticket was closed; a stream of its own, so that the rest of the
     # sample is what it would be without them
     again_rnd = random.Random(seed + 1)
+    late_rnd = random.Random(seed + 2)  # extension reviews the desk makes late; likewise a stream of its own
 
     def story(event: IntakeEvent, unit: str, at: datetime, may_return: bool = True) -> datetime | None:
         """Add the units' updates of one ticket; the time of the return that left it disputed, if it did."""
         nonlocal counter
-        timed, disputed = _story(rnd, router, event, unit, at, may_return)
+        timed, disputed = _story(rnd, router, event, unit, at, may_return, late_rnd)
         for when, update in timed:
+            sample.late_reviews += bool(update.pop("late", False))
             counter += 1
             update["event_id"] = f"U{counter:06d}"
             timed_updates.append((when, _dumps(update)))
@@ -245,9 +249,11 @@ def _desk_choice(decision: RoutingDecision) -> tuple[str, str] | None:
 
 
 def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at: datetime,
-           may_return: bool = True) -> tuple[list[tuple[datetime, dict[str, Any]]], datetime | None]:
+           may_return: bool = True, late: random.Random | None = None
+           ) -> tuple[list[tuple[datetime, dict[str, Any]]], datetime | None]:
     """What the units do with one ticket, as timed updates; and the time of the return that left it disputed
-    (two returns, or one with no other unit to take it), if it did."""
+    (two returns, or one with no other unit to take it), if it did. ``late`` decides which extension reviews the
+    desk makes a day or more late (marked ``late`` for the caller's count)."""
     out: list[tuple[datetime, dict[str, Any]]] = []
     tid = event.event_id
     desk = router.triage_unit(event.jurisdiction.value)  # calls the citizen back and reviews extensions
@@ -279,8 +285,12 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
         t2 = t + timedelta(hours=2)  # requested within the limit (after it: extension_after_due)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
         t = t2 + timedelta(hours=rnd.uniform(1, 6))  # the dispatch desk reviews it (延期审核), mostly granting it
+        slow = late is not None and late.random() < 0.3  # ... a third of the time past its working day
+        if slow and late is not None:
+            t += timedelta(days=late.uniform(1.5, 3))
         granted = rnd.random() < 0.8
-        u(t, "review_extension", desk, approved=granted, reason=None if granted else "理由不充分，请按期办结")
+        u(t, "review_extension", desk, approved=granted, reason=None if granted else "理由不充分，请按期办结",
+          **({"late": True} if slow else {}))
     t = t + timedelta(days=rnd.uniform(0.3, 8.5))
     u(t, "resolve", unit, note="已现场处置")
     t = t + timedelta(days=rnd.uniform(0.5, 3))

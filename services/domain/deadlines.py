@@ -3,7 +3,8 @@
 ``scheduled`` lists every escalation the ticket would get if nothing else happened: warnings at 50 % /
 75 % of the resolve time, ``ack_overdue`` and ``resolve_overdue`` at the deadline and higher levels after
 the policy's grace periods; and, while a ticket waits in the dispatch desk's triage queue, ``triage_overdue`` when
-the desk has not dispatched or closed it within the policy's triage limit; and ``repeat_after_close`` when a citizen
+the desk has not dispatched or closed it within the policy's triage limit; ``extension_review_overdue`` when the
+desk has not reviewed a unit's extension request (延期审核) in time; and ``repeat_after_close`` when a citizen
 reports the same matter again after the ticket was closed. Each is judged on the ticket's
 event-time history alone, so the answer does not depend on when the question is asked: the streaming worker
 (wall clock) and the replay (event time) emit the same escalations with the same deterministic ids.
@@ -22,7 +23,7 @@ from typing import NamedTuple
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Limit, Policy
-from services.domain.tickets import Cycle, Status, TicketState
+from services.domain.tickets import Cycle, Status, TicketState, Transition
 
 LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district", 3: "leadership"}
 
@@ -59,6 +60,17 @@ class TriageWait:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewWait:
+    """A unit's extension request (延期) waiting for the dispatch desk's review: the ``number``-th of the ticket, the
+    request's id in the history, from its time until the review (or the unit's 办结 or 退单, or a re-dispatch)."""
+
+    number: int
+    update_id: str
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class RepeatAfterClose:
     """A repeat report (并单) that joined the ticket after it was closed: the ``number``-th such report, its id in
     the history (``repeat:<event id>``), its time, and the time of the closing step it came after."""
@@ -77,8 +89,9 @@ class Planned(NamedTuple):
     kind: EscalationKind
     level: int
     threshold: float | None
-    # the unit's cycle; for ``triage_overdue`` the wait in triage, for ``repeat_after_close`` the report
-    cycle: Cycle | TriageWait | RepeatAfterClose
+    # the unit's cycle; for ``triage_overdue`` the wait in triage, for ``extension_review_overdue`` the request's wait
+    # for review, for ``repeat_after_close`` the report
+    cycle: Cycle | TriageWait | ReviewWait | RepeatAfterClose
     deadline: datetime  # for ``repeat_after_close``, the report's time (it has no deadline)
     at_utc: datetime  # ``at`` in UTC, for the many comparisons (datetimes sharing a tzinfo compare cheaply)
 
@@ -100,6 +113,10 @@ def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> 
     if isinstance(c, TriageWait):  # the desk's clock: the desk answers for it, under the policy's triage terms
         unit, citation = desk, policy.triage_citation
         where = {"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
+                 "deadline": p.deadline.isoformat()}
+    elif isinstance(c, ReviewWait):  # the desk's review of a 延期 the unit asked for
+        unit, citation = desk, policy.extension_review_citation
+        where = {"extension_request": c.update_id, "requested_at": c.start.isoformat(),
                  "deadline": p.deadline.isoformat()}
     elif isinstance(c, RepeatAfterClose):  # news for the desk, which decides what to do
         unit, citation = desk, policy.repeat_after_close_citation
@@ -202,7 +219,7 @@ def _live(cycle: Cycle, candidates: _Candidates) -> tuple[Planned, ...]:
 
 
 _ACK, _WARNING, _TRIAGE = EscalationKind.ack_overdue, EscalationKind.resolve_warning, EscalationKind.triage_overdue
-_REPEAT = EscalationKind.repeat_after_close
+_REPEAT, _REVIEW = EscalationKind.repeat_after_close, EscalationKind.extension_review_overdue
 
 # ``_candidates`` by their inputs (see ``_cycle_key``): a ticket is re-planned after every change and at every
 # sweep, mostly with cycles of the same shape. Each entry keeps the policy and calendar it was computed with,
@@ -265,11 +282,12 @@ def scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> lis
 
 def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tuple[Planned, ...]:
     cycles = state.cycles
-    waits, repeats = _history(state)
-    if len(cycles) == 1 and not waits and not repeats:
+    waits, repeats, reviews = _history(state)
+    if len(cycles) == 1 and not waits and not repeats and not reviews:
         return _cycle_plans(state.ticket_id, cycles[0], policy, calendar)
     plans = [p for c in cycles for p in _cycle_plans(state.ticket_id, c, policy, calendar)]
     plans += (p for wait in waits for p in _triage_plans(state.ticket_id, wait, policy, calendar))
+    plans += (p for review in reviews for p in _review_plans(state, review, policy, calendar))
     if policy.repeat_after_close:
         plans += (Planned(r.at, _planned_id(_REPEAT.value, state.ticket_id, r.update_id, 1, None), _REPEAT, 1, None, r,
                           r.at, _utc(r.at)) for r in repeats)
@@ -277,6 +295,9 @@ def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tu
 
 
 _LEAVES_TRIAGE = frozenset({"dispatch", "close"})  # the desk's ruling: a work order, or closed without one
+# what settles a pending 延期: the desk's review; or the unit's 办结 or 退单, a re-dispatch, triage or the desk's close,
+# after which there is nothing left to extend
+_SETTLES_REQUEST = frozenset({"review_extension", "resolve", "return", "dispatch", "triage", "close"})
 
 
 def triage_waits(state: TicketState) -> list[TriageWait]:
@@ -289,20 +310,33 @@ def repeats_after_close(state: TicketState) -> list[RepeatAfterClose]:
     return _history(state)[1]
 
 
-def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClose]]:
+def extension_reviews(state: TicketState) -> list[ReviewWait]:
+    """The unit's extension requests and how long each waited for the desk's review (in event-time order)."""
+    return _history(state)[2]
+
+
+def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClose], list[ReviewWait]]:
     """One pass over the history (in event-time order; at one instant the lifecycle's steps come before repeat
-    reports): the stays in triage, and the repeat reports after the ticket was closed (closed is final)."""
+    reports): the stays in triage, the repeat reports after the ticket was closed (closed is final), and the
+    extension requests' waits for review (one at a time: the lifecycle refuses a second while one is pending)."""
     waits: list[TriageWait] = []
     repeats: list[RepeatAfterClose] = []
+    reviews: list[ReviewWait] = []
     start: datetime | None = None
     reason: str | None = None
     closed_at: datetime | None = None
+    request: Transition | None = None
     for t in state.transitions:
         action = t.action
         if action == "repeat":
             if closed_at is not None:
                 repeats.append(RepeatAfterClose(len(repeats) + 1, t.update_id, t.at, closed_at))
             continue
+        if action == "extend":
+            request = t
+        elif request is not None and action in _SETTLES_REQUEST:
+            reviews.append(ReviewWait(len(reviews) + 1, request.update_id, request.at, t.at))
+            request = None
         if action == "triage" and start is None:
             start, reason = t.at, t.reason
         elif start is not None and action in _LEAVES_TRIAGE:
@@ -312,23 +346,48 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
             closed_at = t.at
     if start is not None:
         waits.append(TriageWait(len(waits) + 1, start, None, reason))
-    return waits, repeats
+    if request is not None:
+        reviews.append(ReviewWait(len(reviews) + 1, request.update_id, request.at, None))
+    return waits, repeats, reviews
 
 
 def _triage_plans(ticket_id: str, wait: TriageWait, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
     """The desk's clock: ``policy.triage`` from the start of the wait, then the triage levels; what falls at or
     after the ruling that ended the wait is not due."""
     deadline, guessed = policy.triage.reach(wait.start, calendar)
+    return _desk_plans(_TRIAGE, ticket_id, wait.number, wait, deadline, guessed, policy.triage_levels, calendar)
+
+
+def _review_plans(state: TicketState, wait: ReviewWait, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
+    """The desk's review of a 延期: ``policy.extension_review`` after the request, but no later than the deadline
+    the unit asks to move (in force at the request), then the review levels; what falls at or after the review
+    (or whatever else settled the request) is not due."""
+    deadline, guessed = policy.extension_review.reach(wait.start, calendar)
+    cycle = next((c for c in reversed(state.cycles) if c.start <= wait.start), None)
+    if cycle is not None:
+        due = cycle.resolve_due_at(wait.start)
+        if due < deadline:
+            deadline, guessed = due, frozenset()
+    return _desk_plans(_REVIEW, state.ticket_id, wait.update_id, wait, deadline, guessed,
+                       policy.extension_review_levels, calendar)
+
+
+def _desk_plans(kind: EscalationKind, ticket_id: str, key: int | str, wait: TriageWait | ReviewWait,
+                deadline: datetime, guessed: frozenset[int], delays: tuple[Limit, ...],
+                calendar: WorkCalendar) -> list[Planned]:
+    """Levels 1–3 of one of the desk's clocks, ``delays`` after ``deadline``, up to the end of ``wait``; ids by
+    ``key`` (the wait's number, or the request's id). The calendar years guessed on the way are recorded when
+    something is due."""
     end = _utc(wait.end) if wait.end is not None else None
     plans: list[Planned] = []
-    for level, delay in enumerate(policy.triage_levels[:3], start=1):
+    for level, delay in enumerate(delays[:3], start=1):
         at, years = delay.reach(deadline, calendar)
         at_utc = _utc(at)
         if end is not None and at_utc >= end:
             break
         guessed |= years
-        plans.append(Planned(at, _planned_id(_TRIAGE.value, ticket_id, wait.number, level, None), _TRIAGE, level,
-                             None, wait, deadline, at_utc))
+        plans.append(Planned(at, _planned_id(kind.value, ticket_id, key, level, None), kind, level, None, wait,
+                             deadline, at_utc))
     if plans:
         calendar.fallback_years.update(guessed)
     return plans
@@ -359,7 +418,8 @@ def _record_guessed(cycle: Cycle, candidates: _Candidates, calendar: WorkCalenda
 def split(state: TicketState, now: datetime, policy: Policy, calendar: WorkCalendar,
           desk: str | None = None) -> tuple[list[Escalation], datetime | None]:
     """Escalations due by ``now`` and not emitted before, and the moment of the next one still to come.
-    ``desk`` (the jurisdiction's dispatch desk) is the unit ``triage_overdue`` and ``repeat_after_close`` name."""
+    ``desk`` (the jurisdiction's dispatch desk) is the unit the desk's escalations name (``triage_overdue``,
+    ``extension_review_overdue``, ``repeat_after_close``)."""
     emitted = set(state.emitted)
     pending = [p for p in _scheduled(state, policy, calendar) if p.escalation_id not in emitted]
     now = _utc(now)

@@ -77,6 +77,11 @@ class Policy:
     # the report's time), which decides what to do
     repeat_after_close: bool
     repeat_after_close_citation: str
+    # the dispatch desk's time to review a unit's extension request (延期审核), capped by the deadline the unit asks
+    # to move, and the delays after that for level 1 (the desk), 2 and 3
+    extension_review: Limit
+    extension_review_levels: tuple[Limit, ...]
+    extension_review_citation: str
 
     def resolve_limit(self, cycle_kind: str) -> Limit:
         """The time to resolve a cycle: ``resolve`` after a dispatch, ``rehandle`` after a reopening (重办)."""
@@ -141,4 +146,7 @@ class PolicyBook:
             triage_citation=str(spec["triage"]["citation"]),
             repeat_after_close=bool(spec["repeat_after_close"]["escalate"]),
             repeat_after_close_citation=str(spec["repeat_after_close"]["citation"]),
+            extension_review=Limit.parse(spec["extension_review"]["limit"]),
+            extension_review_levels=tuple(Limit.parse(x) for x in spec["extension_review"]["levels"]),
+            extension_review_citation=str(spec["extension_review"]["citation"]),
         )

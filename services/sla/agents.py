@@ -339,7 +339,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     # a series first seen above 0 (a sweep that raises many at once) would be no increase() to HotlineResolveOverdueSurge
     for jurisdiction in Jurisdiction:
         for kind, levels in (("resolve_warning", (1,)), ("ack_overdue", (1, 2, 3)), ("resolve_overdue", (1, 2, 3)),
-                             ("triage_overdue", (1, 2, 3)), ("repeat_after_close", (1,))):
+                             ("triage_overdue", (1, 2, 3)), ("extension_review_overdue", (1, 2, 3)),
+                             ("repeat_after_close", (1,))):
             for level in levels:
                 rt.metrics.escalations.labels(kind, str(level), jurisdiction.value)
     for campaign in rules.campaigns.campaigns:  # from the definitions, on every replica: the burn-up's target line

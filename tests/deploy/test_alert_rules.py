@@ -372,6 +372,8 @@ def test_required_alerts_are_there() -> None:
     triage = {r["labels"]["severity"]: r["expr"] for r in alerting_rules() if r["alert"] == "HotlineTriageOverdue"}
     assert 'increase(hotline_escalations_total{kind="triage_overdue", level="1"}[1h])' in triage["warning"]
     assert 'increase(hotline_escalations_total{kind="triage_overdue", level="3"}[1d])' in triage["critical"]
+    assert by_name["HotlineExtensionReviewOverdue"] == [
+        'sum by (jurisdiction) (increase(hotline_escalations_total{kind="extension_review_overdue", level="2"}[1d])) > 0']
     durations = {r["alert"]: r.get("for") for r in alerting_rules()}
     assert durations["HotlineWorkerDown"] == "2m" and durations["HotlineConsumerLag"] == "10m"
     assert durations["HotlineCampaignAtRisk"] == "1h" and durations["HotlineTriageBacklog"] == "30m"

@@ -22,7 +22,8 @@ def test_migrate_once_run_once_and_prune(tmp_path: Path) -> None:
 
         async def go() -> None:
             assert await db.migrate(dsn) == ["001_initial.sql", "002_stored_facts.sql", "003_window_indexes.sql", "004_held_inputs.sql",
-                                             "005_hold_watermark.sql", "006_triage_clock.sql"]
+                                             "005_hold_watermark.sql", "006_triage_clock.sql",
+                                             "007_extension_review_clock.sql"]
             assert await db.migrate(dsn) == []  # idempotent
             pool = await db.create_pool(dsn)
             calls = 0

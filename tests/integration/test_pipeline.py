@@ -71,7 +71,7 @@ def test_streaming_escalations_equal_replay(world) -> None:  # type: ignore[no-u
     expected = {e.escalation_id: e.model_dump(mode="json") for e in offline.pipeline.escalations}
     kinds = Counter(e["kind"] for e in expected.values())
     assert {"ack_overdue", "resolve_warning", "resolve_overdue", "ownership_dispute", "triage_overdue",
-            "repeat_after_close"} <= set(kinds), kinds
+            "repeat_after_close", "extension_review_overdue"} <= set(kinds), kinds
     assert streamed == expected
 
 

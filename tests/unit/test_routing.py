@@ -217,7 +217,7 @@ def test_sla_campaign_and_repeat_citations_point_at_plan_text() -> None:
 
     policies = PolicyBook.load(DATA / "sla" / "policies.yaml")
     check_citation(str(policies.defaults["citation"]), "policies.yaml defaults")
-    clocks = ("triage", "repeat_after_close")  # the blocks with a citation of their own, in defaults or a rule
+    clocks = ("triage", "repeat_after_close", "extension_review")  # the blocks with a citation of their own, in defaults or a rule
     for block in clocks:
         check_citation(str(policies.defaults[block]["citation"]), f"policies.yaml defaults {block}")
     for rule in policies.rules:

@@ -1,0 +1,95 @@
+"""The dispatch desk's review of a unit's extension request (延期审核) has a clock of its own: a request the desk
+leaves unreviewed escalates to the desk (policies.yaml ``defaults.extension_review``), no later than the deadline
+the unit asks to move."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from schemas import EscalationKind
+from services.domain import deadlines, lifecycle, sla
+from services.domain.tickets import TicketState
+from tests.conftest import cst
+from tests.factories import DESK, review, update, work_order
+
+REVIEW = EscalationKind.extension_review_overdue
+DISPATCHED = cst("2025-06-09 09:00")  # a Monday; 5 working days: due Monday 16 June, 09:00
+
+
+def _apply(state: TicketState, *updates: Any, rules: Any) -> TicketState:
+    for u in updates:
+        result = sla.on_update(state, u, rules)
+        assert isinstance(result, lifecycle.Applied), result
+        state = result.state
+    return state
+
+
+def _asked(at: datetime, rules: Any, event_id: str = "X1") -> TicketState:
+    state: Any = sla.on_work_order(None, work_order("T1", DISPATCHED), rules)
+    return _apply(state, update("T1", "acknowledge", cst("2025-06-09 10:00")),
+                  update("T1", "extend", at, new_due=cst("2025-06-30 18:00"), reason="需协调多个部门",
+                         event_id=event_id), rules=rules)
+
+
+def _review_escalations(state: TicketState, now: str, rules: Any) -> list[tuple[int, datetime, str | None]]:
+    return [(e.level, e.at, e.unit) for e in sla.sweep(state, cst(now), rules)[1] if e.kind is REVIEW]
+
+
+def test_an_unreviewed_request_escalates_to_the_desk_then_up(rules) -> None:  # type: ignore[no-untyped-def]
+    state = _asked(cst("2025-06-10 10:00"), rules)
+    assert deadlines.extension_reviews(state) == [deadlines.ReviewWait(1, "X1", cst("2025-06-10 10:00"), None)]
+    # one working day to review; then a working day to level 2 and three more to level 3
+    assert _review_escalations(state, "2025-06-11 09:59", rules) == []
+    swept, found, _ = sla.sweep(state, cst("2025-06-11 10:00"), rules)
+    assert [(e.kind, e.level, e.unit, e.at) for e in found] == [(REVIEW, 1, DESK, cst("2025-06-11 10:00"))]
+    details = found[0].details
+    assert details["extension_request"] == "X1" and details["requested_at"] == cst("2025-06-10 10:00").isoformat()
+    assert details["deadline"] == cst("2025-06-11 10:00").isoformat() and "延期" in details["policy_citation"]
+    assert sla.sweep(swept, cst("2025-06-11 12:00"), rules)[1] == []  # emitted once
+    assert _review_escalations(state, "2025-06-16 12:00", rules) == [
+        (1, cst("2025-06-11 10:00"), DESK), (2, cst("2025-06-12 10:00"), DESK), (3, cst("2025-06-16 10:00"), DESK)]
+    ids = [e.escalation_id for e in sla.sweep(state, cst("2025-06-16 12:00"), rules)[1] if e.kind is REVIEW]
+    assert ids == [deadlines.escalation_id(REVIEW.value, "T1", "X1", level, None) for level in (1, 2, 3)]
+
+
+def test_the_review_is_due_by_the_deadline_the_unit_asks_to_move(rules) -> None:  # type: ignore[no-untyped-def]
+    # asked on Friday afternoon; the unit's deadline is Monday 09:00, before one working day has passed
+    state = _asked(cst("2025-06-13 16:00"), rules)
+    assert _review_escalations(state, "2025-06-16 09:30", rules) == [(1, cst("2025-06-16 09:00"), DESK)]
+    overdue = [e for e in sla.sweep(state, cst("2025-06-16 09:30"), rules)[1]
+               if e.kind is EscalationKind.resolve_overdue]
+    assert [(e.level, e.at) for e in overdue] == [(1, cst("2025-06-16 09:00"))]  # the unit's deadline stands
+
+
+def test_a_review_or_the_units_resolution_stops_the_clock(rules) -> None:  # type: ignore[no-untyped-def]
+    asked = cst("2025-06-10 10:00")
+    in_time = _apply(_asked(asked, rules), review("T1", cst("2025-06-11 10:00")), rules=rules)  # at the deadline
+    assert _review_escalations(in_time, "2025-06-20 12:00", rules) == []
+    late = _apply(_asked(asked, rules), review("T1", cst("2025-06-11 15:00"), approved=False), rules=rules)
+    assert _review_escalations(late, "2025-06-20 12:00", rules) == [(1, cst("2025-06-11 10:00"), DESK)]
+    resolved = _apply(_asked(asked, rules), update("T1", "resolve", cst("2025-06-10 16:00")), rules=rules)
+    assert deadlines.extension_reviews(resolved) == [
+        deadlines.ReviewWait(1, "X1", asked, cst("2025-06-10 16:00"))]
+    assert _review_escalations(resolved, "2025-06-20 12:00", rules) == []
+    assert sla.next_check(resolved, rules) is None or all(
+        e.kind is not REVIEW for e in sla.sweep(resolved, cst("2025-07-30 12:00"), rules)[1])
+
+
+def test_each_request_has_its_own_clock_and_ids(rules) -> None:  # type: ignore[no-untyped-def]
+    """Refused, the unit may ask again: the second request waits on its own clock, with ids of its own."""
+    refused = _apply(_asked(cst("2025-06-10 10:00"), rules), review("T1", cst("2025-06-10 11:00"), approved=False),
+                     rules=rules)
+    again = _apply(refused, update("T1", "extend", cst("2025-06-12 10:00"), new_due=cst("2025-06-30 18:00"),
+                                   reason="仍需协调", event_id="X2"), rules=rules)
+    assert [(w.update_id, w.end) for w in deadlines.extension_reviews(again)] == [
+        ("X1", cst("2025-06-10 11:00")), ("X2", None)]
+    found = [e for e in sla.sweep(again, cst("2025-06-13 12:00"), rules)[1] if e.kind is REVIEW]
+    assert [(e.level, e.at, e.details["extension_request"]) for e in found] == [(1, cst("2025-06-13 10:00"), "X2")]
+    assert found[0].escalation_id == deadlines.escalation_id(REVIEW.value, "T1", "X2", 1, None)
+
+
+def test_no_request_no_review_clock(rules) -> None:  # type: ignore[no-untyped-def]
+    state: Any = sla.on_work_order(None, work_order("T2", DISPATCHED), rules)
+    assert deadlines.extension_reviews(state) == []
+    assert all(e.kind is not REVIEW for e in sla.sweep(state, cst("2025-07-30 12:00"), rules)[1])
