@@ -72,13 +72,15 @@ class ReviewWait:
 
 @dataclass(frozen=True, slots=True)
 class RepeatAfterClose:
-    """A repeat report (并单) that joined the ticket after it was closed: the ``number``-th such report, its id in
-    the history (``repeat:<event id>``), its time, and the time of the closing step it came after."""
+    """A repeat report (并单) that joined the ticket after it was closed, or while it stood handed to 110/119/120: the
+    ``number``-th such report, its id in the history (``repeat:<event id>``), its time, and the time and action of
+    the step it came after (``callback``, the desk's ``close``, or ``redirect``)."""
 
     number: int
     update_id: str
     at: datetime
     closed_at: datetime
+    ended_by: str
 
 
 class Planned(NamedTuple):
@@ -120,7 +122,8 @@ def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> 
                  "deadline": p.deadline.isoformat()}
     elif isinstance(c, RepeatAfterClose):  # news for the desk, which decides what to do
         unit, citation = desk, policy.repeat_after_close_citation
-        where = {"repeat_after_close": c.number, "repeat_update_id": c.update_id, "closed_at": c.closed_at.isoformat()}
+        where = {"repeat_after_close": c.number, "repeat_update_id": c.update_id, "closed_at": c.closed_at.isoformat(),
+                 "ended_by": c.ended_by}
     else:
         unit, citation = c.unit, policy.citation
         where = {"cycle": c.index, "cycle_kind": c.kind, "dispatch_seq": c.dispatch_seq,
@@ -317,20 +320,21 @@ def extension_reviews(state: TicketState) -> list[ReviewWait]:
 
 def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClose], list[ReviewWait]]:
     """One pass over the history (in event-time order; at one instant the lifecycle's steps come before repeat
-    reports): the stays in triage, the repeat reports after the ticket was closed (closed is final), and the
-    extension requests' waits for review (one at a time: the lifecycle refuses a second while one is pending)."""
+    reports): the stays in triage, the repeat reports after the ticket was closed (closed is final) or while it was
+    redirected (until the desk dispatches it), and the extension requests' waits for review (one at a time: the
+    lifecycle refuses a second while one is pending)."""
     waits: list[TriageWait] = []
     repeats: list[RepeatAfterClose] = []
     reviews: list[ReviewWait] = []
     start: datetime | None = None
     reason: str | None = None
-    closed_at: datetime | None = None
+    ended: Transition | None = None  # the step that took the ticket out of the city's hands, while it holds
     request: Transition | None = None
     for t in state.transitions:
         action = t.action
         if action == "repeat":
-            if closed_at is not None:
-                repeats.append(RepeatAfterClose(len(repeats) + 1, t.update_id, t.at, closed_at))
+            if ended is not None:
+                repeats.append(RepeatAfterClose(len(repeats) + 1, t.update_id, t.at, ended.at, ended.action))
             continue
         if action == "extend":
             request = t
@@ -342,8 +346,10 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
         elif start is not None and action in _LEAVES_TRIAGE:
             waits.append(TriageWait(len(waits) + 1, start, t.at, reason))
             start = None
-        if t.to_status is Status.closed:
-            closed_at = t.at
+        if t.to_status is Status.closed or action == "redirect":
+            ended = t
+        elif action == "dispatch":  # the desk dispatched a redirected ticket: the city handles it again
+            ended = None
     if start is not None:
         waits.append(TriageWait(len(waits) + 1, start, None, reason))
     if request is not None:

@@ -66,6 +66,7 @@ def test_a_repeat_after_the_satisfied_callback_goes_to_the_desk_once(rules: Any)
     details = found[0].details
     assert details["repeat_update_id"] == "repeat:R-after" and details["closed_at"] == cst("2025-06-11 09:00").isoformat()
     assert details["repeat_after_close"] == 1 and "重办" in details["policy_citation"]
+    assert details["ended_by"] == "callback"
     assert "deadline" not in details and upcoming is None
     assert sla.sweep(swept, cst("2025-06-12 09:00"), rules)[1] == []  # emitted once
 
@@ -79,7 +80,7 @@ def test_the_same_escalation_whatever_the_arrival_order(rules: Any) -> None:
     assert _repeats_due(in_order, "2025-06-12 09:00", rules) == _repeats_due(repeats_first, "2025-06-12 09:00", rules)
     assert len(_repeats_due(in_order, "2025-06-12 09:00", rules)) == 1
     assert deadlines.repeats_after_close(repeats_first) == [
-        deadlines.RepeatAfterClose(1, "repeat:R2", cst("2025-06-11 15:00"), cst("2025-06-11 09:00"))]
+        deadlines.RepeatAfterClose(1, "repeat:R2", cst("2025-06-11 15:00"), cst("2025-06-11 09:00"), "callback")]
 
 
 def test_a_repeat_at_the_instant_of_closure_comes_after_it(rules: Any) -> None:
@@ -115,3 +116,24 @@ def test_a_repeat_after_the_desk_closed_a_triaged_ticket(router: Any, rules: Any
     state = _apply(state, rules, _repeat("R1", cst("2025-06-09 16:00"), ticket="QP-9"))
     assert [(level, unit, at) for _, level, unit, at in _repeats_due(state, "2025-06-09 16:00", rules)] == [
         (1, DESK, cst("2025-06-09 16:00"))]
+    assert _repeats_due(state, "2025-06-09 16:00", rules) and deadlines.repeats_after_close(state)[0].ended_by == "close"
+
+
+def test_a_repeat_while_the_ticket_stands_redirected_until_the_desk_dispatches_it(router: Any, rules: Any) -> None:
+    """Handed to 119, the ticket has no owner in the city: a caller reporting it again (the fire brigade has not
+    come, or the damage is a civic matter too) goes to the desk. Once the desk dispatches it, a repeat is ordinary."""
+    out, state = reported(router, "QP-F", "家里着火了，火很大")
+    assert state.status is Status.redirected
+    redirected = _apply(state, rules, _repeat("R1", cst("2025-06-09 09:40"), ticket="QP-F"))
+    found = [e for e in sla.sweep(redirected, cst("2025-06-09 10:00"), rules)[1] if e.kind is REPEAT]
+    assert [(e.level, e.unit, e.at) for e in found] == [(1, DESK, cst("2025-06-09 09:40"))]
+    assert found[0].details["ended_by"] == "redirect"
+    assert found[0].details["closed_at"] == cst("2025-06-09 09:00").isoformat()
+    ruling = Ruling(ruling_id="R-disp", ticket_id="QP-F", desk=DESK, action="dispatch",
+                    occurred_at=cst("2025-06-09 10:00"), rule_id="qingpu.street-lamp", reason="火已扑灭，路灯烧坏")
+    ruled = dispatch.on_ruling(out.ticket, ruling, router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    dispatched = sla.on_work_order(redirected, ruled.work_order, rules)
+    assert isinstance(dispatched, TicketState)
+    later = _apply(dispatched, rules, _repeat("R2", cst("2025-06-09 12:00"), ticket="QP-F"))
+    assert [r.update_id for r in deadlines.repeats_after_close(later)] == ["repeat:R1"]
