@@ -50,7 +50,7 @@ class Sample:
     repeats_after_close: int = 0  # ... of them, reports of a matter again after its ticket was closed
     broken: int = 0  # deliberately broken event lines (blank, not JSON, missing fields, bad time)
     impossible_updates: int = 0  # deliberately impossible unit updates (unknown ticket and action)
-    late_reviews: int = 0  # extension requests (延期) the dispatch desk reviews a day or more late
+    late_reviews: int = 0  # extension reviews (延期审核) the dispatch desk makes 1.5 to 3 days later than usual
 
     def describe(self) -> str:
         """How the event lines add up, e.g. '441 event lines = 400 reports + 10 sent twice + …'."""
@@ -58,7 +58,7 @@ class Sample:
                 f"{self.repeats} repeat reports of the same matter ({self.repeats_after_close} of them after the "
                 f"ticket was closed) + {self.broken} broken lines; "
                 f"{len(self.updates)} unit updates ({self.impossible_updates} impossible, "
-                f"{self.late_reviews} late reviews of an extension); "
+                f"{self.late_reviews} reviews of an extension delayed by days); "
                 f"{len(self.rulings)} rulings of the dispatch desk")
 
     def write(self, directory: Path) -> SampleFiles:
@@ -253,7 +253,7 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
            ) -> tuple[list[tuple[datetime, dict[str, Any]]], datetime | None]:
     """What the units do with one ticket, as timed updates; and the time of the return that left it disputed
     (two returns, or one with no other unit to take it), if it did. ``late`` decides which extension reviews the
-    desk makes a day or more late (marked ``late`` for the caller's count)."""
+    desk delays by 1.5 to 3 days (marked ``late`` for the caller's count), mostly past its review deadline."""
     out: list[tuple[datetime, dict[str, Any]]] = []
     tid = event.event_id
     desk = router.triage_unit(event.jurisdiction.value)  # calls the citizen back and reviews extensions
@@ -285,7 +285,7 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
         t2 = t + timedelta(hours=2)  # requested within the limit (after it: extension_after_due)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
         t = t2 + timedelta(hours=rnd.uniform(1, 6))  # the dispatch desk reviews it (延期审核), mostly granting it
-        slow = late is not None and late.random() < 0.3  # ... a third of the time past its working day
+        slow = late is not None and late.random() < 0.3  # ... a third of the time days later
         if slow and late is not None:
             t += timedelta(days=late.uniform(1.5, 3))
         granted = rnd.random() < 0.8

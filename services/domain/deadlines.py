@@ -5,7 +5,7 @@
 the policy's grace periods; and, while a ticket waits in the dispatch desk's triage queue, ``triage_overdue`` when
 the desk has not dispatched or closed it within the policy's triage limit; ``extension_review_overdue`` when the
 desk has not reviewed a unit's extension request (延期审核) in time; and ``repeat_after_close`` when a citizen
-reports the same matter again after the ticket was closed. Each is judged on the ticket's
+reports the same matter again after the ticket was closed or while it stands redirected. Each is judged on the ticket's
 event-time history alone, so the answer does not depend on when the question is asked: the streaming worker
 (wall clock) and the replay (event time) emit the same escalations with the same deterministic ids.
 """

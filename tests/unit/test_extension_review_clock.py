@@ -62,7 +62,7 @@ def test_the_review_is_due_by_the_deadline_the_unit_asks_to_move(rules) -> None:
     assert [(e.level, e.at) for e in overdue] == [(1, cst("2025-06-16 09:00"))]  # the unit's deadline stands
 
 
-def test_a_review_or_the_units_resolution_stops_the_clock(rules) -> None:  # type: ignore[no-untyped-def]
+def test_a_review_or_the_units_resolution_or_return_stops_the_clock(rules) -> None:  # type: ignore[no-untyped-def]
     asked = cst("2025-06-10 10:00")
     in_time = _apply(_asked(asked, rules), review("T1", cst("2025-06-11 10:00")), rules=rules)  # at the deadline
     assert _review_escalations(in_time, "2025-06-20 12:00", rules) == []
@@ -72,8 +72,11 @@ def test_a_review_or_the_units_resolution_stops_the_clock(rules) -> None:  # typ
     assert deadlines.extension_reviews(resolved) == [
         deadlines.ReviewWait(1, "X1", asked, cst("2025-06-10 16:00"))]
     assert _review_escalations(resolved, "2025-06-20 12:00", rules) == []
-    assert sla.next_check(resolved, rules) is None or all(
-        e.kind is not REVIEW for e in sla.sweep(resolved, cst("2025-07-30 12:00"), rules)[1])
+    # a return ends it too: the ticket goes to another unit, which asks for its own time if it needs it
+    returned = sla.on_update(_asked(asked, rules), update("T1", "return", cst("2025-06-10 12:00")), rules)
+    assert isinstance(returned, lifecycle.Applied) and returned.redispatch
+    assert [w.end for w in deadlines.extension_reviews(returned.state)] == [cst("2025-06-10 12:00")]
+    assert _review_escalations(returned.state, "2025-06-20 12:00", rules) == []
 
 
 def test_each_request_has_its_own_clock_and_ids(rules) -> None:  # type: ignore[no-untyped-def]
