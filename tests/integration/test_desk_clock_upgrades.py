@@ -32,12 +32,8 @@ def test_tickets_stored_in_triage_before_the_desk_clock_get_it(database: str, ro
     async def go() -> None:
         conn = await asyncpg.connect(database)
         try:
-            # as an earlier version left them (stored the way the worker stores, with no next check); and the
-            # migration not yet applied
-            await _store_as_before(conn, [(waiting, None), (redirected, None)], rules)
-            await conn.execute("DELETE FROM schema_migrations WHERE version = 6")
-            assert await db.migrate(database) == ["006_triage_clock.sql"]
-            checks = dict(await conn.fetch("SELECT ticket_id, next_check FROM tickets"))
+            # as an earlier version left them (stored the way the worker stores, with no next check)
+            checks = await _upgrade(conn, database, [(waiting, None), (redirected, None)], rules, 6)
             assert checks == {"QP-OLD-1": waiting.opened_at, "QP-OLD-2": None}
 
             # the sweep at 18:00 finds it due, raises level 1 (11:00) and level 2 (15:00) to the desk, and stores
@@ -60,14 +56,19 @@ def test_tickets_stored_in_triage_before_the_desk_clock_get_it(database: str, ro
     asyncio.run(go())
 
 
-async def _store_as_before(conn: asyncpg.Connection, states: list[tuple[TicketState, Any]], rules: Any) -> None:
-    """Store each state with the next check an earlier version gave it."""
+async def _upgrade(conn: asyncpg.Connection, database: str, states: list[tuple[TicketState, Any]], rules: Any,
+                   version: int) -> dict[str, Any]:
+    """Store each state with the next check an earlier version gave it, as if migration ``version`` had not been
+    applied yet; apply it; return the tickets' next checks."""
     async with conn.transaction():
         stored = Batch(conn)
         for state, next_check in states:
             store.stage(stored, state, rules, next_check=next_check)
         await stored.flush([])
     stored.committed()
+    await conn.execute("DELETE FROM schema_migrations WHERE version = $1", version)
+    assert [name[:3] for name in await db.migrate(database)] == [f"{version:03d}"]
+    return dict(await conn.fetch("SELECT ticket_id, next_check FROM tickets"))
 
 
 async def _sweep(conn: asyncpg.Connection, now: Any, rules: Any) -> list[tuple[str, list[Any], Any]]:
@@ -103,10 +104,7 @@ def test_requests_stored_before_the_review_clock_get_it(database: str, rules: An
     async def go() -> None:
         conn = await asyncpg.connect(database)
         try:
-            await _store_as_before(conn, [(pending, later), (reviewed, later)], rules)
-            await conn.execute("DELETE FROM schema_migrations WHERE version = 7")
-            assert await db.migrate(database) == ["007_extension_review_clock.sql"]
-            checks = dict(await conn.fetch("SELECT ticket_id, next_check FROM tickets WHERE ticket_id LIKE 'EXT-%'"))
+            checks = await _upgrade(conn, database, [(pending, later), (reviewed, later)], rules, 7)
             assert checks == {"EXT-OLD-1": cst("2025-06-10 10:00"), "EXT-OLD-2": later}
 
             # swept on Thursday noon: the review was due on Wednesday 10:00 (level 1) and level 2 is Thursday 10:00
