@@ -249,8 +249,7 @@ def _desk_choice(decision: RoutingDecision) -> tuple[str, str] | None:
 
 
 def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at: datetime,
-           may_return: bool = True, late: random.Random | None = None
-           ) -> tuple[list[tuple[datetime, dict[str, Any]]], datetime | None]:
+           may_return: bool, late: random.Random) -> tuple[list[tuple[datetime, dict[str, Any]]], datetime | None]:
     """What the units do with one ticket, as timed updates; and the time of the return that left it disputed
     (two returns, or one with no other unit to take it), if it did. ``late`` decides which extension reviews the
     desk delays by 1.5 to 3 days (marked ``late`` for the caller's count), mostly past its review deadline."""
@@ -285,8 +284,8 @@ def _story(rnd: random.Random, router: Routes, event: IntakeEvent, unit: str, at
         t2 = t + timedelta(hours=2)  # requested within the limit (after it: extension_after_due)
         u(t2, "extend", unit, reason="需协调多个部门", new_due=(t2 + timedelta(days=12)).isoformat())
         t = t2 + timedelta(hours=rnd.uniform(1, 6))  # the dispatch desk reviews it (延期审核), mostly granting it
-        slow = late is not None and late.random() < 0.3  # ... a third of the time days later
-        if slow and late is not None:
+        slow = late.random() < 0.3  # ... a third of the time days later
+        if slow:
             t += timedelta(days=late.uniform(1.5, 3))
         granted = rnd.random() < 0.8
         u(t, "review_extension", desk, approved=granted, reason=None if granted else "理由不充分，请按期办结",

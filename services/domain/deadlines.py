@@ -5,9 +5,9 @@
 the policy's grace periods; and, while a ticket waits in the dispatch desk's triage queue, ``triage_overdue`` when
 the desk has not dispatched or closed it within the policy's triage limit; ``extension_review_overdue`` when the
 desk has not reviewed a unit's extension request (延期审核) in time; and ``repeat_after_close`` when a citizen
-reports the same matter again after the ticket was closed or while it stands redirected. Each is judged on the ticket's
-event-time history alone, so the answer does not depend on when the question is asked: the streaming worker
-(wall clock) and the replay (event time) emit the same escalations with the same deterministic ids.
+reports the same matter again after the ticket was closed or while it stands redirected. Each is judged on the
+ticket's event-time history alone, so the answer does not depend on when the question is asked: the streaming
+worker (wall clock) and the replay (event time) emit the same escalations with the same deterministic ids.
 """
 
 from __future__ import annotations
@@ -113,11 +113,11 @@ def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> 
     c = p.cycle
     where: dict[str, object]
     if isinstance(c, TriageWait):  # the desk's clock: the desk answers for it, under the policy's triage terms
-        unit, citation = desk, policy.triage_citation
+        unit, citation = desk, policy.triage.citation
         where = {"triage_wait": c.number, "in_triage_since": c.start.isoformat(), "triage_reason": c.reason,
                  "deadline": p.deadline.isoformat()}
     elif isinstance(c, ReviewWait):  # the desk's review of a 延期 the unit asked for
-        unit, citation = desk, policy.extension_review_citation
+        unit, citation = desk, policy.extension_review.citation
         where = {"extension_request": c.update_id, "requested_at": c.start.isoformat(),
                  "deadline": p.deadline.isoformat()}
     elif isinstance(c, RepeatAfterClose):  # news for the desk, which decides what to do
@@ -360,22 +360,22 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
 def _triage_plans(ticket_id: str, wait: TriageWait, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
     """The desk's clock: ``policy.triage`` from the start of the wait, then the triage levels; what falls at or
     after the ruling that ended the wait is not due."""
-    deadline, guessed = policy.triage.reach(wait.start, calendar)
-    return _desk_plans(_TRIAGE, ticket_id, wait.number, wait, deadline, guessed, policy.triage_levels, calendar)
+    deadline, guessed = policy.triage.limit.reach(wait.start, calendar)
+    return _desk_plans(_TRIAGE, ticket_id, wait.number, wait, deadline, guessed, policy.triage.levels, calendar)
 
 
 def _review_plans(state: TicketState, wait: ReviewWait, policy: Policy, calendar: WorkCalendar) -> list[Planned]:
     """The desk's review of a 延期: ``policy.extension_review`` after the request, but no later than the deadline
     the unit asks to move (in force at the request), then the review levels; what falls at or after the review
     (or whatever else settled the request) is not due."""
-    deadline, guessed = policy.extension_review.reach(wait.start, calendar)
+    deadline, guessed = policy.extension_review.limit.reach(wait.start, calendar)
     cycle = next((c for c in reversed(state.cycles) if c.start <= wait.start), None)
     if cycle is not None:
         due = cycle.resolve_due_at(wait.start)
         if due < deadline:
             deadline, guessed = due, frozenset()
     return _desk_plans(_REVIEW, state.ticket_id, wait.update_id, wait, deadline, guessed,
-                       policy.extension_review_levels, calendar)
+                       policy.extension_review.levels, calendar)
 
 
 def _desk_plans(kind: EscalationKind, ticket_id: str, key: int | str, wait: TriageWait | ReviewWait,

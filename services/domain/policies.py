@@ -59,6 +59,22 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class DeskClock:
+    """One of the dispatch desk's own clocks: its time ``limit``, the delays after that deadline for level 1 (the
+    desk), 2 and 3, and the source of both."""
+
+    limit: Limit
+    levels: tuple[Limit, ...]
+    citation: str
+
+    @classmethod
+    def parse(cls, spec: dict[str, Any], default_levels: list[dict[str, Any]] | None = None) -> DeskClock:
+        """``default_levels``: used when the block gives none (without it, ``levels`` is required)."""
+        levels = spec["levels"] if default_levels is None else spec.get("levels", default_levels)
+        return cls(Limit.parse(spec["limit"]), tuple(Limit.parse(x) for x in levels), str(spec["citation"]))
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     ack: Limit
@@ -68,20 +84,15 @@ class Policy:
     ack_levels: tuple[Limit, ...]  # delay after the ack breach for level 1, 2, 3
     resolve_levels: tuple[Limit, ...]
     citation: str
-    # the dispatch desk's time to rule on a ticket in triage (dispatch it or close it), and the delays after that
-    # deadline for level 1 (the desk), 2 and 3
-    triage: Limit
-    triage_levels: tuple[Limit, ...]
-    triage_citation: str
+    # the dispatch desk's time to rule on a ticket in triage (dispatch it or close it)
+    triage: DeskClock
     # a citizen reporting the same matter again after the ticket was closed: tell the dispatch desk (level 1, at
     # the report's time), which decides what to do
     repeat_after_close: bool
     repeat_after_close_citation: str
     # the dispatch desk's time to review a unit's extension request (延期审核), capped by the deadline the unit asks
-    # to move, and the delays after that for level 1 (the desk), 2 and 3
-    extension_review: Limit
-    extension_review_levels: tuple[Limit, ...]
-    extension_review_citation: str
+    # to move
+    extension_review: DeskClock
 
     def resolve_limit(self, cycle_kind: str) -> Limit:
         """The time to resolve a cycle: ``resolve`` after a dispatch, ``rehandle`` after a reopening (重办)."""
@@ -141,12 +152,8 @@ class PolicyBook:
             ack_levels=tuple(Limit.parse(x) for x in levels.get("ack_overdue", [{"hours": 0}])),
             resolve_levels=tuple(Limit.parse(x) for x in levels.get("resolve_overdue", [{"hours": 0}])),
             citation=citation,
-            triage=Limit.parse(spec["triage"]["limit"]),
-            triage_levels=tuple(Limit.parse(x) for x in spec["triage"].get("levels", [{"hours": 0}])),
-            triage_citation=str(spec["triage"]["citation"]),
+            triage=DeskClock.parse(spec["triage"], default_levels=[{"hours": 0}]),
             repeat_after_close=bool(spec["repeat_after_close"]["escalate"]),
             repeat_after_close_citation=str(spec["repeat_after_close"]["citation"]),
-            extension_review=Limit.parse(spec["extension_review"]["limit"]),
-            extension_review_levels=tuple(Limit.parse(x) for x in spec["extension_review"]["levels"]),
-            extension_review_citation=str(spec["extension_review"]["citation"]),
+            extension_review=DeskClock.parse(spec["extension_review"]),
         )

@@ -114,10 +114,7 @@ class TicketState(State):
         for transition in self.transitions:
             if transition.at > moment:
                 break
-            if _resolves(transition):
-                resolved = True
-            elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
-                resolved = False
+            resolved = _resolved_after(resolved, transition)
         return resolved
 
     def resolved_spans(self) -> list[Span]:
@@ -132,10 +129,7 @@ class TicketState(State):
         latest: datetime | None = None
         for transition in self.transitions:
             latest = transition.at if latest is None or transition.at > latest else latest
-            if _resolves(transition):
-                resolved = True
-            elif transition.to_status in (Status.reopened, Status.returned, Status.dispatched):
-                resolved = False
+            resolved = _resolved_after(resolved, transition)
             if steps and steps[-1][0] == latest:
                 steps[-1] = (latest, resolved)
             else:
@@ -143,11 +137,18 @@ class TicketState(State):
         return spans_of(steps)
 
 
-def _resolves(transition: Transition) -> bool:
-    """办结, or the callback that archives it. The dispatch desk's close of a triaged ticket resolves nothing:
-    the ticket ends without a work order (answered on the line, or the caller told the proper channel)."""
-    return transition.to_status is Status.resolved or (transition.to_status is Status.closed
-                                                        and transition.action != "close")
+_UNRESOLVES = frozenset({Status.reopened, Status.returned, Status.dispatched})
+
+
+def _resolved_after(resolved: bool, transition: Transition) -> bool:
+    """Whether the ticket counts as resolved after ``transition``, given whether it did before: 办结, or the callback
+    that archives it, resolves it; a reopening, a return or a (re-)dispatch undoes that; any other step leaves it.
+    The dispatch desk's close of a triaged ticket resolves nothing: the ticket ends without a work order (answered
+    on the line, or the caller told the proper channel)."""
+    status = transition.to_status
+    if status is Status.resolved or (status is Status.closed and transition.action != "close"):
+        return True
+    return False if status in _UNRESOLVES else resolved
 
 
 Span = tuple[datetime, datetime | None]
