@@ -22,6 +22,7 @@ class UnitAction(StrEnum):
     extend = "extend"  # 延期: the unit asks for a later deadline
     review_extension = "review_extension"  # 延期审核: the dispatch desk approves or refuses the pending request
     callback = "callback"  # 回访
+    reopen = "reopen"  # 复核重办: the dispatch desk reopens a ticket closed after a satisfied callback, for its unit
 
 
 class UnitUpdate(Contract):
@@ -30,8 +31,8 @@ class UnitUpdate(Contract):
     ticket_id: str = Field(min_length=1, max_length=64)
     action: UnitAction
     unit: str = Field(min_length=1, max_length=64,
-                      description="who posts it: the unit holding the ticket; for callback and review_extension, "
-                                  "the jurisdiction's dispatch desk (its rulebook's triage_unit, e.g. 区城运中心)")
+                      description="who posts it: the unit holding the ticket; for callback, review_extension and "
+                                  "reopen, the jurisdiction's dispatch desk (its rulebook's triage_unit, e.g. 区城运中心)")
     occurred_at: EventTime
     reason: str | None = Field(default=None, max_length=1000)
     note: str | None = Field(default=None, max_length=2000)
@@ -49,6 +50,8 @@ class UnitUpdate(Contract):
             raise ValueError(f"new_due: an extension (延期) reaches at most {MAX_EXTENSION.days} days past occurred_at")
         if self.action is UnitAction.review_extension and self.approved is None:
             raise ValueError("approved: a review of an extension (延期审核) must say whether it is granted")
+        if self.action is UnitAction.reopen and not self.reason:
+            raise ValueError("reason: reopening a closed ticket (复核重办) must give a reason")
         if self.action is UnitAction.callback and self.satisfied is None:
             raise ValueError("satisfied: a callback (回访) must say whether the citizen is satisfied")
         return self

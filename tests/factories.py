@@ -43,8 +43,10 @@ def update(ticket: str, action: str, at: datetime, unit: str | None = None, **kw
         extra["satisfied"] = True
     if action == "review_extension":
         extra["approved"] = True
+    if action == "reopen":
+        extra["reason"] = "市民再次来电：问题又出现了"
     if unit is None:
-        unit = DESK if action in ("callback", "review_extension") else "区城管执法局"
+        unit = DESK if action in ("callback", "review_extension", "reopen") else "区城管执法局"
     return UnitUpdate(event_id=kw.pop("event_id", f"U{_n}"), ticket_id=ticket, action=action, unit=unit,
                       occurred_at=at, **{**extra, **kw})
 

@@ -3,7 +3,7 @@
 Each ticket opens by a work order or on the triage desk and then takes a random walk of unit updates:
 acknowledge, resolve, extend (also after the deadline, and refused ones), the desk's review of an extension
 (granted or not), return (then a re-dispatch to another unit or a dispute on the triage desk), callbacks satisfied
-and not, updates from the wrong unit, late updates dated before earlier ones, and now and then a dispatch dated
+and not, the desk reopening a closed ticket, updates from the wrong unit, late updates dated before earlier ones, and now and then a dispatch dated
 before the ticket opened. Whatever the lifecycle
 refuses is simply not applied, as in the workers.
 """
@@ -110,10 +110,12 @@ def _step(rules: SlaRules, rnd: random.Random, state: TicketState, ticket: str, 
         result = sla.on_triage(state, item)
         return result if isinstance(result, TicketState) else state
     action = rnd.choice(("acknowledge", "acknowledge", "resolve", "resolve", "extend", "review_extension", "return",
-                         "callback", "callback"))
+                         "callback", "callback", "reopen"))
+    if state.status is Status.closed and rnd.random() < 0.3:  # most closed tickets take no more updates
+        action = "reopen"
     unit = state.unit or rnd.choice(UNITS)
     extra: dict[str, Any] = {}
-    if action in ("review_extension", "callback"):  # the dispatch desk's work
+    if action in ("review_extension", "callback", "reopen"):  # the dispatch desk's work
         unit = rules.desks[facts["jurisdiction"]]
     if action == "review_extension":
         extra["approved"] = rnd.random() < 0.7
@@ -126,6 +128,8 @@ def _step(rules: SlaRules, rnd: random.Random, state: TicketState, ticket: str, 
     if action == "callback":
         extra["satisfied"] = rnd.random() < 0.6
         extra["reason"] = "不满意"
+    if action == "reopen":
+        extra["reason"] = "复核：问题又出现了"
     result = sla.on_update(state, update(ticket, action, at, unit=unit, **extra), rules)
     return result.state if isinstance(result, Applied) else state
 

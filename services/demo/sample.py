@@ -5,7 +5,8 @@ Texts come from ``templates.yaml``; the units that post updates are the ones the
 responsible (the generator asks the same router the service uses), so the updates fit the work orders.
 The sample also carries what real feeds carry: duplicates, broken lines, late acknowledgements, tickets
 nobody resolves, extensions (延期; the desk grants most and refuses some), returns and disputes, unsatisfied
-callbacks; and the desk's rulings on most triaged tickets and disputes (dispatch by the best candidate rule, or close
+callbacks, callers reporting a matter again after its ticket was closed (the desk reopens most of those tickets);
+and the desk's rulings on most triaged tickets and disputes (dispatch by the best candidate rule, or close
 when the matter is not the city's).
 """
 
@@ -48,6 +49,7 @@ class Sample:
     resent: int = 0  # lines a hotline system sent twice (the same event id): duplicates
     repeats: int = 0  # later reports of the same matter by someone else (candidates for 并单)
     repeats_after_close: int = 0  # ... of them, reports of a matter again after its ticket was closed
+    reopened: int = 0  # ... after which the dispatch desk reopened the ticket for its unit (复核重办)
     broken: int = 0  # deliberately broken event lines (blank, not JSON, missing fields, bad time)
     impossible_updates: int = 0  # deliberately impossible unit updates (unknown ticket and action)
     late_reviews: int = 0  # extension reviews (延期审核) the dispatch desk makes 1.5 to 3 days later than usual
@@ -56,7 +58,7 @@ class Sample:
         """How the event lines add up, e.g. '441 event lines = 400 reports + 10 sent twice + …'."""
         return (f"{len(self.events)} event lines = {self.reports} reports + {self.resent} sent twice + "
                 f"{self.repeats} repeat reports of the same matter ({self.repeats_after_close} of them after the "
-                f"ticket was closed) + {self.broken} broken lines; "
+                f"ticket was closed, {self.reopened} of those reopened by the desk) + {self.broken} broken lines; "
                 f"{len(self.updates)} unit updates ({self.impossible_updates} impossible, "
                 f"{self.late_reviews} reviews of an extension delayed by days); "
                 f"{len(self.rulings)} rulings of the dispatch desk")
@@ -129,6 +131,7 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
     # sample is what it would be without them
     again_rnd = random.Random(seed + 1)
     late_rnd = random.Random(seed + 2)  # extension reviews the desk makes late; likewise a stream of its own
+    reopen_rnd = random.Random(seed + 3)  # closed tickets the desk reopens after such a call; and again
 
     def story(event: IntakeEvent, unit: str, at: datetime, may_return: bool = True) -> datetime | None:
         """Add the units' updates of one ticket; the time of the return that left it disputed, if it did."""
@@ -142,9 +145,16 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
         closed = [when for when, u in timed if u["action"] == "callback" and u.get("satisfied")]
         # within the merge window (repeats.yaml: 72 h from the first report), so that the report joins the ticket
         if closed and closed[-1] <= event.occurred_at + timedelta(hours=60) and again_rnd.random() < 0.5:
-            timed_events.append(_called_again(event, closed[-1], again_rnd))
+            again_at, raw = _called_again(event, closed[-1], again_rnd)
+            timed_events.append((again_at, raw))
             sample.repeats += 1
             sample.repeats_after_close += 1
+            if reopen_rnd.random() < 0.75:  # the desk checks the call and reopens the ticket (复核重办)
+                resolver = next(u["unit"] for _, u in reversed(timed) if u["action"] == "resolve")
+                for when, update in _reopened(event, router, resolver, again_at, reopen_rnd):
+                    counter += 1
+                    timed_updates.append((when, _dumps({**update, "event_id": f"U{counter:06d}"})))
+                sample.reopened += 1
         return disputed
 
     def rule(event: IntakeEvent, at: datetime, **ruling: Any) -> datetime:
@@ -237,6 +247,22 @@ def _called_again(event: IntakeEvent, closed: datetime, rnd: random.Random) -> t
              "caller": {"name": rnd.choice(SURNAMES) + "先生",
                         "phone": f"18{rnd.randint(0, 9)}{rnd.randint(10_000_000, 99_999_999)}"}}
     return when, _dumps(again)
+
+
+def _reopened(event: IntakeEvent, router: Routes, unit: str, called: datetime,
+              rnd: random.Random) -> list[tuple[datetime, dict[str, Any]]]:
+    """The dispatch desk reopens a closed ticket after a caller reported the matter again at ``called``; the unit
+    that resolved it handles it again and the desk calls back."""
+    desk = router.triage_unit(event.jurisdiction.value)
+    reopen = called + timedelta(hours=rnd.uniform(1, 4))
+    resolve = reopen + timedelta(days=rnd.uniform(0.5, 3))
+    callback = resolve + timedelta(days=rnd.uniform(0.5, 1.5))
+    return [(when, {"ticket_id": event.event_id, "action": action, "unit": who, "occurred_at": when.isoformat(),
+                    **extra})
+            for when, action, who, extra in (
+                (reopen, "reopen", desk, {"reason": "回访复核：市民再次来电反映问题又出现"}),
+                (resolve, "resolve", unit, {"note": "重办完成"}),
+                (callback, "callback", desk, {"satisfied": True}))]
 
 
 def _desk_choice(decision: RoutingDecision) -> tuple[str, str] | None:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Limit, Policy
-from services.domain.tickets import Cycle, Status, TicketState, Transition
+from services.domain.tickets import SETTLES_EXTENSION, Cycle, Status, TicketState, Transition
 
 LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district", 3: "leadership"}
 
@@ -298,9 +298,7 @@ def _scheduled(state: TicketState, policy: Policy, calendar: WorkCalendar) -> tu
 
 
 _LEAVES_TRIAGE = frozenset({"dispatch", "close"})  # the desk's ruling: a work order, or closed without one
-# what settles a pending 延期: the desk's review; or the unit's 办结 or 退单, a re-dispatch, triage or the desk's close,
-# after which there is nothing left to extend
-_SETTLES_REQUEST = frozenset({"review_extension", "resolve", "return", "dispatch", "triage", "close"})
+_TAKES_BACK = frozenset({"dispatch", "reopen"})  # after closure or a redirect, the city works on the ticket again
 
 
 def triage_waits(state: TicketState) -> list[TriageWait]:
@@ -320,8 +318,8 @@ def extension_reviews(state: TicketState) -> list[ReviewWait]:
 
 def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClose], list[ReviewWait]]:
     """One pass over the history (in event-time order; at one instant the lifecycle's steps come before repeat
-    reports): the stays in triage, the repeat reports after the ticket was closed (closed is final) or while it was
-    redirected (until the desk dispatches it), and the extension requests' waits for review (one at a time: the
+    reports): the stays in triage, the repeat reports after the ticket was closed or while it was redirected (until
+    the desk reopens or dispatches it), and the extension requests' waits for review (one at a time: the
     lifecycle refuses a second while one is pending)."""
     waits: list[TriageWait] = []
     repeats: list[RepeatAfterClose] = []
@@ -338,7 +336,7 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
             continue
         if action == "extend":
             request = t
-        elif request is not None and action in _SETTLES_REQUEST:
+        elif request is not None and action in SETTLES_EXTENSION:
             reviews.append(ReviewWait(len(reviews) + 1, request.update_id, request.at, t.at))
             request = None
         if action == "triage" and start is None:
@@ -348,7 +346,7 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
             start = None
         if t.to_status is Status.closed or action == "redirect":
             ended = t
-        elif action == "dispatch":  # the desk dispatched a redirected ticket: the city handles it again
+        elif action in _TAKES_BACK:  # the desk dispatched or reopened the ticket: the city handles it again
             ended = None
     if start is not None:
         waits.append(TriageWait(len(waits) + 1, start, None, reason))

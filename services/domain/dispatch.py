@@ -46,6 +46,8 @@ class RouterTicket(BaseModel):
     redirected: bool = Field(default=False, description="handed to 110/119/120 with no work order; the desk may "
                                                         "still dispatch it (a false alarm, or a civic matter too)")
     rulings: list[str] = Field(default_factory=list, description="ids of the dispatch desk's rulings applied")
+    closed_at: datetime | None = Field(default=None, description="when the desk closed it without a work order (a "
+                                                                "close ruling); the desk may still dispatch it later")
     repeats: list[str] = Field(default_factory=list, description="event ids of merged repeat reports")
 
 
@@ -100,13 +102,13 @@ def _emit(ticket: RouterTicket, decision: RoutingDecision, router: Routes, at: d
         seq = ticket.dispatch_seq + 1
         order = _work_order(ticket, decision, seq, at)
         ticket = ticket.model_copy(update={"dispatch_seq": seq, "current_unit": decision.lead_unit, "in_triage": False,
-                                           "redirected": False,
+                                           "redirected": False, "closed_at": None,
                                            "tried_units": [*ticket.tried_units, decision.lead_unit]})
         return RouterOutput(ticket, decision, work_order=order)
     queue = router.triage_unit(str(ticket.event.jurisdiction))
-    ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None,
-                                       "redirected": decision.outcome == Outcome.redirect})
     decided_at = at if decision.outcome == Outcome.close else None
+    ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None,
+                                       "redirected": decision.outcome == Outcome.redirect, "closed_at": decided_at})
     return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue, decided_at))
 
 
@@ -158,21 +160,29 @@ def on_ruling(ticket: RouterTicket, ruling: Ruling, router: Routes) -> RouterOut
     it names, if another), or close it without a work order. A ruling is binding: the unit it names may be one
     that returned the ticket before. The desk may also dispatch a ticket the emergency screen redirected to
     110/119/120 (a keyword is not proof: "最近小偷很多" under a street-lamp complaint), which would otherwise have no
-    owner. A ticket not waiting for the desk (dispatched, closed, already ruled on) is refused, so a late or
+    owner; and reopen a ticket it closed itself by dispatching it (复核: the caller reports the matter again), at or
+    after the close. A ticket not waiting for the desk (dispatched, already ruled on) is refused, so a late or
     repeated ruling cannot take a ticket from the unit working on it. Nor can a ruling dated before the ticket
-    opened: the replay, in event time, would not know the ticket yet."""
+    opened: the replay, in event time, would not know the ticket yet. (A ticket closed after a satisfied callback
+    is held by its unit here; the desk reopens it on the updates topic, ``reopen``.)"""
     if ruling.ruling_id in ticket.rulings:
         return RouterOutput(ticket, duplicate=True)
     if ruling.occurred_at < ticket.event.occurred_at:
         return Rejection("unknown_ticket", "ticket_id",
                          f"ticket_id: ticket {ticket.event.event_id!r} opened at "
                          f"{ticket.event.occurred_at.isoformat()}, after the ruling's time")
-    if not (ticket.in_triage or (ticket.redirected and ruling.action is RulingAction.dispatch)):
+    reopens = ticket.closed_at is not None and ruling.action is RulingAction.dispatch
+    if not (ticket.in_triage or (ticket.redirected and ruling.action is RulingAction.dispatch) or reopens):
         where = (f"is held by {ticket.current_unit}" if ticket.current_unit else
-                 "was redirected: the desk may dispatch it, not close it" if ticket.redirected else "was closed")
+                 "was redirected: the desk may dispatch it, not close it" if ticket.redirected else
+                 "was closed: the desk may dispatch it, not close it again" if ticket.closed_at else "was closed")
         return Rejection("not_in_triage", "ticket_id",
                          f"ticket_id: ticket {ticket.event.event_id!r} is not waiting for the dispatch desk "
                          f"(it {where})")
+    if reopens and ticket.closed_at is not None and ruling.occurred_at < ticket.closed_at:
+        return Rejection("out_of_order", "occurred_at",
+                         f"occurred_at: the ruling at {ruling.occurred_at.isoformat()} is earlier than the desk's "
+                         f"close of the ticket at {ticket.closed_at.isoformat()}; a dispatch reopens it only after")
     decision = router.rule_on(ticket.event, ruling)
     if isinstance(decision, Rejection):
         return decision

@@ -1,4 +1,5 @@
-"""The work-order lifecycle: 派单 → 签收 → 办结 → 回访, with 退单, 延期 and 重办.
+"""The work-order lifecycle: 派单 → 签收 → 办结 → 回访, with 退单, 延期 and 重办 (after an unsatisfied callback, or
+the dispatch desk's reopening of a closed ticket).
 
 Pure functions over ``TicketState``: each returns a new state (the input is never mutated) or a
 ``Rejection`` naming why the update cannot apply. Nothing here raises on bad input from a unit.
@@ -12,8 +13,8 @@ from datetime import datetime
 from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
-from services.domain.tickets import (OPEN_FOR_UNIT, Cycle, DueSegment, ExtensionRequest, Status, TicketState,
-                                     Transition)
+from services.domain.tickets import (OPEN_FOR_UNIT, SETTLES_EXTENSION, Cycle, DueSegment, ExtensionRequest, Status,
+                                     TicketState, Transition)
 from services.domain.validation import Rejection, unknown_ticket
 
 
@@ -41,7 +42,8 @@ KEEPS_STATUS = frozenset({"repeat", "extend", "review_extension"})
 _TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds the ticket after these
 # What the dispatch desk (the hotline's own staff) posts on the updates topic, not the unit holding the ticket
 _DESK_WORK = {UnitAction.callback: "a callback (回访)",
-              UnitAction.review_extension: "the review of an extension (延期审核)"}
+              UnitAction.review_extension: "the review of an extension (延期审核)",
+              UnitAction.reopen: "reopening a closed ticket (复核重办)"}
 DESK_ACTIONS = frozenset(_DESK_WORK)
 # What the units (and the dispatch desk) do; the rest of the history is recorded by the service itself
 # (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
@@ -162,7 +164,8 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     cycle = state.cycle
     if state.status in (Status.triage, Status.redirected) or cycle is None:
         return Rejection("invalid_transition", "action",
-                         f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible")
+                         f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible"
+                         + (_BY_RULING if update.action is UnitAction.reopen and state.status is Status.closed else ""))
     if update.action in DESK_ACTIONS:
         if update.unit != desk:
             return Rejection("not_the_desk", "unit", f"{_DESK_WORK[update.action]} is the dispatch desk's of "
@@ -196,6 +199,10 @@ def _latest_unit_step(state: TicketState) -> Transition | None:
     return latest
 
 
+# a ticket the desk closed without a work order (or after an ownership dispute) has no unit to reopen it for
+_BY_RULING = "; the dispatch desk reopens a ticket it closed itself with a dispatch ruling (rulings topic)"
+
+
 def _illegal(state: TicketState, update: UnitUpdate) -> Rejection:
     return Rejection("invalid_transition", "action",
                      f"{update.action.value} is not possible while the ticket is {state.status.value}")
@@ -213,7 +220,7 @@ def _acknowledge(state, cycle, update, policy, calendar):  # type: ignore[no-unt
 def _return(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
     if state.status not in (Status.dispatched, Status.acknowledged):
         return _illegal(state, update)
-    cycles = [*state.cycles[:-1], cycle.model_copy(update={"ended_at": update.occurred_at})]
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"ended_at": update.occurred_at, "extension_request": None})]
     transition = _transition(state, update.event_id, "return", Status.returned, update.unit, update.occurred_at,
                              reason=update.reason, note=update.note)
     return Applied(_with(state, transition, cycles=cycles, returns=state.returns + 1), transition, redispatch=True)
@@ -222,7 +229,9 @@ def _return(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-
 def _resolve(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
     if state.status not in OPEN_FOR_UNIT:
         return _illegal(state, update)
-    cycles = [*state.cycles[:-1], cycle.model_copy(update={"resolved_at": update.occurred_at})]
+    # a 延期 still waiting for review lapses: there is nothing left to extend (a later review is recorded as moot)
+    cycles = [*state.cycles[:-1], cycle.model_copy(update={"resolved_at": update.occurred_at,
+                                                           "extension_request": None})]
     transition = _transition(state, update.event_id, "resolve", Status.resolved, update.unit, update.occurred_at,
                              note=update.note)
     return Applied(_with(state, transition, cycles=cycles), transition)
@@ -258,11 +267,20 @@ def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[n
     Either way the request is settled. A grant does not rewrite the past: what was due before it (a warning, an
     overdue level while the desk took its time) stays due, so an escalation already sent remains right, and the
     streaming SLA worker, which may have swept past the old deadline before the review reaches it, and the replay
-    agree."""
-    if state.status not in OPEN_FOR_UNIT:
-        return _illegal(state, update)
-    request = cycle.extension_request
+    agree. A review of a request that lapsed first (the unit resolved or returned the ticket, or it was
+    re-dispatched) crossed it on the way: it is recorded, as moot, and changes nothing."""
+    request = cycle.extension_request if state.status in OPEN_FOR_UNIT else None
     if request is None:
+        lapsed = _lapsed_request(state)
+        if lapsed is not None:
+            asked, settled = lapsed
+            transition = _transition(state, update.event_id, "review_extension", state.status, update.unit,
+                                     update.occurred_at, reason=update.reason,
+                                     note=f"moot: {asked.update_id} lapsed at {settled.at.isoformat()} "
+                                          f"({settled.action}) before the review")
+            return Applied(_with(state, transition), transition)
+        if state.status not in OPEN_FOR_UNIT:
+            return _illegal(state, update)
         return Rejection("no_extension_request", "action",
                          f"{cycle.unit!r} has no extension (延期) waiting for review on this ticket")
     current = cycle.resolve_due_at(update.occurred_at)
@@ -278,6 +296,21 @@ def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[n
     return Applied(_with(state, transition, cycles=cycles), transition)
 
 
+def _lapsed_request(state: TicketState) -> tuple[Transition, Transition] | None:
+    """The ticket's latest extension request and the step that settled it, when that step was not the desk's review
+    (the unit's 办结 or 退单, a re-dispatch, triage, the desk's close) and no review of it has been recorded since."""
+    request: Transition | None = None
+    settled: Transition | None = None
+    for t in state.transitions:
+        if t.action == "extend":
+            request, settled = t, None
+        elif request is not None and t.action == "review_extension":
+            request = None
+        elif request is not None and settled is None and t.action in SETTLES_EXTENSION:
+            settled = t
+    return (request, settled) if request is not None and settled is not None else None
+
+
 def _callback(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
     if state.status is not Status.resolved:
         return _illegal(state, update)
@@ -285,11 +318,27 @@ def _callback(state, cycle, update, policy, calendar):  # type: ignore[no-untype
         transition = _transition(state, update.event_id, "callback", Status.closed, update.unit, update.occurred_at,
                                  note=update.note)
         return Applied(_with(state, transition), transition)
+    return _rehandle(state, cycle, update, policy, calendar)
+
+
+def _reopen(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    """The desk's 复核重办: a ticket closed after a satisfied callback goes back to the unit that resolved it, on the
+    re-handling clock, as after an unsatisfied callback (a repeat report of the matter, a review of the callback)."""
+    if state.status is not Status.closed:
+        return _illegal(state, update)
+    if cycle.resolved_at is None or cycle.ended_at is not None:  # closed by the desk after a dispute, not a callback
+        return Rejection("invalid_transition", "action", f"ticket was closed by the dispatch desk without a unit's "
+                                                         f"办结; reopen is not possible{_BY_RULING}")
+    return _rehandle(state, cycle, update, policy, calendar)
+
+
+def _rehandle(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
+    """重办: the cycle ends and a re-handling cycle for its unit starts at the desk's step (no 签收 clock)."""
     ended = [*state.cycles[:-1], cycle.model_copy(update={"ended_at": update.occurred_at})]
     fresh = new_cycle(len(ended) + 1, state.dispatch_seq, "reopen", cycle.unit, update.occurred_at, policy, calendar,
                       with_ack=False)
-    transition = _transition(state, update.event_id, "callback", Status.reopened, update.unit, update.occurred_at,
-                             reason=update.reason, note=update.note)
+    transition = _transition(state, update.event_id, update.action.value, Status.reopened, update.unit,
+                             update.occurred_at, reason=update.reason, note=update.note)
     return Applied(_with(state, transition, cycles=[*ended, fresh], reopens=state.reopens + 1), transition)
 
 
@@ -300,6 +349,7 @@ _HANDLERS = {
     UnitAction.extend: _extend,
     UnitAction.review_extension: _review_extension,
     UnitAction.callback: _callback,
+    UnitAction.reopen: _reopen,
 }
 
 

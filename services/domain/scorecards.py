@@ -7,7 +7,7 @@
 | satisfaction | 满意率 | satisfied callbacks / callbacks |
 | on_time | 按时办结率 | resolved by the deadline in force / resolved |
 | return | 回退率 | returns (退单) / dispatches |
-| rehandle | 重办率 | reopened after an unsatisfied callback / resolved |
+| rehandle | 重办率 | reopened (an unsatisfied callback, or the desk's 复核重办 of a closed ticket) / resolved |
 
 ``compute`` walks ticket states: the reference, and what the replay uses. The SLA worker instead stores each
 ticket's ``unit_facts`` when it saves the ticket (one row per cycle, return, callback and open ticket, plus the
@@ -105,6 +105,10 @@ def compute(tickets: Iterable[TicketState], now: datetime) -> list[UnitScore]:
                     s.callbacks += 1
                     s.satisfied += t.to_status is Status.closed
                     s.reopened += t.to_status is Status.reopened
+            elif t.action == "reopen":
+                holder = _holder(ticket, t.at)
+                if holder is not None:
+                    score(ticket.jurisdiction, holder).reopened += 1
         if ticket.status in OPEN_FOR_UNIT and ticket.unit and ticket.cycle is not None:
             s = score(ticket.jurisdiction, ticket.unit)
             s.open += 1
@@ -123,7 +127,7 @@ def _holder(ticket: TicketState, moment: datetime) -> str | None:
 
 # --- facts stored per ticket, counted at any instant -------------------------------------------------------------
 
-FactKind = Literal["cycle", "return", "callback", "open", "resolve_judged", "overdue"]
+FactKind = Literal["cycle", "return", "callback", "reopen", "open", "resolve_judged", "overdue"]
 _MICROSECOND = timedelta(microseconds=1)  # the resolution of datetime and of PostgreSQL's timestamptz
 
 
@@ -164,6 +168,10 @@ def unit_facts(ticket: TicketState) -> list[UnitFact]:
             if holder is not None:
                 facts.append(UnitFact("callback", j, holder, t.at, satisfied=t.to_status is Status.closed,
                                       reopened=t.to_status is Status.reopened))
+        elif t.action == "reopen":
+            holder = _holder(ticket, t.at)
+            if holder is not None:
+                facts.append(UnitFact("reopen", j, holder, t.at, reopened=True))
     if ticket.status in OPEN_FOR_UNIT and ticket.unit and ticket.cycle is not None:
         facts.append(UnitFact("open", j, ticket.unit, None))
         facts.extend(UnitFact("overdue", j, ticket.unit, start, end) for start, end in _overdue(ticket.cycle))
@@ -258,6 +266,8 @@ def tally(facts: Iterable[UnitFact], now: datetime) -> list[UnitScore]:
             s.callbacks += 1
             s.satisfied += f.satisfied
             s.reopened += f.reopened
+        elif f.kind == "reopen":
+            s.reopened += 1
         elif f.kind == "open":
             s.open += 1
         elif f.kind == "overdue":

@@ -74,12 +74,14 @@ def may_be_early(state: TicketState | None, rejection: Rejection) -> bool:
     """Could the message that makes this input apply still be on its way? The ticket is not known yet (its work
     order or triage item travels on another topic, or a crashed router's relay sends it late), a returned
     ticket's next unit answers a re-dispatch not seen yet, or a unit answers the work order of the dispatch desk's
-    ruling on a triaged or redirected ticket before that work order is seen. Such an input is held, not
-    dead-lettered at once."""
+    ruling on a triaged, redirected or desk-closed ticket before that work order is seen. Such an input is held,
+    not dead-lettered at once."""
     if state is None:
         return rejection.reason == "unknown_ticket"
     if state.status in (Status.triage, Status.redirected):
         return rejection.reason == "invalid_transition"
+    if state.status is Status.closed and state.unit is None:  # closed by the desk: its dispatch ruling may reopen it
+        return rejection.reason in ("invalid_transition", "unit_mismatch")
     return rejection.reason == "unit_mismatch" and state.status is Status.returned
 
 

@@ -21,6 +21,9 @@ class Status(StrEnum):
 
 
 OPEN_FOR_UNIT = frozenset({Status.dispatched, Status.acknowledged, Status.reopened})
+# The steps that settle a pending 延期: the desk's review; or the unit's 办结 or 退单, a re-dispatch, triage or the
+# desk's close, after which there is nothing left to extend (the request lapses)
+SETTLES_EXTENSION = frozenset({"review_extension", "resolve", "return", "dispatch", "triage", "close"})
 
 
 class State(BaseModel):

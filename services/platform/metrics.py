@@ -97,7 +97,7 @@ class Metrics:
                 ("satisfaction", "满意率: callbacks satisfied"),
                 ("on_time", "按时办结率: resolutions by the deadline in force"),
                 ("return", "回退率: dispatches returned (退单)"),
-                ("rehandle", "重办率: resolutions reopened after an unsatisfied callback"),
+                ("rehandle", "重办率: resolutions reopened (unsatisfied callback, or the desk reopening a closed ticket)"),
             )
         }
         self.consumer_lag = Gauge("hotline_consumer_lag_messages", "Messages not yet processed by this worker",

@@ -52,7 +52,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n["triage"], p, "ticket_id", "TriageItem: triage queue and 110/119/120 redirect records", "router",
                   "sla, the 城运中心 dispatch desk"),
         TopicSpec(n["updates"], p, "ticket_id",
-                  "UnitUpdate: acknowledge, return, resolve, extend; the desk's callback (回访) and review_extension",
+                  "UnitUpdate: acknowledge, return, resolve, extend; the desk's callback (回访), review_extension and reopen",
                   "units, the dispatch desk", "sla"),
         TopicSpec(n["returns"], p, "ticket_id", "UnitUpdate (action=return) accepted by the lifecycle", "sla", "router"),
         TopicSpec(n["rulings"], p, "ticket_id", "Ruling: the dispatch desk dispatches or closes a triaged ticket",

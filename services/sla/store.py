@@ -320,7 +320,7 @@ UNIT_SCORES = """SELECT jurisdiction, unit,
               count(*) FILTER (WHERE kind = 'callback') AS callbacks,
               count(*) FILTER (WHERE kind = 'callback' AND satisfied) AS satisfied,
               count(*) FILTER (WHERE kind = 'return') AS returns,
-              count(*) FILTER (WHERE kind = 'callback' AND reopened) AS reopened,
+              count(*) FILTER (WHERE kind IN ('callback', 'reopen') AND reopened) AS reopened,
               count(*) FILTER (WHERE kind = 'open') AS open,
               count(*) FILTER (WHERE kind = 'overdue' AND (counts_until IS NULL OR counts_until > $1)) AS overdue
        FROM unit_facts

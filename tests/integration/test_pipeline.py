@@ -235,6 +235,8 @@ def test_streaming_ticket_states_and_merges_equal_replay(world) -> None:  # type
                             key=lambda r: r["event_id"])
     assert merged and offline.summary["merged"] == len(merged)
     assert any(s["repeats"] > 0 for s in streamed.values())
+    # the desk's reopening of a closed ticket (复核重办) came through the updates topic as in the replay
+    assert any(t["action"] == "reopen" for s in streamed.values() for t in s["transitions"])
     audit = {}
     for r in _db(running, "SELECT ticket_id, update_id, seq, from_status, to_status FROM transitions"):
         audit.setdefault(r["ticket_id"], set()).add((r["update_id"], r["seq"], r["from_status"], r["to_status"]))

@@ -96,3 +96,38 @@ def test_no_request_no_review_clock(rules) -> None:  # type: ignore[no-untyped-d
     state: Any = sla.on_work_order(None, work_order("T2", DISPATCHED), rules)
     assert deadlines.extension_reviews(state) == []
     assert all(e.kind is not REVIEW for e in sla.sweep(state, cst("2025-07-30 12:00"), rules)[1])
+
+
+def test_a_review_that_crosses_the_units_resolution_is_recorded_as_moot(rules) -> None:  # type: ignore[no-untyped-def]
+    """Was: the unit resolved while its 延期 waited, the request stayed on the cycle and the desk's review, sent
+    before it saw the 办结, was dead-lettered as an invalid transition. Now the request lapses at the 办结 and the
+    review is kept in the history as moot: nothing granted or refused, no dead letter."""
+    state = _asked(cst("2025-06-10 10:00"), rules)
+    resolved = _apply(state, update("T1", "resolve", cst("2025-06-10 15:00")), rules=rules)
+    assert resolved.cycle is not None and resolved.cycle.extension_request is None
+    result = sla.on_update(resolved, review("T1", cst("2025-06-10 16:00")), rules)
+    assert isinstance(result, lifecycle.Applied)
+    after = result.state
+    assert after.status is resolved.status and after.cycle == resolved.cycle  # the deadline did not move
+    assert result.transition.action == "review_extension" and result.transition.unit == DESK
+    assert result.transition.note == f"moot: X1 lapsed at {cst('2025-06-10 15:00').isoformat()} (resolve) before the review"
+    assert deadlines.extension_reviews(after) == [deadlines.ReviewWait(1, "X1", cst("2025-06-10 10:00"),
+                                                                       cst("2025-06-10 15:00"))]
+    # the request is answered: another review of it is refused, and the callback still closes the ticket
+    again = sla.on_update(after, review("T1", cst("2025-06-10 17:00")), rules)
+    assert isinstance(again, lifecycle.Rejection) and again.reason == "invalid_transition"
+    assert _apply(after, update("T1", "callback", cst("2025-06-11 09:00")), rules=rules).status.value == "closed"
+
+
+def test_a_review_after_the_unit_returned_the_ticket_is_moot_too(rules) -> None:  # type: ignore[no-untyped-def]
+    state = _asked(cst("2025-06-10 10:00"), rules)
+    returned = _apply(state, update("T1", "return", cst("2025-06-10 11:00")), rules=rules)
+    assert returned.cycle is not None and returned.cycle.extension_request is None
+    result = sla.on_update(returned, review("T1", cst("2025-06-10 12:00"), approved=False), rules)
+    assert isinstance(result, lifecycle.Applied) and result.state.status.value == "returned"
+    assert result.transition.note is not None and "(return)" in result.transition.note
+    # the next unit's cycle has no request of its own: a review there finds nothing to review or to record
+    order = work_order("T1", DISPATCHED, unit="区房管局", seq=2, dispatched_at=cst("2025-06-10 13:00"))
+    redispatched: Any = sla.on_work_order(result.state, order, rules)
+    refused = sla.on_update(redispatched, review("T1", cst("2025-06-10 14:00")), rules)
+    assert isinstance(refused, lifecycle.Rejection) and refused.reason == "no_extension_request"

@@ -186,11 +186,21 @@ def test_an_update_for_a_triaged_ticket_is_held_for_the_rulings_work_order(route
     dispatched = sla.on_work_order(state, ruled.work_order, rules)  # type: ignore[arg-type]
     applied = sla.on_update(dispatched, ack, rules)  # type: ignore[arg-type]
     assert isinstance(applied, lifecycle.Applied) and applied.state.status.value == "acknowledged"
-    # a closed ticket is not waiting for anything: the same answer is refused at once
+    # a ticket the desk closed may be reopened by its dispatch ruling: the same answer waits for that work order too
     closed = sla.on_triage(state, dispatch.on_ruling(  # type: ignore[union-attr, arg-type]
         out.ticket, _ruling(action="close", rule_id=None, ruling_id="R9"), router).triage)
     refused = sla.on_update(closed, ack, rules)  # type: ignore[arg-type]
-    assert isinstance(refused, Rejection) and not sla.may_be_early(closed, refused)  # type: ignore[arg-type]
+    assert isinstance(refused, Rejection) and sla.may_be_early(closed, refused)  # type: ignore[arg-type]
+    # a ticket closed after a satisfied callback is not waiting for anything: a unit's stray answer is refused at once
+    done = applied.state
+    for step in (update("QP-1", "resolve", cst("2025-06-10 12:00"), unit="区建管委"),
+                 update("QP-1", "callback", cst("2025-06-11 09:00"), unit=DESK, satisfied=True)):
+        result = sla.on_update(done, step, rules)
+        assert isinstance(result, lifecycle.Applied)
+        done = result.state
+    late_ack = update("QP-1", "acknowledge", cst("2025-06-11 10:00"), unit="区建管委", event_id="U-LATE")
+    refused = sla.on_update(done, late_ack, rules)
+    assert isinstance(refused, Rejection) and not sla.may_be_early(done, refused)
 
 
 def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, rules) -> None:  # type: ignore[no-untyped-def]
