@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from schemas.common import Citation, Contract, Jurisdiction
+from schemas.common import Citation, Contract, Jurisdiction, Urgency
 
 
 class Outcome(StrEnum):
@@ -42,5 +42,10 @@ class RoutingDecision(Contract):
     runner_up: Candidate | None = None
     candidates: list[Candidate] = Field(default_factory=list)
     citations: list[Citation] = Field(default_factory=list)
+    urgency: Urgency | None = Field(default=None, description=(
+        "urgent when the report's words show a risk to life or property in progress that the sender did not mark "
+        "urgent (the rulebooks' urgent screen: 电梯困人, a missing manhole cover, …); the work order and triage item "
+        "then carry it. None: the sender's urgency stands"))
+    urgent_terms: list[str] = Field(default_factory=list, description="the words that made it urgent")
     explanation: str
     rulebook_version: str = Field(description="Content hash of the rulebook that decided")

@@ -82,7 +82,8 @@ def _work_order(ticket: RouterTicket, decision: RoutingDecision, seq: int, at: d
     assert decision.lead_unit is not None and decision.category is not None
     return WorkOrder(
         work_order_id=f"{event.event_id}#{seq}", ticket_id=event.event_id, dispatch_seq=seq,
-        jurisdiction=event.jurisdiction, source=event.source, category=decision.category, urgency=event.urgency,
+        jurisdiction=event.jurisdiction, source=event.source, category=decision.category,
+        urgency=decision.urgency or event.urgency,
         lead_unit=decision.lead_unit, cooperating_units=decision.cooperating_units,
         territorial_unit=decision.territorial_unit, previous_units=list(ticket.tried_units), content=event.content,
         address=event.address, caller=event.caller, campaigns=event.campaigns, opened_at=event.occurred_at,
@@ -92,7 +93,7 @@ def _work_order(ticket: RouterTicket, decision: RoutingDecision, seq: int, at: d
 def _triage_item(event: IntakeEvent, decision: RoutingDecision, queue: str,
                  decided_at: datetime | None = None) -> TriageItem:
     return TriageItem(ticket_id=event.event_id, jurisdiction=event.jurisdiction, source=event.source,
-                      urgency=event.urgency, campaigns=event.campaigns, opened_at=event.occurred_at,
+                      urgency=decision.urgency or event.urgency, campaigns=event.campaigns, opened_at=event.occurred_at,
                       content=event.content, address=event.address, queue=queue, decision=decision,
                       decided_at=decided_at)
 

@@ -142,7 +142,7 @@ def test_citations_point_at_plan_text(router: Router) -> None:
             quotes_in(rule.citation.clause, rule.citation.file, rule.id)
             quotes_in(rule.note or "", rule.citation.file, rule.id)
     common = router.library.common
-    for name in ("emergency_citation", "out_of_scope_citation", "triage_citation"):
+    for name in ("emergency_citation", "out_of_scope_citation", "triage_citation", "urgent_citation"):
         citation = getattr(common, name)
         check_citation(citation.clause, f"common.yaml {name}", citation.file)
 

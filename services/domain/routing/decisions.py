@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schemas.common import Urgency
 from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, Outcome, RoutingDecision
 from schemas.rulings import Ruling
@@ -21,12 +22,14 @@ class DecisionBuilder:
         common: Common,
         version: str,
         territory: TerritoryMatch | None,
+        urgent: tuple[str, ...] = (),
     ) -> None:
         self._event = event
         self._book = book
         self._common = common
         self._version = version
         self._territory = territory
+        self._urgent = urgent  # words of a risk to life or property the sender did not mark urgent
 
     def _territory_phrase(self) -> str:
         t = self._territory
@@ -38,6 +41,12 @@ class DecisionBuilder:
         return round(score / (score + self._common.scoring.strength_k), 4)
 
     def _base(self, **fields: object) -> RoutingDecision:
+        if self._urgent:  # raised to urgent: said, and cited, after the ownership reasons
+            terms = "、".join(self._urgent)
+            fields["explanation"] = (f"{fields['explanation']}诉求含危及人身财产安全的用语「{terms}」"
+                                     f"（common.urgent），按紧急诉求办理。")
+            fields["citations"] = [*fields["citations"], self._common.urgent_citation]  # type: ignore[misc]
+            fields.update(urgency=Urgency.urgent, urgent_terms=list(self._urgent))
         return RoutingDecision(
             event_id=self._event.event_id,
             jurisdiction=self._event.jurisdiction,

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     emergency = "emergency"  # ref: redirect number
     not_emergency = "not_emergency"  # ref: ""
     out_of_scope = "out_of_scope"  # ref: reason
+    urgent = "urgent"  # ref: ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.common import Source
+from schemas.common import Source, Urgency
 from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, RoutingDecision
 from schemas.rulings import Ruling, RulingAction
@@ -37,6 +37,8 @@ class Router:
     def __init__(self, library: Library) -> None:
         self._lib = library
         self._screener = Screener(library.common)
+        # an automaton of its own: its phrases ("电梯困人") must not hide the ownership phrases inside them ("电梯")
+        self._urgent_index = PhraseIndex((t.term, Entry(Kind.urgent, "", 0.0)) for t in library.common.urgent.terms)
         self._compiled = {j: self._compile(book) for j, book in library.books.items()}
 
     @classmethod
@@ -112,11 +114,10 @@ class Router:
         all_hits = comp.index.scan(event.content)
         hits = drop_dominated(all_hits)  # a veto phrase counts even inside a longer matched phrase
         territory = comp.territories.resolve(event.address, event.content)
-        out = DecisionBuilder(event, comp.book, common, self.version, territory)
-
         emergency = self._screener.emergency(event.content, hits)
         if emergency is not None:
-            return out.redirect(emergency)
+            return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
+        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
 
         scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring,
                              veto_hits=all_hits, index=comp.rule_index)
@@ -153,7 +154,7 @@ class Router:
             return Rejection("not_the_desk", "desk", f"desk: {ruling.desk!r} does not hold the triage queue of "
                                                      f"{event.jurisdiction} (its queue is {comp.book.triage_unit!r})")
         territory = comp.territories.resolve(event.address, event.content)
-        out = DecisionBuilder(event, comp.book, self._lib.common, self.version, territory)
+        out = DecisionBuilder(event, comp.book, self._lib.common, self.version, territory, self._urgent(event))
         if ruling.action is RulingAction.close:
             return out.ruled(ruling)
         rule = next((r for r in comp.rules if r.id == ruling.rule_id), None)
@@ -168,6 +169,12 @@ class Router:
             return Rejection("unknown_unit", "lead_unit", f"lead_unit: {lead!r} is not a unit or 街镇 of "
                                                           f"{event.jurisdiction}")
         return out.ruled(ruling, rule, lead, overridden=lead != own)
+
+    def _urgent(self, event: IntakeEvent) -> tuple[str, ...]:
+        """The words that make the ticket urgent, when its sender did not mark it so."""
+        if event.urgency is Urgency.urgent:
+            return ()
+        return self._screener.urgent(event.content, self._urgent_index.scan_dominant(event.content))
 
     @staticmethod
     def _lead(rule: Rule, territory: str | None) -> str | None:

@@ -111,6 +111,16 @@ class OutOfScope(_Model):
     _norm = field_validator("terms", mode="before")(_terms)
 
 
+class UrgentScreen(_Model):
+    """Words of a risk to life or property in progress that is not an emergency to redirect: the router raises
+    the ticket to urgent when the sender did not (hedged words do not count, as for emergencies)."""
+
+    name: str
+    terms: list[Term]
+
+    _norm = field_validator("terms", mode="before")(_terms)
+
+
 class Scoring(_Model):
     length_weights: dict[int, float]
     max_weight: float
@@ -130,9 +140,11 @@ class Common(_Model):
     hedge_window_before: int
     hedge_window_after: int
     out_of_scope: list[OutOfScope]
+    urgent: UrgentScreen
     emergency_citation: Citation
     out_of_scope_citation: Citation
     triage_citation: Citation
+    urgent_citation: Citation
 
     _norm = field_validator("not_emergency", mode="before")(_terms)
 

@@ -1,4 +1,5 @@
-"""Screens run before ownership scoring: emergencies in progress (110/119/120) and out-of-scope matters."""
+"""Screens run before ownership scoring: emergencies in progress (110/119/120), out-of-scope matters, and risks
+to life or property that make a ticket urgent."""
 
 from __future__ import annotations
 
@@ -51,6 +52,18 @@ class Screener:
         # highest score wins; on a tie, the channel whose word appears first in the text
         best = max(scores, key=lambda ref: scores[ref])
         return Emergency(redirect_to=best, terms=tuple(terms[best]), score=scores[best])
+
+    def urgent(self, text: str, hits: list[Hit]) -> tuple[str, ...]:
+        """The un-hedged words of a risk to life or property in progress ("电梯困人", "井盖不见了"), in reading
+        order; empty when there are none ("电梯经常困人" is a complaint about a lift, not someone trapped now)."""
+        terms: list[str] = []
+        norm: str | None = None
+        for hit in hits:
+            if any(entry.kind is Kind.urgent for entry in hit.entries) and hit.term not in terms:
+                norm = normalise(text) if norm is None else norm
+                if not self._hedged(norm, hit):
+                    terms.append(hit.term)
+        return tuple(terms)
 
     @staticmethod
     def out_of_scope(hits: list[Hit]) -> OutOfScopeFinding | None:
