@@ -41,9 +41,11 @@ CHANNELS: list[tuple[str, str, tuple[str, ...], str, str]] = [
      "Triage queue, 110/119/120 redirect records and the tickets the dispatch desk closed; repeat reports of tickets "
      "never dispatched (same partition as the ticket's triage item, so the SLA service sees the ticket first)."),
     ("rulings", "hotline.rulings", ("ruling",), "receive",
-     "The dispatch desk's rulings on triaged tickets: dispatch by a rule of the rulebook, or close."),
+     "The dispatch desk's rulings on triaged tickets: dispatch by a rule of the rulebook, or close; a dispatch also "
+     "reopens a ticket the desk closed, or gives a redirected one its owner."),
     ("unitUpdates", "hotline.updates", ("unit_update",), "receive",
-     "Status posted back by units; the dispatch desk's reviews of their extensions (延期审核)."),
+     "Status posted back by units; the dispatch desk's callbacks (回访), reviews of their extensions (延期审核) and "
+     "reopenings of closed tickets (复核重办)."),
     ("returns", "hotline.returns", ("unit_update",), "send", "Returns (退单) accepted by the lifecycle, for the router."),
     ("escalations", "hotline.escalations", ("escalation",), "send", "Warnings, breaches, disputes, campaign alarms."),
     ("deadLetters", "hotline.deadletter", ("dead_letter",), "send", "Rejected input with reason and masked original."),

@@ -108,8 +108,10 @@ def _emit(ticket: RouterTicket, decision: RoutingDecision, router: Routes, at: d
         return RouterOutput(ticket, decision, work_order=order)
     queue = router.triage_unit(str(ticket.event.jurisdiction))
     decided_at = at if decision.outcome == Outcome.close else None
+    # the SLA service records a close no earlier than the return that disputed the ticket: so does the router
+    closed_at = max([at, *(datetime.fromisoformat(r["at"]) for r in ticket.returns)]) if decided_at else None
     ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None,
-                                       "redirected": decision.outcome == Outcome.redirect, "closed_at": decided_at})
+                                       "redirected": decision.outcome == Outcome.redirect, "closed_at": closed_at})
     return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue, decided_at))
 
 

@@ -112,15 +112,24 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
                    campaigns: list[str], opened_at: datetime, decided_at: datetime | None = None) -> TicketState | Duplicate:
     """Record a triage, redirect or close decision (no work order, so no unit clocks). A returned ticket the router
     hands to triage (an ownership dispute) moves to triage; a ticket in triage the dispatch desk closes (at
-    ``decided_at``) is closed; anything else already known is a redelivery."""
+    ``decided_at``) is closed; anything else already known is a redelivery. The desk may reopen a ticket it closed
+    by a dispatch ruling, whose work order can reach the SLA service before the close (Kafka does not order two
+    topics): the close then takes its place in the history before that dispatch, as in the replay."""
     if state is not None and decision.outcome == "close":
-        if state.status is not Status.triage:
+        ruled = decided_at or opened_at
+        update_id = f"close:{decision.event_id}@{ruled.isoformat()}"  # a ticket may be closed, reopened, closed again
+        if update_id in state.applied_updates:
             return Duplicate(state)
-        # at the ruling's time, but not before the ticket's last own step (repeat reports take their place by time)
-        at = max(decided_at or opened_at, *(t.at for t in state.transitions if t.action != "repeat"))
-        transition = _transition(state, f"close:{decision.event_id}", "close", Status.closed, None, at,
-                                 reason=decision.explanation)
-        return _with(state, transition, unit=None)
+        steps = [t for t in state.transitions if t.action != "repeat"]
+        if state.status is Status.triage:
+            # at the ruling's time, but not before the ticket's last own step (repeats take their place by time)
+            at: datetime | None = max(ruled, *(t.at for t in steps))
+        else:
+            at = _closed_before_reopening(steps, ruled)
+        if at is None:
+            return Duplicate(state)
+        transition = _transition(state, update_id, "close", Status.closed, None, at, reason=decision.explanation)
+        return _with(state, transition, **({"unit": None} if state.status is Status.triage else {}))
     if state is not None:
         if state.status is not Status.returned:
             return Duplicate(state)
@@ -132,6 +141,16 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
     transition = _transition(fresh, f"decision:{decision.event_id}", str(decision.outcome), fresh.status, None, opened_at,
                              reason=decision.triage_reason or decision.redirect_to)
     return _with(fresh, transition)
+
+
+def _closed_before_reopening(steps: list[Transition], ruled: datetime) -> datetime | None:
+    """When a close ruled at ``ruled`` took effect, if the ticket was in triage then and a dispatch (the desk's
+    reopening ruling, read first) followed it; None if the close does not fit the history (a redelivery)."""
+    for i, t in enumerate(steps):
+        if t.action == "dispatch" and t.at >= ruled:
+            before = steps[i - 1] if i else None
+            return max(ruled, before.at) if before is not None and before.to_status is Status.triage else None
+    return None
 
 
 def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy,
@@ -155,8 +174,8 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
 def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy | None,
                  calendar: WorkCalendar, desk: str | None = None) -> Applied | Rejection | Duplicate:
     """Apply an update of the unit holding the ticket, or of the jurisdiction's dispatch desk (``desk``, the
-    rulebook's ``triage_unit``): only the desk calls the citizen back (回访) and reviews a 延期, so a unit cannot
-    declare its own work satisfactory or grant itself more time."""
+    rulebook's ``triage_unit``): only the desk calls the citizen back (回访), reviews a 延期 and reopens a closed
+    ticket, so a unit cannot declare its own work satisfactory or grant itself more time."""
     if state is None or policy is None:
         return unknown_ticket(update.ticket_id)
     if update.event_id in state.applied_updates:
@@ -176,7 +195,8 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     if update.occurred_at < dispatched_at:
         return Rejection("before_dispatch", "occurred_at",
                          f"{update.occurred_at.isoformat()} precedes the current dispatch at {dispatched_at.isoformat()}")
-    # a re-handling cycle starts at the unsatisfied callback, a unit step: what precedes it is out of order
+    # a re-handling cycle starts at the unsatisfied callback or the desk's reopening, a desk step: what precedes it is
+    # out of order
     latest = _latest_unit_step(state)
     if latest is not None and update.occurred_at < latest.at:
         return Rejection("out_of_order", "occurred_at",

@@ -16,7 +16,7 @@ class Status(StrEnum):
     acknowledged = "acknowledged"  # 签收
     returned = "returned"  # 退单, waiting for the router to re-dispatch
     resolved = "resolved"  # 办结, waiting for the callback
-    reopened = "reopened"  # callback unsatisfied: 重办
+    reopened = "reopened"  # 重办: callback unsatisfied, or the desk reopened the closed ticket (复核重办)
     closed = "closed"  # callback satisfied: archived
 
 
@@ -46,7 +46,8 @@ class ExtensionRequest(State):
 
 
 class Cycle(State):
-    """One stretch of work by one unit: a dispatch, or a re-handling after an unsatisfied callback."""
+    """One stretch of work by one unit: a dispatch, or a re-handling (after an unsatisfied callback, or the desk's
+    reopening of a closed ticket)."""
 
     index: int
     kind: Literal["dispatch", "reopen"]

@@ -55,7 +55,8 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
                   "UnitUpdate: acknowledge, return, resolve, extend; the desk's callback (回访), review_extension and reopen",
                   "units, the dispatch desk", "sla"),
         TopicSpec(n["returns"], p, "ticket_id", "UnitUpdate (action=return) accepted by the lifecycle", "sla", "router"),
-        TopicSpec(n["rulings"], p, "ticket_id", "Ruling: the dispatch desk dispatches or closes a triaged ticket",
+        TopicSpec(n["rulings"], p, "ticket_id", "Ruling: the dispatch desk dispatches or closes a triaged ticket, "
+                  "or dispatches (reopens) one it closed",
                   "the 城运中心 dispatch desk", "router"),
         TopicSpec(n["escalations"], p, "ticket_id or campaign_id", "Escalation", "router, sla",
                   "supervisors, alerting"),

@@ -171,3 +171,91 @@ def test_a_ticket_closed_by_the_desk_after_a_dispute_is_not_reopened_for_the_uni
     refused = sla.on_update(state, update("T3", "reopen", cst("2025-06-10 09:00")), rules)
     assert isinstance(refused, Rejection) and refused.reason == "invalid_transition"
     assert "without a unit's 办结" in refused.error and "dispatch ruling" in refused.error
+
+
+def _desk_closed(router: Any) -> tuple[Any, Any, TicketState]:
+    """A triaged ticket the desk closed at 10:00: the router's output and ticket, and the SLA state."""
+    out, state = reported(router, "QP-9")
+    close = Ruling(ruling_id="R-close", ticket_id="QP-9", desk=DESK, action="close",
+                   occurred_at=cst("2025-06-09 10:00"), reason="已当场答复")
+    closed = dispatch.on_ruling(out.ticket, close, router)
+    assert not isinstance(closed, Rejection)
+    return closed, state, sla.on_triage(state, closed.triage)  # type: ignore[return-value, arg-type]
+
+
+def _reopening(router: Any, closed: Any, at: str, ruling_id: str = "R-open") -> Any:
+    ruling = Ruling(ruling_id=ruling_id, ticket_id="QP-9", desk=DESK, action="dispatch", occurred_at=cst(at),
+                    rule_id="qingpu.street-lamp", reason="市民再次来电，经核实为路灯故障")
+    out = dispatch.on_ruling(closed.ticket, ruling, router)
+    assert not isinstance(out, Rejection) and out.work_order is not None
+    return out
+
+
+def test_the_close_and_the_reopening_work_order_give_one_history_in_either_order(router: Any, rules: Any) -> None:
+    """Kafka does not order the triage topic and the work-order topic: the SLA service may read the reopening
+    dispatch before the close it reopens. The close then takes its place before the dispatch, as in the replay
+    (was: dropped as a redelivery, so streaming raised triage_overdue the replay did not, and no repeat_after_close)."""
+    closed, triaged, in_order = _desk_closed(router)
+    reopened = _reopening(router, closed, "2025-06-09 16:00")
+    repeat = _repeat("R1", cst("2025-06-09 13:00"), ticket="QP-9")
+    first = sla.on_work_order(_apply(in_order, rules, repeat), reopened.work_order, rules)
+    dispatch_first = sla.on_work_order(_apply(triaged, rules, repeat), reopened.work_order, rules)
+    assert isinstance(dispatch_first, TicketState) and isinstance(first, TicketState)
+    late_close = sla.on_triage(dispatch_first, closed.triage)
+    assert late_close == first and first.status is Status.dispatched
+    assert [(t.action, t.to_status.value) for t in first.transitions] == [
+        ("triage", "triage"), ("close", "closed"), ("repeat", "closed"), ("dispatch", "dispatched")]
+    assert [r.update_id for r in deadlines.repeats_after_close(first)] == ["repeat:R1"]
+    assert deadlines.triage_waits(first)[0].end == cst("2025-06-09 10:00")
+    assert isinstance(sla.on_triage(first, closed.triage), lifecycle.Duplicate)  # and once only
+
+
+def test_a_ticket_closed_reopened_and_closed_again_keeps_both_closes(router: Any, rules: Any) -> None:
+    """Each close has its own id (was one per ticket: the second overwrote the first in the audit trail), and a
+    copy of the first close, relayed again while the ticket waits in triage once more, changes nothing."""
+    closed, _, state = _desk_closed(router)
+    reopened = _reopening(router, closed, "2025-06-09 16:00")
+    state = sla.on_work_order(state, reopened.work_order, rules)  # type: ignore[assignment]
+    returned = update("QP-9", "return", cst("2025-06-09 17:00"), unit="区建管委")
+    state = _apply(state, rules, returned)
+    disputed = dispatch.on_return(reopened.ticket, returned, router, max_returns=1)
+    assert disputed.triage is not None and disputed.ticket.in_triage
+    state = sla.on_triage(state, disputed.triage)  # type: ignore[assignment]
+    assert state.status is Status.triage
+    assert isinstance(sla.on_triage(state, closed.triage), lifecycle.Duplicate)  # the first close, relayed again
+    again = dispatch.on_ruling(disputed.ticket, Ruling(ruling_id="R-close2", ticket_id="QP-9", desk=DESK,
+                                                       action="close", occurred_at=cst("2025-06-09 18:00"),
+                                                       reason="非本级职责，已告知诉求人"), router)
+    assert not isinstance(again, Rejection) and again.ticket.closed_at == cst("2025-06-09 18:00")
+    state = sla.on_triage(state, again.triage)  # type: ignore[assignment, arg-type]
+    closes = [t.update_id for t in state.transitions if t.action == "close"]
+    assert state.status is Status.closed and len(closes) == 2 and len(set(closes)) == 2
+
+
+def test_the_routers_close_time_is_not_before_the_return_that_disputed_the_ticket(router: Any) -> None:
+    """The SLA service records a close no earlier than the ticket's last step; a reopening ruling the router
+    accepts must come after that close there too."""
+    closed, _, _ = _desk_closed(router)
+    reopened = _reopening(router, closed, "2025-06-09 16:00")
+    returned = update("QP-9", "return", cst("2025-06-09 17:00"), unit="区建管委")
+    disputed = dispatch.on_return(reopened.ticket, returned, router, max_returns=1)
+    ruled_earlier = Ruling(ruling_id="R-close2", ticket_id="QP-9", desk=DESK, action="close",
+                           occurred_at=cst("2025-06-09 16:30"), reason="非本级职责")
+    again = dispatch.on_ruling(disputed.ticket, ruled_earlier, router)
+    assert not isinstance(again, Rejection) and again.ticket.closed_at == cst("2025-06-09 17:00")
+    # a dispatch between the ruling's time and the return is refused
+    ruling = Ruling(ruling_id="R-open2", ticket_id="QP-9", desk=DESK, action="dispatch",
+                    occurred_at=cst("2025-06-09 16:45"), rule_id="qingpu.street-lamp", reason="再议")
+    refused = dispatch.on_ruling(again.ticket, ruling, router)
+    assert isinstance(refused, Rejection) and refused.reason == "out_of_order"
+
+
+def test_a_moot_review_on_a_closed_ticket_does_not_move_its_closure(rules: Any) -> None:
+    state: Any = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
+    state = _apply(state, rules, update("T1", "extend", cst("2025-06-09 11:00"), new_due=cst("2025-06-30 18:00"),
+                                        reason="需协调"),
+                   update("T1", "resolve", cst("2025-06-10 16:00")), update("T1", "callback", cst("2025-06-11 09:00")),
+                   update("T1", "review_extension", cst("2025-06-11 10:00"), approved=True),  # late: moot
+                   _repeat("R1", cst("2025-06-11 15:00")))
+    (after,) = deadlines.repeats_after_close(state)
+    assert (after.closed_at, after.ended_by) == (cst("2025-06-11 09:00"), "callback")
