@@ -73,3 +73,30 @@ def reported(router: Any, event_id: str = "QP-1", content: str = "路边有个�
     state = sla.on_triage(None, out.triage)
     assert isinstance(state, TicketState)
     return out, state
+
+
+def repeat_report(event_id: str, at: datetime, ticket: str = "T1") -> Any:
+    """A repeat report (并单) of the same matter joining ``ticket``."""
+    from schemas import RepeatReport
+
+    return RepeatReport(event_id=event_id, ticket_id=ticket, jurisdiction="qingpu", source="hotline_12345",
+                        occurred_at=at, similarity=0.8, content="违建又搭起来了", address="青浦")
+
+
+def apply_all(state: Any, rules: Any, *inputs: Any) -> Any:
+    """The SLA service's state after unit updates and repeat reports, each of which must apply."""
+    from schemas import RepeatReport
+    from services.domain import sla
+    from services.domain.lifecycle import Applied
+    from services.domain.tickets import TicketState
+
+    for item in inputs:
+        if isinstance(item, RepeatReport):
+            out = sla.on_repeat(state, item, rules)
+            assert isinstance(out, TicketState)
+            state = out
+        else:
+            result = sla.on_update(state, item, rules)
+            assert isinstance(result, Applied), result
+            state = result.state
+    return state

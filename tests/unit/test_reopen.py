@@ -5,45 +5,26 @@ dispatch ruling. Before, a closed ticket stayed closed: a caller reporting the m
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from schemas import EscalationKind, RepeatReport, Ruling
+from schemas import EscalationKind, Ruling
 from services.domain import deadlines, dispatch, lifecycle, scorecards, sla
 from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import DESK, decision, reported, update, work_order
+from tests.factories import DESK, apply_all, decision, repeat_report, reported, update, work_order
 
 UNIT = "区城管执法局"  # the factories' unit
-
-
-def _apply(state: TicketState, rules: Any, *inputs: Any) -> TicketState:
-    for item in inputs:
-        if isinstance(item, RepeatReport):
-            out = sla.on_repeat(state, item, rules)
-            assert isinstance(out, TicketState)
-            state = out
-        else:
-            result = sla.on_update(state, item, rules)
-            assert isinstance(result, lifecycle.Applied), result
-            state = result.state
-    return state
 
 
 def _closed(rules: Any) -> TicketState:
     """Dispatched Monday 9 June 2025, resolved Tuesday, closed after a satisfied callback on Wednesday."""
     state: Any = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
-    return _apply(state, rules, update("T1", "acknowledge", cst("2025-06-09 10:00")),
+    return apply_all(state, rules, update("T1", "acknowledge", cst("2025-06-09 10:00")),
                   update("T1", "resolve", cst("2025-06-10 16:00")), update("T1", "callback", cst("2025-06-11 09:00")))
-
-
-def _repeat(event_id: str, at: datetime, ticket: str = "T1") -> RepeatReport:
-    return RepeatReport(event_id=event_id, ticket_id=ticket, jurisdiction="qingpu", source="hotline_12345",
-                        occurred_at=at, similarity=0.8, content="违建又搭起来了", address="青浦")
 
 
 def test_the_desk_reopens_a_closed_ticket_for_the_unit_that_resolved_it(rules: Any) -> None:
@@ -65,7 +46,7 @@ def test_the_desk_reopens_a_closed_ticket_for_the_unit_that_resolved_it(rules: A
                if e.kind is EscalationKind.resolve_overdue]
     assert overdue == [(EscalationKind.resolve_overdue, 1, UNIT)]
     # the unit resolves again, the desk calls back: closed again, and it may be reopened again
-    again = _apply(state, rules, update("T1", "resolve", cst("2025-06-13 10:00")),
+    again = apply_all(state, rules, update("T1", "resolve", cst("2025-06-13 10:00")),
                    update("T1", "callback", cst("2025-06-13 15:00")))
     assert again.status is Status.closed
     twice = sla.on_update(again, update("T1", "reopen", cst("2025-06-14 10:00"), event_id="RO2"), rules)
@@ -80,7 +61,7 @@ def test_only_the_desk_reopens_only_a_closed_ticket_and_says_why(rules: Any) -> 
     own = sla.on_update(closed, update("T1", "reopen", cst("2025-06-12 10:00"), unit=UNIT), rules)
     assert isinstance(own, Rejection) and own.reason == "not_the_desk" and "复核重办" in own.error
     state: Any = sla.on_work_order(None, work_order("T2", cst("2025-06-09 09:00")), rules)
-    resolved = _apply(state, rules, update("T2", "resolve", cst("2025-06-10 16:00")))
+    resolved = apply_all(state, rules, update("T2", "resolve", cst("2025-06-10 16:00")))
     early = sla.on_update(resolved, update("T2", "reopen", cst("2025-06-11 10:00")), rules)
     assert isinstance(early, Rejection) and early.reason == "invalid_transition"  # the callback decides that
     before = sla.on_update(closed, update("T1", "reopen", cst("2025-06-11 08:00")), rules)
@@ -92,17 +73,17 @@ def test_only_the_desk_reopens_only_a_closed_ticket_and_says_why(rules: Any) -> 
 def test_a_repeat_report_after_the_reopening_is_ordinary(rules: Any) -> None:
     """The repeat after closure goes to the desk; the desk reopens; further repeats reach the unit as usual,
     until the ticket is closed again."""
-    state = _apply(_closed(rules), rules, _repeat("R1", cst("2025-06-11 15:00")),
-                   update("T1", "reopen", cst("2025-06-11 16:00")), _repeat("R2", cst("2025-06-12 09:00")),
+    state = apply_all(_closed(rules), rules, repeat_report("R1", cst("2025-06-11 15:00")),
+                   update("T1", "reopen", cst("2025-06-11 16:00")), repeat_report("R2", cst("2025-06-12 09:00")),
                    update("T1", "resolve", cst("2025-06-12 15:00")), update("T1", "callback", cst("2025-06-13 09:00")),
-                   _repeat("R3", cst("2025-06-13 11:00")))
+                   repeat_report("R3", cst("2025-06-13 11:00")))
     after = deadlines.repeats_after_close(state)
     assert [(r.number, r.update_id, r.closed_at) for r in after] == [
         (1, "repeat:R1", cst("2025-06-11 09:00")), (2, "repeat:R3", cst("2025-06-13 09:00"))]
 
 
 def test_a_reopening_counts_as_rehandling_on_the_units_scorecard(rules: Any) -> None:
-    state = _apply(_closed(rules), rules, update("T1", "reopen", cst("2025-06-12 10:00")))
+    state = apply_all(_closed(rules), rules, update("T1", "reopen", cst("2025-06-12 10:00")))
     now = cst("2025-06-12 12:00")
     (score,) = scorecards.compute([state], now)
     assert (score.unit, score.resolved, score.callbacks, score.satisfied, score.reopened) == (UNIT, 1, 1, 1, 1)
@@ -114,19 +95,15 @@ def test_a_reopening_counts_as_rehandling_on_the_units_scorecard(rules: Any) -> 
 def test_a_reopened_ticket_leaves_the_campaigns_resolved_count(rules: Any) -> None:
     """The campaigns count a ticket 化解 over its resolved spans (stored as facts): the reopening ends the span."""
     closed = _closed(rules)
-    state = _apply(closed, rules, update("T1", "reopen", cst("2025-06-12 10:00")))
+    state = apply_all(closed, rules, update("T1", "reopen", cst("2025-06-12 10:00")))
     assert closed.resolved_spans() == [(cst("2025-06-10 16:00"), None)]
     assert state.resolved_spans() == [(cst("2025-06-10 16:00"), cst("2025-06-12 10:00"))]
 
 
 def test_a_ticket_the_desk_closed_itself_is_reopened_by_its_dispatch_ruling(router: Any, rules: Any) -> None:
-    out, state = reported(router, "QP-9")
-    close = Ruling(ruling_id="R-close", ticket_id="QP-9", desk=DESK, action="close",
-                   occurred_at=cst("2025-06-09 10:00"), reason="已当场答复")
-    closed = dispatch.on_ruling(out.ticket, close, router)
-    assert not isinstance(closed, Rejection) and closed.triage is not None
+    closed, _, state = _desk_closed(router)
+    assert closed.triage is not None and closed.triage.decided_at == cst("2025-06-09 10:00")
     assert closed.ticket.closed_at == cst("2025-06-09 10:00") and not closed.ticket.in_triage
-    state = sla.on_triage(state, closed.triage)
     assert isinstance(state, TicketState) and state.status is Status.closed
     # there is no unit to reopen it for: the SLA service points the desk to its ruling
     refused = sla.on_update(state, update("QP-9", "reopen", cst("2025-06-09 16:00")), rules)
@@ -148,7 +125,7 @@ def test_a_ticket_the_desk_closed_itself_is_reopened_by_its_dispatch_ruling(rout
     # and the SLA service follows: a dispatched ticket on the unit's clocks; a repeat now is ordinary
     dispatched = sla.on_work_order(state, reopened.work_order, rules)
     assert isinstance(dispatched, TicketState) and dispatched.status is Status.dispatched
-    later = _apply(dispatched, rules, _repeat("R1", cst("2025-06-09 18:00"), ticket="QP-9"))
+    later = apply_all(dispatched, rules, repeat_report("R1", cst("2025-06-09 18:00"), ticket="QP-9"))
     assert deadlines.repeats_after_close(later) == []
     # the unit may answer the ruling's work order before the SLA service has seen it: the answer is held
     ack = update("QP-9", "acknowledge", cst("2025-06-09 17:00"), unit="区建管委")
@@ -160,7 +137,7 @@ def test_a_ticket_the_desk_closed_itself_is_reopened_by_its_dispatch_ruling(rout
 def test_a_ticket_closed_by_the_desk_after_a_dispute_is_not_reopened_for_the_unit_that_returned_it(rules: Any) -> None:
     """Its cycles ended in returns, not a 办结: there is nobody to send it back to, so the desk rules again."""
     state: Any = sla.on_work_order(None, work_order("T3", cst("2025-06-09 09:00")), rules)
-    state = _apply(state, rules, update("T3", "return", cst("2025-06-09 11:00"), unit=UNIT))
+    state = apply_all(state, rules, update("T3", "return", cst("2025-06-09 11:00"), unit=UNIT))
     disputed = decision("T3", outcome="triage", lead_unit=None, needs_triage=True, triage_reason="ownership_dispute")
     state = lifecycle.apply_decision(state, disputed, source="hotline_12345", urgency="normal", campaigns=[],
                                      opened_at=cst("2025-06-09 09:00"))
@@ -197,9 +174,9 @@ def test_the_close_and_the_reopening_work_order_give_one_history_in_either_order
     (was: dropped as a redelivery, so streaming raised triage_overdue the replay did not, and no repeat_after_close)."""
     closed, triaged, in_order = _desk_closed(router)
     reopened = _reopening(router, closed, "2025-06-09 16:00")
-    repeat = _repeat("R1", cst("2025-06-09 13:00"), ticket="QP-9")
-    first = sla.on_work_order(_apply(in_order, rules, repeat), reopened.work_order, rules)
-    dispatch_first = sla.on_work_order(_apply(triaged, rules, repeat), reopened.work_order, rules)
+    repeat = repeat_report("R1", cst("2025-06-09 13:00"), ticket="QP-9")
+    first = sla.on_work_order(apply_all(in_order, rules, repeat), reopened.work_order, rules)
+    dispatch_first = sla.on_work_order(apply_all(triaged, rules, repeat), reopened.work_order, rules)
     assert isinstance(dispatch_first, TicketState) and isinstance(first, TicketState)
     late_close = sla.on_triage(dispatch_first, closed.triage)
     assert late_close == first and first.status is Status.dispatched
@@ -217,7 +194,7 @@ def test_a_ticket_closed_reopened_and_closed_again_keeps_both_closes(router: Any
     reopened = _reopening(router, closed, "2025-06-09 16:00")
     state = sla.on_work_order(state, reopened.work_order, rules)  # type: ignore[assignment]
     returned = update("QP-9", "return", cst("2025-06-09 17:00"), unit="区建管委")
-    state = _apply(state, rules, returned)
+    state = apply_all(state, rules, returned)
     disputed = dispatch.on_return(reopened.ticket, returned, router, max_returns=1)
     assert disputed.triage is not None and disputed.ticket.in_triage
     state = sla.on_triage(state, disputed.triage)  # type: ignore[assignment]
@@ -252,10 +229,10 @@ def test_the_routers_close_time_is_not_before_the_return_that_disputed_the_ticke
 
 def test_a_moot_review_on_a_closed_ticket_does_not_move_its_closure(rules: Any) -> None:
     state: Any = sla.on_work_order(None, work_order("T1", cst("2025-06-09 09:00")), rules)
-    state = _apply(state, rules, update("T1", "extend", cst("2025-06-09 11:00"), new_due=cst("2025-06-30 18:00"),
+    state = apply_all(state, rules, update("T1", "extend", cst("2025-06-09 11:00"), new_due=cst("2025-06-30 18:00"),
                                         reason="需协调"),
                    update("T1", "resolve", cst("2025-06-10 16:00")), update("T1", "callback", cst("2025-06-11 09:00")),
                    update("T1", "review_extension", cst("2025-06-11 10:00"), approved=True),  # late: moot
-                   _repeat("R1", cst("2025-06-11 15:00")))
+                   repeat_report("R1", cst("2025-06-11 15:00")))
     (after,) = deadlines.repeats_after_close(state)
     assert (after.closed_at, after.ended_by) == (cst("2025-06-11 09:00"), "callback")

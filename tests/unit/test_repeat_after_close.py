@@ -8,20 +8,15 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from schemas import EscalationKind, RepeatReport, Ruling
+from schemas import EscalationKind, Ruling
 from services.domain import deadlines, dispatch, sla
 from services.domain.lifecycle import Applied
 from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import DESK, reported, update, work_order
+from tests.factories import DESK, apply_all, repeat_report, reported, update, work_order
 
 REPEAT = EscalationKind.repeat_after_close
-
-
-def _repeat(event_id: str, at: datetime, ticket: str = "T1") -> RepeatReport:
-    return RepeatReport(event_id=event_id, ticket_id=ticket, jurisdiction="qingpu", source="hotline_12345",
-                        occurred_at=at, similarity=0.8, content="违建又搭起来了", address="青浦")
 
 
 def _resolved(rules: Any) -> TicketState:
@@ -34,19 +29,6 @@ def _resolved(rules: Any) -> TicketState:
     return state
 
 
-def _apply(state: TicketState, rules: Any, *inputs: Any) -> TicketState:
-    for item in inputs:
-        if isinstance(item, RepeatReport):
-            out = sla.on_repeat(state, item, rules)
-            assert isinstance(out, TicketState)
-            state = out
-        else:
-            result = sla.on_update(state, item, rules)
-            assert isinstance(result, Applied), result
-            state = result.state
-    return state
-
-
 def _repeats_due(state: TicketState, now: str, rules: Any) -> list[tuple[str, int, str | None, datetime]]:
     _, found, _ = sla.sweep(state, cst(now), rules)
     return [(e.escalation_id, e.level, e.unit, e.at) for e in found if e.kind is REPEAT]
@@ -54,9 +36,9 @@ def _repeats_due(state: TicketState, now: str, rules: Any) -> list[tuple[str, in
 
 def test_a_repeat_after_the_satisfied_callback_goes_to_the_desk_once(rules: Any) -> None:
     callback = update("T1", "callback", cst("2025-06-11 09:00"))
-    before = _repeat("R-before", cst("2025-06-10 12:00"))  # while the unit worked on it: an ordinary repeat
-    after = _repeat("R-after", cst("2025-06-11 15:00"))
-    state = _apply(_resolved(rules), rules, before, callback, after)
+    before = repeat_report("R-before", cst("2025-06-10 12:00"))  # while the unit worked on it: an ordinary repeat
+    after = repeat_report("R-after", cst("2025-06-11 15:00"))
+    state = apply_all(_resolved(rules), rules, before, callback, after)
     assert state.status is Status.closed and state.repeats == 2  # still closed: the desk decides
     # due at the report's time, not before; the next check is that moment
     assert _repeats_due(state, "2025-06-11 14:59", rules) == []
@@ -74,9 +56,9 @@ def test_a_repeat_after_the_satisfied_callback_goes_to_the_desk_once(rules: Any)
 def test_the_same_escalation_whatever_the_arrival_order(rules: Any) -> None:
     """Repeats come through intake and the router, callbacks straight from the desk: either may arrive first."""
     callback = update("T1", "callback", cst("2025-06-11 09:00"))
-    late, early = _repeat("R2", cst("2025-06-11 15:00")), _repeat("R1", cst("2025-06-10 12:00"))
-    in_order = _apply(_resolved(rules), rules, early, callback, late)
-    repeats_first = _apply(_resolved(rules), rules, late, early, callback)
+    late, early = repeat_report("R2", cst("2025-06-11 15:00")), repeat_report("R1", cst("2025-06-10 12:00"))
+    in_order = apply_all(_resolved(rules), rules, early, callback, late)
+    repeats_first = apply_all(_resolved(rules), rules, late, early, callback)
     assert _repeats_due(in_order, "2025-06-12 09:00", rules) == _repeats_due(repeats_first, "2025-06-12 09:00", rules)
     assert len(_repeats_due(in_order, "2025-06-12 09:00", rules)) == 1
     assert deadlines.repeats_after_close(repeats_first) == [
@@ -85,20 +67,20 @@ def test_the_same_escalation_whatever_the_arrival_order(rules: Any) -> None:
 
 def test_a_repeat_at_the_instant_of_closure_comes_after_it(rules: Any) -> None:
     callback = update("T1", "callback", cst("2025-06-11 09:00"))
-    state = _apply(_resolved(rules), rules, _repeat("R1", cst("2025-06-11 09:00")), callback)
+    state = apply_all(_resolved(rules), rules, repeat_report("R1", cst("2025-06-11 09:00")), callback)
     assert [at for *_, at in _repeats_due(state, "2025-06-11 09:00", rules)] == [cst("2025-06-11 09:00")]
 
 
 def test_no_escalation_while_the_ticket_is_open_or_reopened(rules: Any) -> None:
     unsatisfied = update("T1", "callback", cst("2025-06-11 09:00"), satisfied=False, reason="没修好")
-    state = _apply(_resolved(rules), rules, unsatisfied, _repeat("R1", cst("2025-06-11 15:00")))
+    state = apply_all(_resolved(rules), rules, unsatisfied, repeat_report("R1", cst("2025-06-11 15:00")))
     assert state.status is Status.reopened
     assert _repeats_due(state, "2025-06-20 09:00", rules) == []
 
 
 def test_a_planner_can_turn_it_off(rules: Any) -> None:
-    state = _apply(_resolved(rules), rules, update("T1", "callback", cst("2025-06-11 09:00")),
-                   _repeat("R1", cst("2025-06-11 15:00")))
+    state = apply_all(_resolved(rules), rules, update("T1", "callback", cst("2025-06-11 09:00")),
+                   repeat_report("R1", cst("2025-06-11 15:00")))
     policy = dataclasses.replace(rules.policy_for(state), repeat_after_close=False)
     assert [p for p in deadlines.scheduled(state, policy, rules.calendar) if p.kind is REPEAT] == []
     assert [p.kind for p in deadlines.scheduled(state, rules.policy_for(state), rules.calendar)
@@ -113,7 +95,7 @@ def test_a_repeat_after_the_desk_closed_a_triaged_ticket(router: Any, rules: Any
     assert not isinstance(closed, Rejection) and closed.triage is not None
     state = sla.on_triage(state, closed.triage)
     assert isinstance(state, TicketState) and state.status is Status.closed
-    state = _apply(state, rules, _repeat("R1", cst("2025-06-09 16:00"), ticket="QP-9"))
+    state = apply_all(state, rules, repeat_report("R1", cst("2025-06-09 16:00"), ticket="QP-9"))
     assert [(level, unit, at) for _, level, unit, at in _repeats_due(state, "2025-06-09 16:00", rules)] == [
         (1, DESK, cst("2025-06-09 16:00"))]
     assert _repeats_due(state, "2025-06-09 16:00", rules) and deadlines.repeats_after_close(state)[0].ended_by == "close"
@@ -124,7 +106,7 @@ def test_a_repeat_while_the_ticket_stands_redirected_until_the_desk_dispatches_i
     come, or the damage is a civic matter too) goes to the desk. Once the desk dispatches it, a repeat is ordinary."""
     out, state = reported(router, "QP-F", "家里着火了，火很大")
     assert state.status is Status.redirected
-    redirected = _apply(state, rules, _repeat("R1", cst("2025-06-09 09:40"), ticket="QP-F"))
+    redirected = apply_all(state, rules, repeat_report("R1", cst("2025-06-09 09:40"), ticket="QP-F"))
     found = [e for e in sla.sweep(redirected, cst("2025-06-09 10:00"), rules)[1] if e.kind is REPEAT]
     assert [(e.level, e.unit, e.at) for e in found] == [(1, DESK, cst("2025-06-09 09:40"))]
     assert found[0].details["ended_by"] == "redirect"
@@ -135,5 +117,5 @@ def test_a_repeat_while_the_ticket_stands_redirected_until_the_desk_dispatches_i
     assert not isinstance(ruled, Rejection) and ruled.work_order is not None
     dispatched = sla.on_work_order(redirected, ruled.work_order, rules)
     assert isinstance(dispatched, TicketState)
-    later = _apply(dispatched, rules, _repeat("R2", cst("2025-06-09 12:00"), ticket="QP-F"))
+    later = apply_all(dispatched, rules, repeat_report("R2", cst("2025-06-09 12:00"), ticket="QP-F"))
     assert [r.update_id for r in deadlines.repeats_after_close(later)] == ["repeat:R1"]
