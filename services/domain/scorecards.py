@@ -98,22 +98,23 @@ def compute(tickets: Iterable[TicketState], now: datetime) -> list[UnitScore]:
                 continue
             if t.action == "return":
                 score(ticket.jurisdiction, t.unit).returns += 1
-            elif t.action == "callback":
+            elif t.action in _DESK_VERDICTS:
                 holder = _holder(ticket, t.at)
                 if holder is not None:
                     s = score(ticket.jurisdiction, holder)
-                    s.callbacks += 1
-                    s.satisfied += t.to_status is Status.closed
+                    if t.action == "callback":
+                        s.callbacks += 1
+                        s.satisfied += t.to_status is Status.closed
                     s.reopened += t.to_status is Status.reopened
-            elif t.action == "reopen":
-                holder = _holder(ticket, t.at)
-                if holder is not None:
-                    score(ticket.jurisdiction, holder).reopened += 1
         if ticket.status in OPEN_FOR_UNIT and ticket.unit and ticket.cycle is not None:
             s = score(ticket.jurisdiction, ticket.unit)
             s.open += 1
             s.overdue += ticket.cycle.resolve_due_at(now) < now
     return sorted(scores.values(), key=lambda s: (s.jurisdiction, s.unit))
+
+
+# the desk's verdicts on a unit's work: the callback (回访), and reopening a closed ticket (复核重办)
+_DESK_VERDICTS = frozenset({"callback", "reopen"})
 
 
 def _holder(ticket: TicketState, moment: datetime) -> str | None:
@@ -163,15 +164,12 @@ def unit_facts(ticket: TicketState) -> list[UnitFact]:
             continue
         if t.action == "return":
             facts.append(UnitFact("return", j, t.unit, t.at))
-        elif t.action == "callback":
+        elif t.action in _DESK_VERDICTS:
             holder = _holder(ticket, t.at)
             if holder is not None:
-                facts.append(UnitFact("callback", j, holder, t.at, satisfied=t.to_status is Status.closed,
+                kind: FactKind = "callback" if t.action == "callback" else "reopen"
+                facts.append(UnitFact(kind, j, holder, t.at, satisfied=t.to_status is Status.closed,
                                       reopened=t.to_status is Status.reopened))
-        elif t.action == "reopen":
-            holder = _holder(ticket, t.at)
-            if holder is not None:
-                facts.append(UnitFact("reopen", j, holder, t.at, reopened=True))
     if ticket.status in OPEN_FOR_UNIT and ticket.unit and ticket.cycle is not None:
         facts.append(UnitFact("open", j, ticket.unit, None))
         facts.extend(UnitFact("overdue", j, ticket.unit, start, end) for start, end in _overdue(ticket.cycle))
@@ -262,12 +260,10 @@ def tally(facts: Iterable[UnitFact], now: datetime) -> list[UnitScore]:
             s.resolve_judged += running
         elif f.kind == "return":
             s.returns += 1
-        elif f.kind == "callback":
-            s.callbacks += 1
+        elif f.kind in _DESK_VERDICTS:
+            s.callbacks += f.kind == "callback"
             s.satisfied += f.satisfied
             s.reopened += f.reopened
-        elif f.kind == "reopen":
-            s.reopened += 1
         elif f.kind == "open":
             s.open += 1
         elif f.kind == "overdue":

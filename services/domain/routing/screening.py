@@ -55,15 +55,10 @@ class Screener:
 
     def urgent(self, text: str, hits: list[Hit]) -> tuple[str, ...]:
         """The un-hedged words of a risk to life or property in progress ("电梯困人", "井盖不见了"), in reading
-        order; empty when there are none ("电梯经常困人" is a complaint about a lift, not someone trapped now)."""
-        terms: list[str] = []
-        norm: str | None = None
-        for hit in hits:
-            if any(entry.kind is Kind.urgent for entry in hit.entries) and hit.term not in terms:
-                norm = normalise(text) if norm is None else norm
-                if not self._hedged(norm, hit):
-                    terms.append(hit.term)
-        return tuple(terms)
+        order; empty when there are none ("上个月电梯困人" is a complaint about a lift, not someone trapped now).
+        Its ``hits`` come from the urgent words' own automaton, so each is an urgent word."""
+        norm = normalise(text)
+        return tuple(dict.fromkeys(hit.term for hit in hits if not self._hedged(norm, hit)))
 
     @staticmethod
     def out_of_scope(hits: list[Hit]) -> OutOfScopeFinding | None:
