@@ -39,6 +39,9 @@ class UnitUpdate(Contract):
     new_due: EventTime | None = None
     satisfied: bool | None = None
     approved: bool | None = Field(default=None, description="review_extension: whether the desk grants the 延期")
+    extension_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$",
+                                     description="review_extension: the event_id of the unit's extend (延期) this "
+                                                 "review decides; without it, the request waiting for review")
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> UnitUpdate:
@@ -48,6 +51,8 @@ class UnitUpdate(Contract):
             raise ValueError("new_due: an extension (延期) must give the new due time")
         if self.new_due is not None and self.new_due - self.occurred_at > MAX_EXTENSION:
             raise ValueError(f"new_due: an extension (延期) reaches at most {MAX_EXTENSION.days} days past occurred_at")
+        if self.extension_id is not None and self.action is not UnitAction.review_extension:
+            raise ValueError("extension_id: only a review of an extension (review_extension) names one")
         if self.action is UnitAction.review_extension and self.approved is None:
             raise ValueError("approved: a review of an extension (延期审核) must say whether it is granted")
         if self.action is UnitAction.reopen and not self.reason:

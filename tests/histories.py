@@ -119,6 +119,9 @@ def _step(rules: SlaRules, rnd: random.Random, state: TicketState, ticket: str, 
         unit = rules.desks[facts["jurisdiction"]]
     if action == "review_extension":
         extra["approved"] = rnd.random() < 0.7
+        asked = [t.update_id for t in state.transitions if t.action == "extend"]
+        if asked and rnd.random() < 0.5:  # naming the request, perhaps an earlier one
+            extra["extension_id"] = rnd.choice(asked)
     if rnd.random() < 0.05:
         unit = rnd.choice(UNITS)  # perhaps the wrong unit
     if action == "extend":

@@ -137,10 +137,15 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
         """Add the units' updates of one ticket; the time of the return that left it disputed, if it did."""
         nonlocal counter
         timed, disputed = _story(rnd, router, event, unit, at, may_return, late_rnd)
+        asked: str | None = None
         for when, update in timed:
             sample.late_reviews += bool(update.pop("late", False))
             counter += 1
             update["event_id"] = f"U{counter:06d}"
+            if update["action"] == "extend":
+                asked = update["event_id"]
+            elif update["action"] == "review_extension":
+                update["extension_id"] = asked  # the desk names the request it reviews
             timed_updates.append((when, _dumps(update)))
         closed = [when for when, u in timed if u["action"] == "callback" and u.get("satisfied")]
         # within the merge window (repeats.yaml: 72 h from the first report), so that the report joins the ticket

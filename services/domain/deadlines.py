@@ -23,7 +23,7 @@ from typing import NamedTuple
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Limit, Policy
-from services.domain.tickets import SETTLES_EXTENSION, Cycle, Status, TicketState, Transition
+from services.domain.tickets import Cycle, Status, TicketState, Transition, extension_records
 
 LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district", 3: "leadership"}
 
@@ -317,28 +317,21 @@ def extension_reviews(state: TicketState) -> list[ReviewWait]:
 
 
 def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClose], list[ReviewWait]]:
-    """One pass over the history (in event-time order; at one instant the lifecycle's steps come before repeat
-    reports): the stays in triage, the repeat reports after the ticket was closed or while it was redirected (until
-    the desk reopens or dispatches it), and the extension requests' waits for review (one at a time: the
-    lifecycle refuses a second while one is pending)."""
+    """From the history (in event-time order; at one instant the lifecycle's steps come before repeat reports): the
+    stays in triage, the repeat reports after the ticket was closed or while it was redirected (until the desk
+    reopens or dispatches it), and the extension requests' waits for review, each until the review of it or its
+    lapse (one at a time: the lifecycle refuses a second while one is pending)."""
     waits: list[TriageWait] = []
     repeats: list[RepeatAfterClose] = []
-    reviews: list[ReviewWait] = []
     start: datetime | None = None
     reason: str | None = None
     ended: Transition | None = None  # the step that took the ticket out of the city's hands, while it holds
-    request: Transition | None = None
     for t in state.transitions:
         action = t.action
         if action == "repeat":
             if ended is not None:
                 repeats.append(RepeatAfterClose(len(repeats) + 1, t.update_id, t.at, ended.at, ended.action))
             continue
-        if action == "extend":
-            request = t
-        elif request is not None and action in SETTLES_EXTENSION:
-            reviews.append(ReviewWait(len(reviews) + 1, request.update_id, request.at, t.at))
-            request = None
         if action == "triage" and start is None:
             start, reason = t.at, t.reason
         elif start is not None and action in _LEAVES_TRIAGE:
@@ -350,8 +343,8 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
             ended = None
     if start is not None:
         waits.append(TriageWait(len(waits) + 1, start, None, reason))
-    if request is not None:
-        reviews.append(ReviewWait(len(reviews) + 1, request.update_id, request.at, None))
+    reviews = [ReviewWait(i, r.asked.update_id, r.asked.at, r.settled.at if r.settled is not None else None)
+               for i, r in enumerate(extension_records(state), 1)]
     return waits, repeats, reviews
 
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
-from services.domain.tickets import (OPEN_FOR_UNIT, SETTLES_EXTENSION, Cycle, DueSegment, ExtensionRequest, Status,
-                                     TicketState, Transition)
+from services.domain.tickets import (OPEN_FOR_UNIT, Cycle, DueSegment, ExtensionRequest, Status, TicketState,
+                                     Transition, extension_records)
 from services.domain.validation import Rejection, unknown_ticket
 
 
@@ -31,10 +31,10 @@ class Duplicate:
 
 
 def _transition(state: TicketState, update_id: str, action: str, to: Status, unit: str | None, at: datetime,
-                reason: str | None = None, note: str | None = None) -> Transition:
+                reason: str | None = None, note: str | None = None, extension_id: str | None = None) -> Transition:
     return Transition(seq=len(state.transitions) + 1, update_id=update_id, action=action,
                       from_status=state.status if state.transitions else None, to_status=to, unit=unit, at=at,
-                      reason=reason, note=note)
+                      reason=reason, note=note, extension_id=extension_id)
 
 
 # recorded in the history, the status stays what it was
@@ -181,7 +181,7 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     if update.event_id in state.applied_updates:
         return Duplicate(state)
     cycle = state.cycle
-    if state.status in (Status.triage, Status.redirected) or cycle is None:
+    if (state.status in (Status.triage, Status.redirected) or cycle is None) and not moot_review(state, update):
         return Rejection("invalid_transition", "action",
                          f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible"
                          + (_BY_RULING if update.action is UnitAction.reopen and state.status is Status.closed else ""))
@@ -283,26 +283,42 @@ def _extend(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-
 
 
 def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]
-    """The desk's 延期审核. Granted, the new deadline holds from the review on; refused, the deadline stays.
-    Either way the request is settled. A grant does not rewrite the past: what was due before it (a warning, an
-    overdue level while the desk took its time) stays due, so an escalation already sent remains right, and the
-    streaming SLA worker, which may have swept past the old deadline before the review reaches it, and the replay
-    agree. A review of a request that lapsed first (the unit resolved or returned the ticket, or it was
-    re-dispatched) crossed it on the way: it is recorded, as moot, and changes nothing."""
+    """The desk's 延期审核 of the request it names (``extension_id``), or without a name of the one waiting.
+    Granted, the new deadline holds from the review on; refused, the deadline stays. Either way the request is
+    settled. A grant does not rewrite the past: what was due before it (a warning, an overdue level while the desk
+    took its time) stays due, so an escalation already sent remains right, and the streaming SLA worker, which may
+    have swept past the old deadline before the review reaches it, and the replay agree. A review of a request that
+    lapsed first (the unit resolved or returned the ticket, or it was re-dispatched or taken to triage) crossed it
+    on the way: it is recorded, as moot, and changes nothing — also while a later request waits, which the review
+    of the lapsed one therefore must name."""
     request = cycle.extension_request if state.status in OPEN_FOR_UNIT else None
-    if request is None:
-        lapsed = _lapsed_request(state)
-        if lapsed is not None:
-            asked, settled = lapsed
-            transition = _transition(state, update.event_id, "review_extension", state.status, update.unit,
-                                     update.occurred_at, reason=update.reason,
-                                     note=f"moot: {asked.update_id} lapsed at {settled.at.isoformat()} "
-                                          f"({settled.action}) before the review")
-            return Applied(_with(state, transition), transition)
-        if state.status not in OPEN_FOR_UNIT:
-            return _illegal(state, update)
-        return Rejection("no_extension_request", "action",
-                         f"{cycle.unit!r} has no extension (延期) waiting for review on this ticket")
+    named = update.extension_id
+    if request is not None and named in (None, request.update_id):
+        return _decide(state, cycle, update, request)
+    records = extension_records(state)
+    record = next((r for r in records if r.asked.update_id == named), None) if named is not None else \
+        (records[-1] if records and records[-1].lapsed else None)
+    if record is not None and record.lapsed:
+        assert record.settled is not None
+        transition = _transition(state, update.event_id, "review_extension", state.status, update.unit,
+                                 update.occurred_at, reason=update.reason, extension_id=record.asked.update_id,
+                                 note=f"moot: {record.asked.update_id} lapsed at {record.settled.at.isoformat()} "
+                                      f"({record.settled.action}) before the review")
+        return Applied(_with(state, transition), transition)
+    if named is not None:
+        answered = record.answered if record is not None else None
+        why = "no such request" if record is None else \
+            f"{answered.update_id} answered it at {answered.at.isoformat()}" if answered is not None else \
+            f"the ticket is {state.status.value}"
+        return Rejection("no_extension_request", "extension_id",
+                         f"{named!r} is no extension (延期) of this ticket waiting for review: {why}")
+    if state.status not in OPEN_FOR_UNIT:
+        return _illegal(state, update)
+    return Rejection("no_extension_request", "action",
+                     f"{cycle.unit!r} has no extension (延期) waiting for review on this ticket")
+
+
+def _decide(state: TicketState, cycle: Cycle, update: UnitUpdate, request: ExtensionRequest) -> Applied:
     current = cycle.resolve_due_at(update.occurred_at)
     change: dict[str, object] = {"extension_request": None}
     if update.approved:
@@ -312,23 +328,19 @@ def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[n
         note = f"refused {request.update_id}: due stays {current.isoformat()}"
     cycles = [*state.cycles[:-1], cycle.model_copy(update=change)]
     transition = _transition(state, update.event_id, "review_extension", state.status, update.unit,
-                             update.occurred_at, reason=update.reason, note=note)
+                             update.occurred_at, reason=update.reason, note=note, extension_id=request.update_id)
     return Applied(_with(state, transition, cycles=cycles), transition)
 
 
-def _lapsed_request(state: TicketState) -> tuple[Transition, Transition] | None:
-    """The ticket's latest extension request and the step that settled it, when that step was not the desk's review
-    (the unit's 办结 or 退单, a re-dispatch, triage, the desk's close) and no review of it has been recorded since."""
-    request: Transition | None = None
-    settled: Transition | None = None
-    for t in state.transitions:
-        if t.action == "extend":
-            request, settled = t, None
-        elif request is not None and t.action == "review_extension":
-            request = None
-        elif request is not None and settled is None and t.action in SETTLES_EXTENSION:
-            settled = t
-    return (request, settled) if request is not None and settled is not None else None
+def moot_review(state: TicketState, update: UnitUpdate) -> bool:
+    """Is ``update`` a review of a request that lapsed (named, or the latest), to be recorded as moot whatever the
+    ticket's status — also while it waits in triage after the unit returned it?"""
+    if update.action is not UnitAction.review_extension:
+        return False
+    records = extension_records(state)
+    if update.extension_id is None:
+        return bool(records) and records[-1].lapsed
+    return any(r.asked.update_id == update.extension_id and r.lapsed for r in records)
 
 
 def _callback(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -84,6 +85,7 @@ class Transition(State):
     at: datetime
     reason: str | None = None
     note: str | None = None
+    extension_id: str | None = None  # review_extension: the request (its extend's update id) the review answered
 
 
 class TicketState(State):
@@ -139,6 +141,41 @@ class TicketState(State):
             else:
                 steps.append((latest, resolved))
         return spans_of(steps)
+
+
+@dataclass(slots=True)
+class ExtensionRecord:
+    """One 延期 request of a ticket's history: the unit's ``asked``; the step that ``settled`` it (the desk's review
+    of it, or what made it lapse first: the unit's 办结 or 退单, a re-dispatch, triage, the desk's close); and the
+    desk's review that ``answered`` it (deciding it, or recording it as moot after it lapsed), if any."""
+
+    asked: Transition
+    settled: Transition | None = None
+    answered: Transition | None = None
+
+    @property
+    def lapsed(self) -> bool:
+        """Settled by something other than the desk's review, which has not answered it yet."""
+        return self.settled is not None and self.answered is None
+
+
+def extension_records(state: TicketState) -> list[ExtensionRecord]:
+    """The ticket's extension requests in event-time order, each with what settled and answered it. A review
+    answers the request it names (``extension_id``); one stored without a name (before reviews named their
+    request) answered the latest request."""
+    records: dict[str, ExtensionRecord] = {}
+    latest: ExtensionRecord | None = None
+    for t in state.transitions:
+        if t.action == "extend":
+            latest = records[t.update_id] = ExtensionRecord(t)
+        elif t.action == "review_extension":
+            record = records.get(t.extension_id) if t.extension_id is not None else latest
+            if record is not None and record.answered is None:
+                record.answered = t
+                record.settled = record.settled or t
+        elif latest is not None and latest.settled is None and t.action in SETTLES_EXTENSION:
+            latest.settled = t
+    return list(records.values())
 
 
 _UNRESOLVES = frozenset({Status.reopened, Status.returned, Status.dispatched})

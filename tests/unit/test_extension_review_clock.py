@@ -131,3 +131,78 @@ def test_a_review_after_the_unit_returned_the_ticket_is_moot_too(rules) -> None:
     redispatched: Any = sla.on_work_order(result.state, order, rules)
     refused = sla.on_update(redispatched, review("T1", cst("2025-06-10 14:00")), rules)
     assert isinstance(refused, lifecycle.Rejection) and refused.reason == "no_extension_request"
+
+
+def _next_unit_asks(rules) -> TicketState:  # type: ignore[no-untyped-def]
+    """X1 lapses at the unit's 退单; the next unit gets the ticket and asks for X2."""
+    state = _apply(_asked(cst("2025-06-10 10:00"), rules), update("T1", "return", cst("2025-06-10 11:00")), rules=rules)
+    order = work_order("T1", DISPATCHED, unit="区房管局", seq=2, dispatched_at=cst("2025-06-10 13:00"))
+    redispatched: Any = sla.on_work_order(state, order, rules)
+    return _apply(redispatched, update("T1", "extend", cst("2025-06-10 14:00"), unit="区房管局", event_id="X2",
+                                       new_due=cst("2025-07-15 18:00"), reason="需现场勘察"), rules=rules)
+
+
+def test_a_late_review_of_a_lapsed_request_names_it_and_leaves_the_next_one_waiting(rules) -> None:  # type: ignore[no-untyped-def]
+    """Was: a review names no request, so the desk's late review of X1 decided X2, the next unit's request. A review
+    that names X1 (``extension_id``) is recorded as moot; X2 still waits, its clock runs on, and the review that
+    names it decides it."""
+    state = _next_unit_asks(rules)
+    late = sla.on_update(state, review("T1", cst("2025-06-10 15:00"), extension_id="X1"), rules)
+    assert isinstance(late, lifecycle.Applied) and late.transition.extension_id == "X1"
+    assert late.transition.note == f"moot: X1 lapsed at {cst('2025-06-10 11:00').isoformat()} (return) before the review"
+    assert late.state.cycles == state.cycles  # X2 is still pending and the deadline did not move
+    assert late.state.cycle is not None and late.state.cycle.extension_request is not None
+    assert deadlines.extension_reviews(late.state) == [
+        deadlines.ReviewWait(1, "X1", cst("2025-06-10 10:00"), cst("2025-06-10 11:00")),
+        deadlines.ReviewWait(2, "X2", cst("2025-06-10 14:00"), None)]
+    assert _review_escalations(late.state, "2025-06-11 14:00", rules) == [(1, cst("2025-06-11 14:00"), DESK)]
+    # X1 is answered now: naming it again is refused; the review of X2 decides X2
+    again = sla.on_update(late.state, review("T1", cst("2025-06-10 15:30"), extension_id="X1"), rules)
+    assert isinstance(again, lifecycle.Rejection) and (again.reason, again.field) == ("no_extension_request",
+                                                                                      "extension_id")
+    assert "answered it at" in again.error
+    granted = _apply(late.state, review("T1", cst("2025-06-10 16:00"), extension_id="X2"), rules=rules)
+    assert granted.cycle is not None and granted.cycle.final_due == cst("2025-07-15 18:00")
+    assert granted.transitions[-1].extension_id == "X2" and granted.transitions[-1].note.startswith("granted X2")
+    assert deadlines.extension_reviews(granted)[1].end == cst("2025-06-10 16:00")
+
+
+def test_a_review_without_a_name_decides_the_request_waiting(rules) -> None:  # type: ignore[no-untyped-def]
+    """Unchanged for senders that do not name the request (and reviews stored before they could): the review
+    decides the one waiting, here X2, even if the desk meant X1. README says to name it."""
+    decided = _apply(_next_unit_asks(rules), review("T1", cst("2025-06-10 15:00"), approved=False), rules=rules)
+    assert decided.cycle is not None and decided.cycle.extension_request is None
+    assert decided.transitions[-1].extension_id == "X2" and decided.transitions[-1].note.startswith("refused X2")
+
+
+def test_a_review_naming_no_request_of_the_ticket_is_refused(rules) -> None:  # type: ignore[no-untyped-def]
+    state = _asked(cst("2025-06-10 10:00"), rules)
+    refused = sla.on_update(state, review("T1", cst("2025-06-10 12:00"), extension_id="X9"), rules)
+    assert isinstance(refused, lifecycle.Rejection)
+    assert (refused.reason, refused.field) == ("no_extension_request", "extension_id") and "no such" in refused.error
+
+
+def test_a_review_of_a_request_that_lapsed_when_the_ticket_went_to_triage_is_moot(rules) -> None:  # type: ignore[no-untyped-def]
+    """Was: the ticket waits in triage after the unit's 退单, so the desk's late review was refused as an invalid
+    transition (held by the streaming worker, then dead-lettered). It is recorded as moot like any other."""
+    from schemas import TriageItem
+    from tests.factories import decision
+
+    state = _apply(_asked(cst("2025-06-10 10:00"), rules), update("T1", "return", cst("2025-06-10 11:00")), rules=rules)
+    item = TriageItem(ticket_id="T1", jurisdiction="qingpu", source="hotline_12345", urgency="normal",
+                      opened_at=DISPATCHED, content="违建", address="青浦", queue=DESK,
+                      decision=decision("T1", outcome="triage", lead_unit=None, needs_triage=True,
+                                        triage_reason="ownership_dispute"))
+    triaged: Any = sla.on_triage(state, item)
+    assert triaged.status.value == "triage"
+    for named in (None, "X1"):
+        result = sla.on_update(triaged, review("T1", cst("2025-06-10 12:00"), extension_id=named), rules)
+        assert isinstance(result, lifecycle.Applied), result
+        assert result.state.status.value == "triage" and result.transition.extension_id == "X1"
+        assert result.transition.note is not None and result.transition.note.startswith("moot: X1")
+    # a review from anyone but the desk is still refused, and an update of a unit still waits for the dispatch
+    other = sla.on_update(triaged, update("T1", "review_extension", cst("2025-06-10 12:00"), unit="区城管执法局"),
+                          rules)
+    assert isinstance(other, lifecycle.Rejection) and other.reason == "not_the_desk"
+    stray = sla.on_update(triaged, update("T1", "resolve", cst("2025-06-10 12:00")), rules)
+    assert isinstance(stray, lifecycle.Rejection) and stray.reason == "invalid_transition"

@@ -91,6 +91,16 @@ def test_an_extension_reaches_at_most_a_year_ahead() -> None:
                           Rejection)
 
 
+def test_only_a_review_names_an_extension() -> None:
+    base = {"event_id": "U1", "ticket_id": "T1", "unit": "区城运中心", "occurred_at": "2025-05-06T09:00:00+08:00",
+            "extension_id": "X1"}
+    wrong = accept_update(json.dumps({**base, "action": "acknowledge"}).encode())
+    assert isinstance(wrong, Rejection) and (wrong.reason, wrong.field) == ("invalid_value", "extension_id")
+    assert "review_extension" in wrong.error
+    named = accept_update(json.dumps({**base, "action": "review_extension", "approved": True}).encode())
+    assert not isinstance(named, Rejection) and named.extension_id == "X1"
+
+
 def test_personal_data_is_masked_in_dead_letters() -> None:
     raw = _raw(jurisdiction="mars")
     letter = dead_letter("intake", accept_event(raw), raw, cst("2025-05-06 10:00"), topic="t", partition=0, offset=5)
