@@ -70,12 +70,16 @@ def on_update(state: TicketState | None, update: UnitUpdate,
                                   desk=rules.desks.get(state.jurisdiction))
 
 
-def may_be_early(state: TicketState | None, rejection: Rejection) -> bool:
+def may_be_early(state: TicketState | None, update: UnitUpdate, rejection: Rejection) -> bool:
     """Could the message that makes this input apply still be on its way? The ticket is not known yet (its work
     order or triage item travels on another topic, or a crashed router's relay sends it late), a returned
     ticket's next unit answers a re-dispatch not seen yet, or a unit answers the work order of the dispatch desk's
     ruling on a triaged, redirected or desk-closed ticket before that work order is seen. Such an input is held,
-    not dead-lettered at once."""
+    not dead-lettered at once. The desk's own steps are never early: each answers a unit's step on the same topic
+    and partition (a callback or a reopening its 办结, a review its 延期), which has been applied already, or is
+    held and keeps the desk's step waiting behind it; a desk step refused now stays refused."""
+    if update.action in lifecycle.DESK_ACTIONS:
+        return False
     if state is None:
         return rejection.reason == "unknown_ticket"
     if state.status in (Status.triage, Status.redirected):

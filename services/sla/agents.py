@@ -17,7 +17,7 @@ import asyncpg
 import faust
 
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
-from services.domain import sla
+from services.domain import deadlines, sla
 from services.domain.campaigns import (Campaign, CampaignReport, advance as advance_campaign,
                                       evaluation_times, questions)
 from services.domain.lifecycle import Applied, Duplicate
@@ -93,7 +93,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             return waiting
         result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
-            if sla.may_be_early(before, result):
+            if sla.may_be_early(before, update, result):
                 out = await rt.hold(batch, update.ticket_id, result, raw, m)  # [] while held, the dead letter after
             else:
                 out = await rt.reject(batch, result, raw, m)
@@ -338,11 +338,9 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     # the deadline escalations as 0 from the start: a labelled counter has no series until its first increment, and
     # a series first seen above 0 (a sweep that raises many at once) would be no increase() to HotlineResolveOverdueSurge
     for jurisdiction in Jurisdiction:
-        for kind, levels in (("resolve_warning", (1,)), ("ack_overdue", (1, 2, 3)), ("resolve_overdue", (1, 2, 3)),
-                             ("triage_overdue", (1, 2, 3)), ("extension_review_overdue", (1, 2, 3)),
-                             ("repeat_after_close", (1,))):
+        for kind, levels in deadlines.raised_levels(rules.policies.policies()).items():
             for level in levels:
-                rt.metrics.escalations.labels(kind, str(level), jurisdiction.value)
+                rt.metrics.escalations.labels(kind.value, str(level), jurisdiction.value)
     for campaign in rules.campaigns.campaigns:  # from the definitions, on every replica: the burn-up's target line
         rt.metrics.campaign_target.labels(campaign.id).set(campaign.target)
         rt.metrics.campaign_start.labels(campaign.id).set(campaign.start.timestamp())

@@ -106,8 +106,10 @@ def test_a_ticket_the_desk_closed_itself_is_reopened_by_its_dispatch_ruling(rout
     assert closed.ticket.closed_at == cst("2025-06-09 10:00") and not closed.ticket.in_triage
     assert isinstance(state, TicketState) and state.status is Status.closed
     # there is no unit to reopen it for: the SLA service points the desk to its ruling
-    refused = sla.on_update(state, update("QP-9", "reopen", cst("2025-06-09 16:00")), rules)
+    reopen = update("QP-9", "reopen", cst("2025-06-09 16:00"))
+    refused = sla.on_update(state, reopen, rules)
     assert isinstance(refused, Rejection) and refused.reason == "invalid_transition" and "dispatch ruling" in refused.error
+    assert not sla.may_be_early(state, reopen, refused)  # the desk's own step: dead-lettered at once, not held
 
     def ruling(ruling_id: str, at: str, **kw: Any) -> Ruling:
         base: dict[str, Any] = dict(ruling_id=ruling_id, ticket_id="QP-9", desk=DESK, action="dispatch",
@@ -130,7 +132,7 @@ def test_a_ticket_the_desk_closed_itself_is_reopened_by_its_dispatch_ruling(rout
     # the unit may answer the ruling's work order before the SLA service has seen it: the answer is held
     ack = update("QP-9", "acknowledge", cst("2025-06-09 17:00"), unit="区建管委")
     early_ack = sla.on_update(state, ack, rules)
-    assert isinstance(early_ack, Rejection) and sla.may_be_early(state, early_ack)
+    assert isinstance(early_ack, Rejection) and sla.may_be_early(state, ack, early_ack)
     assert isinstance(sla.on_update(dispatched, ack, rules), lifecycle.Applied)
 
 
@@ -148,6 +150,10 @@ def test_a_ticket_closed_by_the_desk_after_a_dispute_is_not_reopened_for_the_uni
     refused = sla.on_update(state, update("T3", "reopen", cst("2025-06-10 09:00")), rules)
     assert isinstance(refused, Rejection) and refused.reason == "invalid_transition"
     assert "without a unit's 办结" in refused.error and "dispatch ruling" in refused.error
+    reopen = update("T3", "reopen", cst("2025-06-10 09:00"))
+    assert not sla.may_be_early(state, reopen, sla.on_update(state, reopen, rules))  # type: ignore[arg-type]
+    ack = update("T3", "acknowledge", cst("2025-06-10 09:00"), unit="区房管局")  # may answer a ruling not seen yet
+    assert sla.may_be_early(state, ack, sla.on_update(state, ack, rules))  # type: ignore[arg-type]
 
 
 def _desk_closed(router: Any) -> tuple[Any, Any, TicketState]:

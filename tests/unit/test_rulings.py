@@ -180,7 +180,7 @@ def test_an_update_for_a_triaged_ticket_is_held_for_the_rulings_work_order(route
     ack = update("QP-1", "acknowledge", cst("2025-06-09 12:00"), unit="区建管委")
     refused = sla.on_update(state, ack, rules)  # type: ignore[arg-type]
     assert isinstance(refused, Rejection) and refused.reason == "invalid_transition"
-    assert sla.may_be_early(state, refused)  # type: ignore[arg-type]
+    assert sla.may_be_early(state, ack, refused)  # type: ignore[arg-type]
     ruled = dispatch.on_ruling(out.ticket, _ruling(), router)
     assert not isinstance(ruled, Rejection) and ruled.work_order is not None
     dispatched = sla.on_work_order(state, ruled.work_order, rules)  # type: ignore[arg-type]
@@ -190,7 +190,7 @@ def test_an_update_for_a_triaged_ticket_is_held_for_the_rulings_work_order(route
     closed = sla.on_triage(state, dispatch.on_ruling(  # type: ignore[union-attr, arg-type]
         out.ticket, _ruling(action="close", rule_id=None, ruling_id="R9"), router).triage)
     refused = sla.on_update(closed, ack, rules)  # type: ignore[arg-type]
-    assert isinstance(refused, Rejection) and sla.may_be_early(closed, refused)  # type: ignore[arg-type]
+    assert isinstance(refused, Rejection) and sla.may_be_early(closed, ack, refused)  # type: ignore[arg-type]
     # a ticket closed after a satisfied callback is not waiting for anything: a unit's stray answer is refused at once
     done = applied.state
     for step in (update("QP-1", "resolve", cst("2025-06-10 12:00"), unit="区建管委"),
@@ -200,7 +200,7 @@ def test_an_update_for_a_triaged_ticket_is_held_for_the_rulings_work_order(route
         done = result.state
     late_ack = update("QP-1", "acknowledge", cst("2025-06-11 10:00"), unit="区建管委", event_id="U-LATE")
     refused = sla.on_update(done, late_ack, rules)
-    assert isinstance(refused, Rejection) and not sla.may_be_early(done, refused)
+    assert isinstance(refused, Rejection) and not sla.may_be_early(done, late_ack, refused)
 
 
 def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, rules) -> None:  # type: ignore[no-untyped-def]
@@ -217,8 +217,9 @@ def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, 
     # the SLA service: redirected, then dispatched at the ruling's time; the unit's updates apply
     state = sla.on_triage(None, out.triage)  # type: ignore[arg-type]
     assert not isinstance(state, lifecycle.Duplicate) and state.status.value == "redirected"
-    early = sla.on_update(state, update("QP-1", "acknowledge", cst("2025-06-09 11:30"), unit="区建管委"), rules)
-    assert isinstance(early, Rejection) and sla.may_be_early(state, early)  # held until the work order is read
+    answer = update("QP-1", "acknowledge", cst("2025-06-09 11:30"), unit="区建管委")
+    early = sla.on_update(state, answer, rules)
+    assert isinstance(early, Rejection) and sla.may_be_early(state, answer, early)  # held until the work order is read
     state = sla.on_work_order(state, ruled.work_order, rules)
     assert not isinstance(state, lifecycle.Duplicate)
     assert state.status.value == "dispatched" and state.cycle is not None
