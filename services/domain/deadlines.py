@@ -13,7 +13,7 @@ worker (wall clock) and the replay (event time) emit the same escalations with t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +107,19 @@ def _plan(ticket_id: str, cycle: Cycle, kind: EscalationKind, level: int, at: da
           threshold: float | None = None) -> Planned:
     return Planned(at, _planned_id(kind.value, ticket_id, cycle.index, level, threshold), kind, level, threshold,
                    cycle, deadline, _utc(at))
+
+
+def raised_levels(policies: Iterable[Policy]) -> dict[EscalationKind, tuple[int, ...]]:
+    """What the clocks raise under ``policies``, by kind and level: a warning (if a policy has any) and a repeat
+    report after closure (if a policy escalates it) at level 1; an overdue at one level per delay of its policy,
+    three at most. The SLA worker declares these series up front."""
+    most: dict[EscalationKind, int] = {}
+    for p in policies:
+        for kind, n in ((_WARNING, min(1, len(p.warnings))), (_ACK, len(p.ack_levels)),
+                        (EscalationKind.resolve_overdue, len(p.resolve_levels)), (_TRIAGE, len(p.triage.levels)),
+                        (_REVIEW, len(p.extension_review.levels)), (_REPEAT, int(p.repeat_after_close))):
+            most[kind] = max(most.get(kind, 0), min(n, 3))
+    return {kind: tuple(range(1, n + 1)) for kind, n in most.items() if n}
 
 
 def _build(state: TicketState, p: Planned, policy: Policy, desk: str | None) -> Escalation:

@@ -174,18 +174,18 @@ def on_ruling(ticket: RouterTicket, ruling: Ruling, router: Routes) -> RouterOut
         return Rejection("unknown_ticket", "ticket_id",
                          f"ticket_id: ticket {ticket.event.event_id!r} opened at "
                          f"{ticket.event.occurred_at.isoformat()}, after the ruling's time")
-    reopens = ticket.closed_at is not None and ruling.action is RulingAction.dispatch
-    if not (ticket.in_triage or (ticket.redirected and ruling.action is RulingAction.dispatch) or reopens):
+    closed_at = ticket.closed_at if ruling.action is RulingAction.dispatch else None  # a dispatch reopens it
+    if not (ticket.in_triage or (ticket.redirected and ruling.action is RulingAction.dispatch) or closed_at is not None):
         where = (f"is held by {ticket.current_unit}" if ticket.current_unit else
                  "was redirected: the desk may dispatch it, not close it" if ticket.redirected else
                  "was closed: the desk may dispatch it, not close it again" if ticket.closed_at else "was closed")
         return Rejection("not_in_triage", "ticket_id",
                          f"ticket_id: ticket {ticket.event.event_id!r} is not waiting for the dispatch desk "
                          f"(it {where})")
-    if reopens and ticket.closed_at is not None and ruling.occurred_at < ticket.closed_at:
+    if closed_at is not None and ruling.occurred_at < closed_at:
         return Rejection("out_of_order", "occurred_at",
                          f"occurred_at: the ruling at {ruling.occurred_at.isoformat()} is earlier than the desk's "
-                         f"close of the ticket at {ticket.closed_at.isoformat()}; a dispatch reopens it only after")
+                         f"close of the ticket at {closed_at.isoformat()}; a dispatch reopens it only after")
     decision = router.rule_on(ticket.event, ruling)
     if isinstance(decision, Rejection):
         return decision

@@ -133,6 +133,11 @@ class PolicyBook:
             book._build(rule.name, {**book.defaults, **rule.settings}, rule.citation)
         return book
 
+    def policies(self) -> list[Policy]:
+        """The defaults' policy and every rule's, as ``for_ticket`` builds them."""
+        return [self._build("defaults", self.defaults, str(self.defaults.get("citation", ""))),
+                *(self._build(rule.name, {**self.defaults, **rule.settings}, rule.citation) for rule in self.rules)]
+
     def for_ticket(self, *, jurisdiction: str, source: str, category: str, urgency: str) -> Policy:
         facts = {"jurisdiction": jurisdiction, "source": source, "category": category, "urgency": urgency}
         for rule in self.rules:

@@ -308,3 +308,22 @@ def test_the_plan_cache_keeps_its_newer_half_and_a_replay_can_widen_it(rules, mo
     expected = deadlines.scheduled(states[0], rules.policy_for(states[0]), rules.calendar)
     deadlines._CANDIDATES.clear()
     assert deadlines.scheduled(states[0], rules.policy_for(states[0]), rules.calendar) == expected  # same answer
+
+
+def test_the_declared_kinds_and_levels_are_what_the_clocks_raise(rules) -> None:  # type: ignore[no-untyped-def]
+    """The SLA worker declares ``raised_levels``' series from the start (at 0) for the alerts' increase(): every
+    kind and level a sweep raises over random histories (with repeat reports after closure) is declared, and every
+    declared one is raised."""
+    from tests.factories import apply_all, repeat_report
+    from tests.histories import histories
+
+    raised: set[tuple[object, int]] = set()
+    for state in histories(rules, 400, seed=11):
+        if state.status.value == "closed":
+            state = apply_all(state, rules, repeat_report(f"R-{state.ticket_id}", state.transitions[-1].at,
+                                                          ticket=state.ticket_id))
+        raised |= {(e.kind, e.level) for e in sla.sweep(state, state.opened_at + timedelta(days=120), rules)[1]}
+    declared = {(kind, level) for kind, levels in deadlines.raised_levels(rules.policies.policies()).items()
+                for level in levels}
+    assert raised == declared
+    assert (deadlines.EscalationKind.ack_overdue, 3) not in declared  # every policy has two ack levels
