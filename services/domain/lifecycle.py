@@ -133,7 +133,9 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
     if state is not None:
         if state.status is not Status.returned:
             return Duplicate(state)
-        at = max(t.at for t in state.transitions)
+        # at the return that disputed it: the router decides on the return, whatever was recorded since (a repeat
+        # report, a moot review) that the SLA service may have read before the triage item
+        at = max(t.at for t in state.transitions if t.action == "return")
         transition = _transition(state, f"triage:{decision.event_id}:{state.returns}", "triage", Status.triage, None,
                                  at, reason=decision.triage_reason)
         return _with(state, transition, unit=None)
@@ -181,7 +183,11 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     if update.event_id in state.applied_updates:
         return Duplicate(state)
     cycle = state.cycle
-    if (state.status in (Status.triage, Status.redirected) or cycle is None) and not moot_review(state, update):
+    # a review of a request that lapsed changes nothing: it is recorded whatever the status, and wherever its time
+    # falls (before a re-dispatch read first, as in the replay); one that names its request is answered by name
+    moot = moot_review(state, update)
+    by_name = moot or (update.action is UnitAction.review_extension and update.extension_id is not None)
+    if (state.status in (Status.triage, Status.redirected) or cycle is None) and not by_name:
         return Rejection("invalid_transition", "action",
                          f"ticket is {state.status.value}, no unit holds it; {update.action.value} is not possible"
                          + (_BY_RULING if update.action is UnitAction.reopen and state.status is Status.closed else ""))
@@ -191,8 +197,8 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
                                                      f"{state.jurisdiction} ({desk!r}), not {update.unit!r}'s")
     elif update.unit != state.unit:
         return Rejection("unit_mismatch", "unit", f"ticket is held by {state.unit!r}, not {update.unit!r}")
-    dispatched_at = next(c.start for c in reversed(state.cycles) if c.kind == "dispatch")
-    if update.occurred_at < dispatched_at:
+    dispatched_at = next((c.start for c in reversed(state.cycles) if c.kind == "dispatch"), None)
+    if dispatched_at is not None and update.occurred_at < dispatched_at and not moot:
         return Rejection("before_dispatch", "occurred_at",
                          f"{update.occurred_at.isoformat()} precedes the current dispatch at {dispatched_at.isoformat()}")
     # a re-handling cycle starts at the unsatisfied callback or the desk's reopening, a desk step: what precedes it is
@@ -306,10 +312,8 @@ def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[n
                                       f"({record.settled.action}) before the review")
         return Applied(_with(state, transition), transition)
     if named is not None:
-        answered = record.answered if record is not None else None
-        why = "no such request" if record is None else \
-            f"{answered.update_id} answered it at {answered.at.isoformat()}" if answered is not None else \
-            f"the ticket is {state.status.value}"
+        answered = record.answered if record is not None else None  # (not lapsed, not waiting: answered)
+        why = f"{answered.update_id} answered it at {answered.at.isoformat()}" if answered else "no such request"
         return Rejection("no_extension_request", "extension_id",
                          f"{named!r} is no extension (延期) of this ticket waiting for review: {why}")
     if state.status not in OPEN_FOR_UNIT:

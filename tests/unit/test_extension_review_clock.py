@@ -206,3 +206,57 @@ def test_a_review_of_a_request_that_lapsed_when_the_ticket_went_to_triage_is_moo
     assert isinstance(other, lifecycle.Rejection) and other.reason == "not_the_desk"
     stray = sla.on_update(triaged, update("T1", "resolve", cst("2025-06-10 12:00")), rules)
     assert isinstance(stray, lifecycle.Rejection) and stray.reason == "invalid_transition"
+
+
+def _returned_then(rules, *later: Any) -> TicketState:  # type: ignore[no-untyped-def]
+    return _apply(_asked(cst("2025-06-10 10:00"), rules), update("T1", "return", cst("2025-06-10 11:00")), *later,
+                  rules=rules)
+
+
+def _disputed(state: TicketState) -> Any:
+    from tests.factories import decision
+
+    return lifecycle.apply_decision(state, decision("T1", outcome="triage", lead_unit=None, needs_triage=True,
+                                                    triage_reason="ownership_dispute"),
+                                    source="hotline_12345", urgency="normal", campaigns=[], opened_at=DISPATCHED)
+
+
+def test_a_moot_review_gives_one_history_whichever_input_comes_first(rules) -> None:  # type: ignore[no-untyped-def]
+    """Kafka orders neither the triage item nor the ruling's work order with the desk's review: each order of
+    arrival gives the replay's history (event-time order). Found in review: the review read after a re-dispatch
+    dated later was refused before_dispatch, and a triage item read after the review started the desk's clock at
+    the review instead of the return."""
+    late = review("T1", cst("2025-06-10 11:30"), extension_id="X1")
+    order = work_order("T1", DISPATCHED, unit="区房管局", seq=2, dispatched_at=cst("2025-06-10 11:31"))
+    returned = _returned_then(rules)
+    triaged = _disputed(returned)
+    in_time = sla.on_work_order(_apply(triaged, late, rules=rules), order, rules)
+    review_last = _apply(sla.on_work_order(triaged, order, rules), late, rules=rules)  # type: ignore[arg-type]
+    triage_last = sla.on_work_order(_disputed(_apply(returned, late, rules=rules)), order, rules)
+    for history in (review_last, triage_last):
+        assert history == in_time
+    assert [(t.action, t.at) for t in review_last.transitions][-4:] == [
+        ("return", cst("2025-06-10 11:00")), ("triage", cst("2025-06-10 11:00")),
+        ("review_extension", cst("2025-06-10 11:30")), ("dispatch", cst("2025-06-10 11:31"))]
+    assert deadlines.triage_waits(review_last) == [deadlines.TriageWait(1, cst("2025-06-10 11:00"),
+                                                                        cst("2025-06-10 11:31"), "ownership_dispute")]
+
+
+def test_a_named_review_is_answered_by_name_in_triage_too(rules) -> None:  # type: ignore[no-untyped-def]
+    triaged = _disputed(_returned_then(rules, review("T1", cst("2025-06-10 12:00"), extension_id="X1")))
+    for named, why in (("X9", "no such request"), ("X1", "answered it at")):
+        refused = sla.on_update(triaged, review("T1", cst("2025-06-10 13:00"), extension_id=named), rules)
+        assert isinstance(refused, lifecycle.Rejection), refused
+        assert (refused.reason, refused.field) == ("no_extension_request", "extension_id") and why in refused.error
+        assert not sla.may_be_early(triaged, review("T1", cst("2025-06-10 13:00")), refused)
+
+
+def test_a_state_stored_before_reviews_named_their_request_loads(rules) -> None:  # type: ignore[no-untyped-def]
+    """Transitions stored without ``extension_id``: an unnamed review answered the latest request."""
+    state = _apply(_asked(cst("2025-06-10 10:00"), rules), review("T1", cst("2025-06-10 12:00")), rules=rules)
+    raw = state.model_dump(mode="json")
+    for t in raw["transitions"]:
+        del t["extension_id"]
+    old = TicketState.model_validate(raw)
+    assert deadlines.extension_reviews(old) == deadlines.extension_reviews(state) == [
+        deadlines.ReviewWait(1, "X1", cst("2025-06-10 10:00"), cst("2025-06-10 12:00"))]

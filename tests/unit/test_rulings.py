@@ -231,3 +231,19 @@ def test_a_ruling_dated_before_its_ticket_is_refused_as_the_replay_would(router)
     ticket = _triaged(router).ticket
     got = dispatch.on_ruling(ticket, _ruling(occurred_at=cst("2025-06-09 08:59")), router)
     assert isinstance(got, Rejection) and (got.reason, got.field) == ("unknown_ticket", "ticket_id")
+
+
+def test_the_desks_own_updates_are_never_held(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """Each follows an update on the same partition (the unit's 办结 or 延期, or the desk's satisfied callback) that
+    is applied or held before it: refused now, it stays refused, and is dead-lettered at once."""
+    out = _triaged(router)
+    triaged = sla.on_triage(None, out.triage)  # type: ignore[arg-type]
+    for state in (None, triaged):
+        for action, kw in (("callback", {"satisfied": True}), ("review_extension", {"approved": True}),
+                           ("reopen", {"reason": "复核"})):
+            step = update("QP-1", action, cst("2025-06-09 12:00"), unit=DESK, **kw)
+            refused = sla.on_update(state, step, rules)  # type: ignore[arg-type]
+            assert isinstance(refused, Rejection), refused
+            assert not sla.may_be_early(state, step, refused)  # type: ignore[arg-type]
+    ack = update("QP-1", "acknowledge", cst("2025-06-09 12:00"), unit="区建管委")  # a unit's: held
+    assert sla.may_be_early(None, ack, sla.on_update(None, ack, rules))  # type: ignore[arg-type]
