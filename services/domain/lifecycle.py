@@ -13,8 +13,8 @@ from datetime import datetime
 from schemas import RepeatReport, RoutingDecision, UnitAction, UnitUpdate, WorkOrder
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Policy
-from services.domain.tickets import (OPEN_FOR_UNIT, Cycle, DueSegment, ExtensionRequest, Status, TicketState,
-                                     Transition, extension_records)
+from services.domain.tickets import (OPEN_FOR_UNIT, Cycle, DueSegment, ExtensionRecord, ExtensionRequest, Status,
+                                     TicketState, Transition, extension_records)
 from services.domain.validation import Rejection, unknown_ticket
 
 
@@ -185,7 +185,7 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     cycle = state.cycle
     # a review of a request that lapsed changes nothing: it is recorded whatever the status, and wherever its time
     # falls (before a re-dispatch read first, as in the replay); one that names its request is answered by name
-    moot = moot_review(state, update)
+    moot = _is_moot(state, update)
     by_name = moot or (update.action is UnitAction.review_extension and update.extension_id is not None)
     if (state.status in (Status.triage, Status.redirected) or cycle is None) and not by_name:
         return Rejection("invalid_transition", "action",
@@ -301,9 +301,7 @@ def _review_extension(state, cycle, update, policy, calendar):  # type: ignore[n
     named = update.extension_id
     if request is not None and named in (None, request.update_id):
         return _decide(state, cycle, update, request)
-    records = extension_records(state)
-    record = next((r for r in records if r.asked.update_id == named), None) if named is not None else \
-        (records[-1] if records and records[-1].lapsed else None)
+    record = _addressed(state, update)
     if record is not None and record.lapsed:
         assert record.settled is not None
         transition = _transition(state, update.event_id, "review_extension", state.status, update.unit,
@@ -336,15 +334,21 @@ def _decide(state: TicketState, cycle: Cycle, update: UnitUpdate, request: Exten
     return Applied(_with(state, transition, cycles=cycles), transition)
 
 
-def moot_review(state: TicketState, update: UnitUpdate) -> bool:
-    """Is ``update`` a review of a request that lapsed (named, or the latest), to be recorded as moot whatever the
-    ticket's status — also while it waits in triage after the unit returned it?"""
+def _addressed(state: TicketState, update: UnitUpdate) -> ExtensionRecord | None:
+    """The request a review addresses: the one it names, or without a name the latest, if that one lapsed."""
+    records = extension_records(state)
+    if update.extension_id is not None:
+        return next((r for r in records if r.asked.update_id == update.extension_id), None)
+    return records[-1] if records and records[-1].lapsed else None
+
+
+def _is_moot(state: TicketState, update: UnitUpdate) -> bool:
+    """Is ``update`` a review of a request that lapsed, to be recorded as moot whatever the ticket's status — also
+    while it waits in triage after the unit returned it?"""
     if update.action is not UnitAction.review_extension:
         return False
-    records = extension_records(state)
-    if update.extension_id is None:
-        return bool(records) and records[-1].lapsed
-    return any(r.asked.update_id == update.extension_id and r.lapsed for r in records)
+    record = _addressed(state, update)
+    return record is not None and record.lapsed
 
 
 def _callback(state, cycle, update, policy, calendar):  # type: ignore[no-untyped-def]

@@ -22,9 +22,9 @@ class Status(StrEnum):
 
 
 OPEN_FOR_UNIT = frozenset({Status.dispatched, Status.acknowledged, Status.reopened})
-# The steps that settle a pending 延期: the desk's review; or the unit's 办结 or 退单, a re-dispatch, triage or the
-# desk's close, after which there is nothing left to extend (the request lapses)
-SETTLES_EXTENSION = frozenset({"review_extension", "resolve", "return", "dispatch", "triage", "close"})
+# The steps after which a pending 延期 has nothing left to extend (it lapses, unless the desk reviewed it first): the
+# unit's 办结 or 退单, a re-dispatch, triage or the desk's close
+LAPSES_EXTENSION = frozenset({"resolve", "return", "dispatch", "triage", "close"})
 
 
 class State(BaseModel):
@@ -173,7 +173,7 @@ def extension_records(state: TicketState) -> list[ExtensionRecord]:
             if record is not None and record.answered is None:
                 record.answered = t
                 record.settled = record.settled or t
-        elif latest is not None and latest.settled is None and t.action in SETTLES_EXTENSION:
+        elif latest is not None and latest.settled is None and t.action in LAPSES_EXTENSION:
             latest.settled = t
     return list(records.values())
 
