@@ -51,23 +51,25 @@ class Rejection:
     error: str
 
 
+# a complete JSON string literal (escapes included), and the characters that open or close a level
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
 def _depth(text: str) -> int:
+    """How deeply the brackets outside string literals nest. The strings are cut out by one regular expression
+    and only the brackets left are walked; an unterminated string hides everything after its quote."""
+    outside = _STRING.sub("", text)
+    quote = outside.find('"')
+    if quote >= 0:
+        outside = outside[:quote]
     depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
+    for ch in _BRACKET.findall(outside):
+        if ch in "[{":
             depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
+            if depth > deepest:
+                deepest = depth
+        else:
             depth -= 1
     return deepest
 

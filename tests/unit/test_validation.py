@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import IntakeEvent
 from services.domain.deadletters import dead_letter
 from services.domain.intake import accept_event, accept_update
 from services.domain.privacy import mask_bytes, mask_text
-from services.domain.validation import Rejection
+from services.domain.validation import Rejection, _depth
 from tests.conftest import cst
 
 GOOD = {"event_id": "QP-1", "source": "hotline_12345", "jurisdiction": "qingpu",
@@ -69,6 +71,35 @@ def test_bad_input_is_rejected_naming_field_and_reason(raw: bytes, reason: str, 
 
 def test_brackets_inside_strings_do_not_count_as_depth() -> None:
     assert isinstance(accept_event(_raw(content="[[[[[[[[{{{{{{{{ 括号", address="}}}}]]]]")), IntakeEvent)
+
+
+def _depth_by_walk(text: str) -> int:
+    """The plain character walk the regular-expression scan in ``_depth`` must agree with."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet='"\\[]{}a 中\n', max_size=40))
+def test_depth_counts_brackets_outside_strings_only(text: str) -> None:
+    """Escapes, unterminated strings and stray closers included: a bracket inside a string never counts."""
+    assert _depth(text) == _depth_by_walk(text)
 
 
 def test_update_fields_required_by_action() -> None:
