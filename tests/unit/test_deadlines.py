@@ -124,7 +124,7 @@ def test_zhalantun_facility_faults_get_24_hours_whatever_the_urgency(rules) -> N
         for urgency in ("normal", "urgent"):
             for source in ("hotline_12345", "grid_inspection"):
                 policy = p(jurisdiction="zhalantun", source=source, category=category, urgency=urgency)
-                assert policy.name == "zhalantun-municipal-facility-faults", (category, urgency, source)
+                assert policy.name.startswith("zhalantun-municipal-facility-faults"), (category, urgency, source)
                 assert policy.resolve.describe() == "24 hours" and "二、(一)5" in policy.citation
     assert p(jurisdiction="zhalantun", source="hotline_12345", category="street_facilities",
              urgency="normal").name == "defaults"
@@ -139,6 +139,30 @@ def test_zhalantun_facility_faults_get_24_hours_whatever_the_urgency(rules) -> N
     _, found, _ = sla.sweep(state, cst("2025-06-20 00:00"), rules)
     assert ("resolve_overdue", 1, None, cst("2025-06-14 17:00")) in _kinds(found)
     assert p(jurisdiction="qingpu", source="iot_alert", category="x", urgency="normal").name == "iot-alerts"
+
+
+def test_zhalantun_urgent_faults_and_alerts_keep_the_urgent_clocks(rules) -> None:  # type: ignore[no-untyped-def]
+    """The first matching rule gives every key: a Zhalantun facility fault that is urgent, or an IoT alert, keeps the
+    plan's 24 hours and takes the desk's 30 minutes and the escalation delays any other urgent ticket or alert gets."""
+    p = rules.policies.for_ticket
+
+    def clocks(policy):  # type: ignore[no-untyped-def]
+        return (policy.ack.describe(), [x.describe() for x in policy.ack_levels],
+                [x.describe() for x in policy.resolve_levels], policy.triage.limit.describe(),
+                [x.describe() for x in policy.triage.levels])
+
+    urgent = p(jurisdiction="qingpu", source="hotline_12345", category="x", urgency="urgent")
+    alert = p(jurisdiction="qingpu", source="iot_alert", category="x", urgency="normal")
+    for category in ("street_lamp", "road_damage", "drainage_flooding"):
+        road = p(jurisdiction="zhalantun", source="grid_inspection", category=category, urgency="urgent")
+        assert clocks(road) == clocks(urgent) and road.resolve.describe() == "24 hours"
+        assert road.triage.limit.describe() == "0.5 hours"
+        for urgency in ("normal", "urgent"):  # an alert's clocks, whatever its urgency, as elsewhere
+            sensor = p(jurisdiction="zhalantun", source="iot_alert", category=category, urgency=urgency)
+            assert clocks(sensor) == clocks(alert) and "二、(一)5" in sensor.citation
+        ordinary = p(jurisdiction="zhalantun", source="hotline_12345", category=category, urgency="normal")
+        assert ordinary.triage.limit.describe() == "2 hours"
+        assert [x.describe() for x in ordinary.resolve_levels] == ["0 hours", "12 hours", "48 hours"]
 
 
 def test_policy_categories_exist_in_the_taxonomy(rules) -> None:  # type: ignore[no-untyped-def]
