@@ -50,7 +50,7 @@ class Campaign(BaseModel):
     start: datetime
     deadline: datetime
     evaluate_at: time = time(0, 0)
-    warmup_days: int = 3  # no at-risk verdict until this many days after the first ticket enrolled
+    warmup_days: int = 3  # no at-risk verdict until this many days after the first enrolment (or the start, if later)
     min_enrolled: int = 5  # below this many enrolled, insufficient_data before the deadline (see ``evaluate``)
     rearm_days: int = 3  # on track this many evaluations in a row before a new at-risk alarm
     velocity_window_days: int = 14
@@ -368,7 +368,8 @@ def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> Campaign
         velocity = 0.0
     days_left = max((campaign.deadline - at) / timedelta(days=1), 0.0)
     rate = done_now / n if n else 0.0
-    projected = min(n, done_now + velocity * days_left) / n if n else 0.0
+    # net reopenings can make the pace negative: a projection below none done is no count, so it stops at zero
+    projected = min(n, max(done_now + velocity * days_left, 0.0)) / n if n else 0.0
     shortfall = max(math.ceil(campaign.target * n - 1e-9) - done_now, 0)
     needed = shortfall / days_left if days_left > 0 else float(shortfall)
     status: CampaignStatus
@@ -391,9 +392,10 @@ def evaluate(campaign: Campaign, counts: CohortCounts, at: datetime) -> Campaign
 
 
 def _warming_up(campaign: Campaign, counts: CohortCounts, at: datetime) -> bool:
-    """Within ``warmup_days`` of the first enrolment (an empty cohort has not started either)."""
+    """Within ``warmup_days`` of the first enrolment, or of the campaign's start when its tickets opened before it
+    (a plan's backlog: its pace can only be measured from the start); an empty cohort has not started either."""
     first = counts.first_opened(at)
-    return first is None or at - first < timedelta(days=campaign.warmup_days)
+    return first is None or at - max(first, campaign.start) < timedelta(days=campaign.warmup_days)
 
 
 def advance(campaign: Campaign, state: CampaignState, counts: CohortCounts,

@@ -243,6 +243,28 @@ def test_a_plans_cohort_falling_short_with_sparse_enrolment_is_at_risk(rules) ->
     assert found == [("campaign_at_risk", 2), ("campaign_missed", 3)]
 
 
+def test_a_backlog_opened_before_the_start_gets_its_warm_up_from_the_start(rules) -> None:  # type: ignore[no-untyped-def]
+    """The plan's 1864 tickets are a backlog opened before the campaign: at its start no pace can be measured yet, so
+    the first days are too early to tell, not at risk (which was escalated at 00:00 of the first day)."""
+    c = _campaign(planned_cohort=20, min_enrolled=5, start=cst("2025-06-10 00:00"))
+    backlog = _tickets(rules, 20, 20, opened="2025-05-20 10:00", resolve_at="2025-06-11 10:00")
+    statuses, found = _run(c, backlog, cst("2025-06-20 00:00"))
+    assert statuses[:2] == ["insufficient_data"] * 2 and found == []  # before the resolutions of 06-11
+    assert statuses[2:] == ["on_track"] * (len(statuses) - 2)
+    stalled = _tickets(rules, 20, 0, opened="2025-05-20 10:00")
+    assert evaluate(c, stalled, cst("2025-06-12 23:00")).status == "insufficient_data"
+    assert evaluate(c, stalled, cst("2025-06-13 00:00")).status == "at_risk"
+
+
+def test_net_reopenings_do_not_project_below_zero(rules) -> None:  # type: ignore[no-untyped-def]
+    """More reopened than resolved in the velocity window: a negative pace, but never a negative projected rate."""
+    tickets = _tickets(rules, 10, 8, resolve_at="2025-06-03 10:00")
+    reopened = [sla.on_update(t, update(t.ticket_id, "callback", cst("2025-06-20 10:00"), satisfied=False, reason="no"),
+                              rules).state for t in tickets[:6]]
+    report = evaluate(_campaign(), [*reopened, *tickets[6:]], cst("2025-06-21 00:00"))
+    assert report.resolved == 2 and report.projected_rate == 0.0 and report.status == "at_risk"
+
+
 def test_a_failing_campaign_still_escalates_at_risk_and_missed(rules) -> None:  # type: ignore[no-untyped-def]
     """Enough tickets, no plan's cohort: 2 of 10 resolved is at risk past the warm-up and missed at the deadline."""
     c = _campaign(min_enrolled=5)
