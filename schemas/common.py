@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
 
 class Contract(BaseModel):
-    """Base of every wire model: unknown fields are an error, values are immutable."""
+    """Base of every wire model: unknown fields are an error, values are immutable, numbers are finite (JSON has no
+    NaN or Infinity: a parser that reads them, or an overflowing ``1e400``, must not pass them on as ``null``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 # The years an input's time may fall in. Outside them the working-day arithmetic would leave the calendar (year 1
@@ -36,7 +38,18 @@ def _within_years(moment: datetime) -> datetime:
     return moment
 
 
-EventTime = Annotated[AwareDatetime, AfterValidator(_within_years)]
+_EPOCH_NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    """Pydantic would read a number, or a string of digits, as seconds since 1970 (without an offset, in UTC); the
+    contracts ask for ISO 8601 with a UTC offset, so both are refused (a datetime built in Python passes)."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _EPOCH_NUMBER.fullmatch(value)):
+        raise PydanticCustomError("datetime_parsing", "expected ISO 8601 with a UTC offset, not a number of seconds")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_within_years)]
 """A time an input states: ISO 8601 with a UTC offset, in the years 2000-2099."""
 
 

@@ -20,7 +20,7 @@ def dead_letter(stage: str, rejection: Rejection, raw: bytes, received_at: datet
     original, encoding = mask_bytes(raw, MAX_ORIGINAL_BYTES)
     return DeadLetter(
         dead_letter_id=hashlib.sha256(f"{stage}|{rejection.reason}|{where}".encode()).hexdigest()[:32],
-        stage=stage, reason=rejection.reason, field=None if rejection.field is None else well_formed(rejection.field),
+        stage=stage, reason=rejection.reason, field=None if rejection.field is None else well_formed(mask_text(rejection.field)),
         error=well_formed(mask_text(rejection.error)),
         original=original, original_encoding=encoding, original_size=len(raw), topic=topic, partition=partition,
         offset=offset, received_at=received_at)

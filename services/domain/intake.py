@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 from schemas import IntakeEvent, UnitUpdate
+from schemas.intake import MAX_ADDRESS_CHARS, MAX_CONTENT_CHARS
 from services.domain.validation import Rejection, decode, normalise_text
 
 
@@ -20,6 +21,11 @@ def accept_event(raw: bytes) -> IntakeEvent | Rejection:
         return Rejection("empty_field", "content", "content: nothing left after removing whitespace")
     if not address:
         return Rejection("empty_field", "address", "address: nothing left after removing whitespace")
+    # NFKC can lengthen a text (the ellipsis "……" becomes six full stops): the limits hold for what is sent on
+    for name, text, limit in (("content", content, MAX_CONTENT_CHARS), ("address", address, MAX_ADDRESS_CHARS)):
+        if len(text) > limit:
+            return Rejection("too_long", name, f"{name}: {len(text)} characters once normalised (NFKC), more than "
+                                               f"the limit of {limit}")
     return parsed.model_copy(update={"content": content, "address": address,
                                      "campaigns": sorted(set(parsed.campaigns))})
 

@@ -15,10 +15,13 @@ from typing import Any
 PII_KEYS = frozenset({"caller", "name", "phone", "id_card", "mobile"})
 _DIGIT_RUN = re.compile(r"(?<!\d)(\d{3})\d{3,}(\d{2})(?!\d)")  # phones, ID card numbers, bank cards
 # Phones as callers write them (the contract allows ``138-1234-5678``, ``021-5555 1234``): groups of 3+ digits
-# joined by single hyphens or spaces. Dates and times have shorter groups; a letter just before (``XF2025-96958``,
-# ``T-2025-000123``) makes it a reference number; a year range (``2024-2025``) is excepted by _YEAR_RANGE.
-_DIGIT_GROUPS = re.compile(r"(?<![0-9A-Za-z])(?<![A-Za-z]-)\d{3,}(?:[ -]\d{3,})+(?!\d)")
-_YEAR_RANGE = re.compile(r"(?:19|20)\d\d[ -](?:19|20)\d\d")
+# joined by one separator: a space or hyphen, also as a Chinese input method types them (the ideographic space
+# U+3000, the full-width hyphen U+FF0D, dashes U+2010–2015), or a full stop (``138.1234.5678``). Dates and times have
+# shorter groups; a letter just before (``XF2025-96958``, ``T-2025-000123``) makes it a reference number; a year
+# range (``2024-2025``) is excepted by _YEAR_RANGE.
+_SEPARATOR = "[ \\-\u3000\uff0d\u2010-\u2015.\uff0e]"
+_DIGIT_GROUPS = re.compile(r"(?<![0-9A-Za-z])(?<![A-Za-z]-)\d{3,}(?:" + _SEPARATOR + r"\d{3,})+(?!\d)")
+_YEAR_RANGE = re.compile(r"(?:19|20)\d\d" + _SEPARATOR + r"(?:19|20)\d\d")
 _PHONE_LIKE = re.compile(r"[0-9Xx+\-() ]+")  # what a phone or ID card number is written with
 # The string value of a PII key in JSON text; a value the truncation of a dead letter left open counts too.
 _PII_FIELD = re.compile(r'("(?:' + "|".join(sorted(PII_KEYS)) + r')"\s*:\s*")((?:[^"\\]|\\.)*)("?)')
@@ -51,7 +54,8 @@ def mask_text(text: str) -> str:
 
 def _mask_value(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (_mask_leaf(v) if k in PII_KEYS else _mask_value(v)) for k, v in value.items()}
+        # a key is the sender's text too (``{"联系人张三13812345678": ...}``): its numbers are masked as well
+        return {mask_text(k): (_mask_leaf(v) if k in PII_KEYS else _mask_value(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask_value(v) for v in value]
     if isinstance(value, str):

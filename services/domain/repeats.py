@@ -42,6 +42,7 @@ class RepeatPolicy:
         return key
 
 
+
 @dataclass(frozen=True)
 class OpenReport:
     """A ticket's first report, as the repeat index keeps it."""
@@ -49,6 +50,11 @@ class OpenReport:
     ticket_id: str
     occurred_at: datetime
     content: str
+    device: str | None = None  # a sensor's alert: the device that raised it (``iot.device_id``)
+
+
+def device_of(event: IntakeEvent) -> str | None:
+    return None if event.iot is None else event.iot.device_id
 
 
 def bigrams(text: str) -> frozenset[str]:
@@ -57,18 +63,26 @@ def bigrams(text: str) -> frozenset[str]:
 
 
 def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the texts' character bigrams; 0 when either is only punctuation and spaces (two such
+    texts would otherwise be alike in full)."""
     x, y = bigrams(a), bigrams(b)
-    return len(x & y) / len(x | y) if x and y else 0.0
+    if "" in x or "" in y:
+        return 0.0
+    return len(x & y) / len(x | y)
 
 
 def find_repeat(event: IntakeEvent, candidates: list[OpenReport],
                 policy: RepeatPolicy) -> tuple[OpenReport, float] | None:
-    """The most similar open report at the same address within the window, if alike enough. Candidates
-    must already share the event's jurisdiction and address key; ties go to the earliest ticket."""
+    """The most similar open report at the same address within the window, if alike enough, and never a sensor
+    alert of another device (a citizen's report may still join a sensor's ticket). Candidates must already share
+    the event's jurisdiction and address key; ties go to the earliest ticket."""
     best: tuple[OpenReport, float] | None = None
+    device = device_of(event)
     for candidate in sorted(candidates, key=lambda c: (c.occurred_at, c.ticket_id)):
         if abs(event.occurred_at - candidate.occurred_at) > policy.window or candidate.ticket_id == event.event_id:
             continue
+        if device is not None and candidate.device is not None and device != candidate.device:
+            continue  # two lifts, or two households' meters, at one address alert alike: each is its own matter
         score = similarity(event.content, candidate.content)
         if score >= policy.min_similarity and (best is None or score > best[1]):
             best = (candidate, score)

@@ -38,7 +38,6 @@ _TYPE_REASONS = {
     "datetime_from_date_parsing": "bad_timestamp",
     "datetime_type": "bad_timestamp",
     "timestamp_out_of_range": "bad_timestamp",
-    "literal_error": "unsupported_version",
 }
 _NAMED_FIELD = re.compile(r"Value error, ([a-z_][a-z0-9_.]*): (.*)", re.DOTALL)
 _WRONG_TYPE = re.compile(r"_type$|^(int|float|bool|string|list|dict|model)_(parsing|type)$")
@@ -153,6 +152,8 @@ def _rejection_from(exc: ValidationError) -> Rejection:
     top = str(first["loc"][0]) if first["loc"] else ""
     if kind == "enum" and top in _FIELD_REASONS:
         reason = _FIELD_REASONS[top]
+    elif kind == "literal_error":  # a value outside a fixed list: the version, or e.g. iot.device_type
+        reason = "unsupported_version" if top == "schema_version" else "invalid_value"
     elif kind in _TYPE_REASONS:
         reason = _TYPE_REASONS[kind]
     elif _WRONG_TYPE.search(kind):

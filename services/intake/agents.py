@@ -9,7 +9,7 @@ import faust
 
 from schemas import IntakeEvent
 from services.domain.intake import accept_event, fingerprint, id_conflict
-from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
+from services.domain.repeats import OpenReport, RepeatPolicy, device_of, find_repeat, repeat_report
 from services.domain.validation import Rejection
 from services.platform.batch import Batch
 from services.platform.codec import RECEIVED_HEADER, Outgoing
@@ -41,7 +41,8 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         open_reports: dict[tuple[str, str], list[OpenReport]] = {where: [] for where in windows}
         if windows:
             rows = await batch.conn.fetch(
-                """SELECT i.jurisdiction, i.address_key, i.ticket_id, i.occurred_at, i.content FROM intake_events i
+                """SELECT i.jurisdiction, i.address_key, i.ticket_id, i.occurred_at, i.content,
+                          i.payload -> 'iot' ->> 'device_id' AS device FROM intake_events i
                    JOIN unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS q(j, k, lo, hi)
                      ON i.jurisdiction = q.j AND i.address_key = q.k AND i.occurred_at BETWEEN q.lo AND q.hi
                    WHERE NOT i.merged""",
@@ -49,7 +50,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
                 [hi + policy.window for _, hi in windows.values()])
             for r in rows:
                 open_reports[(r["jurisdiction"], r["address_key"])].append(
-                    OpenReport(r["ticket_id"], r["occurred_at"], r["content"]))
+                    OpenReport(r["ticket_id"], r["occurred_at"], r["content"], r["device"]))
         batch.scratch["open"] = open_reports
 
     async def handle(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
@@ -84,7 +85,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             report = repeat_report(parsed, ticket_id, found[1])
             return [rt.out(report, "accepted", ticket_id, ce_id=parsed.event_id, subject=ticket_id,
                            time=parsed.occurred_at, extra_headers=received)]
-        candidates.append(OpenReport(parsed.event_id, parsed.occurred_at, parsed.content))
+        candidates.append(OpenReport(parsed.event_id, parsed.occurred_at, parsed.content, device_of(parsed)))
         return [rt.out(parsed, "accepted", parsed.event_id, ce_id=parsed.event_id, subject=parsed.event_id,
                        time=parsed.occurred_at, extra_headers=received)]
 

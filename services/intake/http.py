@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from schemas import IntakeEvent
-from services.domain.intake import accept_event
+from services.domain.intake import accept_event, fingerprint
 from services.domain.validation import MAX_EVENT_BYTES, Rejection
 from services.intake import open311
 from services.platform.codec import TYPES
@@ -300,9 +300,27 @@ def build_app(settings: Settings, *, publish: Publish, pool: asyncpg.Pool, categ
             error = open311.from_rejection(parsed)
             rejected(request, parsed.reason, error.field)
             return _json(error.body(), error.code)
+        if idempotency_key is not None and await reused_for_another_report(parsed):
+            rejected(request, "id_conflict", "Idempotency-Key")
+            return _json(open311.error_body(409, "Idempotency-Key: already used for a different report; use a "
+                                                 "fresh key for each report"), 409)
         await send(request, raw, event_id)
         notice = f"已受理 (accepted), being routed to the responsible unit; status: GET {_status_url(event_id)}"
         return _json([{"service_request_id": event_id, "service_notice": notice, "account_id": None}], 201)
+
+    async def reused_for_another_report(event: IntakeEvent) -> bool:
+        """The key's request id is taken by a report intake has accepted, and this is not that report (a retry has
+        its fingerprint). A reuse that intake has not stored yet is caught there, as an ``id_conflict`` dead letter."""
+        try:
+            async with pool.acquire() as conn:
+                payload = await conn.fetchval("SELECT payload FROM intake_events WHERE event_id = $1", event.event_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            log.warning("http_lookup_failed", error=type(exc).__name__)
+            raise _Unavailable from exc
+        if payload is None:
+            return False
+        stored = IntakeEvent.model_validate(json.loads(payload) if isinstance(payload, str) else payload)
+        return fingerprint(stored) != fingerprint(event)
 
     async def lookup(ids: list[str]) -> list[dict[str, Any]]:
         try:

@@ -159,11 +159,19 @@ def _coordinate(form: Mapping[str, Any], name: str) -> float | Open311Error | No
         return Open311Error(400, name, f"{name}: expected a number in decimal degrees")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer too large for a float
         return Open311Error(400, name, f"{name}: expected a number in decimal degrees")
     if not math.isfinite(number):
         return Open311Error(400, name, f"{name}: expected a finite number in decimal degrees")
     return number
+
+
+def coordinate_address(lat: float, lon: float) -> str:
+    """The address of a report located by coordinates only, as a unit reads it: ``北纬31.100000 东经121.121500``.
+    Six decimals and the hemisphere words keep two places apart when the repeat merge drops punctuation and spaces
+    from addresses (``31.1,121.1215`` and ``31.1121,121.5`` had become the same key)."""
+    return (f"{'北纬' if lat >= 0 else '南纬'}{abs(lat):.6f} "
+            f"{'东经' if lon >= 0 else '西经'}{abs(lon):.6f}")
 
 
 def _full_name(first: str | None, last: str | None) -> str | None:
@@ -212,7 +220,7 @@ def form_to_event(form: Mapping[str, Any], *, event_id: str, now: datetime,
         if lat is None:
             return Open311Error(400, "address_string",
                                 "address_string: a location is required: address_string, or lat and long")
-        address = f"{lat},{lon}"
+        address = coordinate_address(lat, lon)
     event: dict[str, Any] = {
         "event_id": event_id,
         "source": OPEN311_SOURCE,

@@ -142,6 +142,11 @@ async def test_open311_retry_with_the_same_idempotency_key_opens_one_ticket(  # 
             assert re.fullmatch(r"O311-[0-9a-f]{20}", request_id)
             assert answers[0][0]["account_id"] is None and request_id in answers[0][0]["service_notice"]
             item = await _poll(client, f"/requests/{request_id}.json", lambda r: r["status_notes"] == "dispatched")
+            # the same key for a different report: refused, not answered with the first report's id
+            reused = await client.post("/requests.json", data={**form, "description": "楼道里堆满了纸箱，物业不清理。"},
+                                       headers={"Idempotency-Key": "retry-42"})
+            assert reused.status == 409, await reused.text()
+            assert "Idempotency-Key" in (await reused.json())[0]["description"]
             # a fresh key is a new request (another place and matter, so that it is not merged as a repeat)
             other_form = {**form, "jurisdiction_id": "zhalantun", "service_code": "",
                           "description": "吊桥小区门口的路灯坏了三天了，晚上很黑。", "address_string": "扎兰屯市吊桥小区"}

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.domain.intake import accept_event
+from services.domain.repeats import RepeatPolicy
 from services.domain.validation import Rejection
 from services.intake import open311
 from services.intake.http import ce_headers
@@ -58,8 +59,15 @@ def test_coordinates_without_address_become_the_address() -> None:
     form = _form(lat=31.15, long=121.12)
     del form["address_string"]
     event = _event(form)
-    assert event["address"] == "31.15,121.12" and event["location"] == {"lat": 31.15, "lon": 121.12}
+    assert event["address"] == "北纬31.150000 东经121.120000" and event["location"] == {"lat": 31.15, "lon": 121.12}
     assert not isinstance(accept_event(json.dumps(event).encode()), Rejection)
+    # two places ~40 km apart whose "lat,long" texts had the same repeat key once punctuation was dropped
+    keys = set()
+    for lat, lon in ((31.1, 121.1215), (31.1121, 121.5)):
+        place = _form(lat=lat, long=lon)
+        del place["address_string"]
+        keys.add(RepeatPolicy.load().address_key(_event(place)["address"]))
+    assert len(keys) == 2
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -72,6 +80,7 @@ def test_coordinates_without_address_become_the_address() -> None:
     ({"lat": "north", "long": "121"}, "lat"),
     ({"lat": "31.1"}, "lat/long"),
     ({"lat": "nan", "long": "121"}, "lat"),
+    ({"lat": 10 ** 400, "long": 121.1}, "lat"),  # a JSON integer too large for a float: 400, not 500
     ({"description": ["a", "b"]}, "description"),
 ])
 def test_form_errors_name_the_open311_parameter(change: dict[str, object], field: str) -> None:
