@@ -315,6 +315,17 @@ def test_iot_alert_vs_complaint(router: Router) -> None:
     assert spoken.category != "smart_water_meter_alert"
 
 
+def test_a_river_named_in_the_plan_keeps_its_rule_and_other_rivers_their_town(router: Router) -> None:
+    """任务分解表 第16项 names one river (朱家角镇西井河): a report naming it goes to that rule with 朱家角镇 cooperating;
+    any other river report goes to the general rule with its own 街镇, not to 西井河's clause and town."""
+    named = router.route(event("qingpu", "西井河水发黑发臭，死鱼漂着，水葫芦很多", "青浦区赵巷镇"))
+    assert (named.rule_id, named.cooperating_units) == ("qingpu.xijing-river", ["朱家角镇"])
+    for content, town in (("家门口的小河里漂满了垃圾和水葫芦", "赵巷镇"), ("河道里水发黑发臭，还有死鱼漂着", "练塘镇")):
+        other = router.route(event("qingpu", content, f"青浦区{town}"))
+        assert other.rule_id == "qingpu.river-water-quality" and town in other.cooperating_units
+        assert "朱家角镇" not in other.cooperating_units
+
+
 @pytest.mark.parametrize(
     ("content", "redirect"),
     [
@@ -323,6 +334,11 @@ def test_iot_alert_vs_complaint(router: Router) -> None:
         ("老人晕倒了，头在流血", "120"),
         ("燃气管道泄漏，整栋楼都是煤气味", "119"),
         ("井盖没了，刚才有个老人掉进去了", "119"),
+        # a worry after the emergency word is about what it may do next, not a doubt that it is happening
+        ("楼下着火了，很担心烧到楼上，快来人", "119"),
+        ("隔壁老人晕倒了，怕出事，赶紧派人来", "120"),
+        ("小区里着火了，容易蔓延到旁边的楼", "119"),
+        ("着火了好吓人", "119"),
     ],
 )
 def test_emergencies_redirect(router: Router, content: str, redirect: str) -> None:
@@ -337,6 +353,9 @@ def test_emergencies_redirect(router: Router, content: str, redirect: str) -> No
         ("电动车在楼道充电，有火灾隐患", "ebike_charging"),
         ("楼道里给电瓶车充电，万一起火怎么办", "ebike_charging"),
         ("外墙瓷砖掉下来，差点砸伤人", "falling_object_hazard"),
+        ("楼道堆满纸箱，担心着火，希望物业清理", "property_management"),
+        # a frequency or a past time hedges on either side
+        ("楼道里电瓶车着火好几次了，物业也不管", "property_management"),
         # a habit or a frequency is a standing problem, not one in progress
         ("小区路灯坏了好久都没人修，晚上黑漆漆的，最近小偷很多", "street_lamp"),
         ("楼下烧烤店每天晚上都有人喝酒打架，油烟也很大", "fumes_bbq"),

@@ -137,6 +137,9 @@ class Common(_Model):
     emergency: list[EmergencyChannel]
     not_emergency: list[Term] = Field(description="phrases that contain an emergency word but are not one")
     hedge_markers: list[str] = Field(description="words near an emergency word that mean: not in progress")
+    hedge_markers_before: list[str] = Field(
+        default_factory=list, description="words that mean it only before the emergency word: a worry or a "
+        "condition (担心起火, 万一着火); after it they describe what the emergency in progress may do (着火了，担心烧到楼上)")
     hedge_window_before: int
     hedge_window_after: int
     out_of_scope: list[OutOfScope]

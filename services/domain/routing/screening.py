@@ -26,13 +26,18 @@ class OutOfScopeFinding:
 class Screener:
     def __init__(self, common: Common) -> None:
         self._hedges = [normalise(m) for m in common.hedge_markers]
+        self._hedges_before = [normalise(m) for m in common.hedge_markers_before]
         self._before = common.hedge_window_before
         self._after = common.hedge_window_after
 
     def _hedged(self, norm_text: str, hit: Hit) -> bool:
-        """A hedge word near the emergency word ("担心起火", "去年着火", "差点砸伤") means: not in progress."""
+        """A hedge word near the emergency word ("去年着火", "着火好几次了") means: not in progress; a worry or a
+        condition ("担心起火", "差点砸伤") only before it ("着火了，很担心烧到楼上" is a fire now)."""
         window = norm_text[max(0, hit.start - self._before) : hit.end + self._after]
-        return any(m in window for m in self._hedges)
+        if any(m in window for m in self._hedges):
+            return True
+        before = norm_text[max(0, hit.start - self._before) : hit.end]
+        return any(m in before for m in self._hedges_before)
 
     def emergency(self, text: str, hits: list[Hit]) -> Emergency | None:
         """The emergency channel with the most un-hedged evidence, if any. ``hits`` are dominance-filtered,
