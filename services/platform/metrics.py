@@ -4,10 +4,14 @@ so label names live in one place. Labels never carry personal data (no caller, n
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
+if TYPE_CHECKING:
+    from services.domain.scorecards import UnitScore
+
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -108,10 +112,38 @@ class Metrics:
                                     "capped at 1000, one relay batch: 1000 means 1000 or more", ["service"],
                                     registry=r)
 
+        self._units_shown: set[tuple[str, str]] = set()  # (jurisdiction, unit) of the unit gauges set so far
+        self._ratios_shown: dict[str, set[tuple[str, str]]] = {}  # per ratio, the units it has a series for
         self.held_inputs = Gauge("hotline_held_inputs",
                                  "Inputs waiting for the ticket or re-dispatch they name (arrived before it), as the "
                                  "worker last counted them; dead-lettered after HOTLINE_HOLD_SECONDS", ["service"],
                                  registry=r)
+
+    def show_unit_scores(self, scores: Iterable[UnitScore]) -> None:
+        """Set the per-unit gauges from one scorecard refresh. A unit the refresh no longer lists (its last open
+        ticket resolved, the rest older than the window) holds no open or overdue work: those gauges go to 0, so
+        HotlineUnitOverdueWork resolves; a ratio without a denominator now (or for a unit no longer listed) is
+        removed rather than left at its last value."""
+        units: set[tuple[str, str]] = set()
+        ratios: dict[str, set[tuple[str, str]]] = {name: set() for name in self.unit_ratios}
+        for s in scores:
+            labels = (s.jurisdiction, s.unit)
+            units.add(labels)
+            self.open_work.labels(*labels).set(s.open)
+            self.overdue_work.labels(*labels).set(s.overdue)
+            for name, gauge in self.unit_ratios.items():
+                value = s.ratio(name)
+                if value is not None:
+                    gauge.labels(*labels).set(value)
+                    ratios[name].add(labels)
+        for labels in self._units_shown - units:
+            self.open_work.labels(*labels).set(0)
+            self.overdue_work.labels(*labels).set(0)
+        for name, gauge in self.unit_ratios.items():
+            for labels in self._ratios_shown.get(name, set()) - ratios[name]:
+                gauge.remove(*labels)
+        self._units_shown |= units
+        self._ratios_shown = ratios
 
     def declare_dead_letters(self, stage: str, reasons: Iterable[str]) -> None:
         """Export hotline_dead_letters_total{stage, reason} as 0 for each reason before any dead letter: a labelled

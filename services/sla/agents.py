@@ -314,13 +314,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             reports = []
         for report in reports:
             show_campaign(report)
-        for s in scores:
-            rt.metrics.open_work.labels(s.jurisdiction, s.unit).set(s.open)
-            rt.metrics.overdue_work.labels(s.jurisdiction, s.unit).set(s.overdue)
-            for name, gauge in rt.metrics.unit_ratios.items():
-                value = s.ratio(name)
-                if value is not None:
-                    gauge.labels(s.jurisdiction, s.unit).set(value)
+        if ready:  # until the facts are current the unit gauges keep what they showed
+            rt.metrics.show_unit_scores(scores)
         for jurisdiction in Jurisdiction:
             rt.metrics.triage_backlog.labels(jurisdiction.value).set(backlog.get(jurisdiction.value, 0))
 
