@@ -15,12 +15,15 @@ from typing import Any
 PII_KEYS = frozenset({"caller", "name", "phone", "id_card", "mobile"})
 _DIGIT_RUN = re.compile(r"(?<!\d)(\d{3})\d{3,}(\d{2})(?!\d)")  # phones, ID card numbers, bank cards
 # Phones as callers write them (the contract allows ``138-1234-5678``, ``021-5555 1234``): groups of 3+ digits
-# joined by one separator: a space or hyphen, also as a Chinese input method types them (the ideographic space
-# U+3000, the full-width hyphen U+FF0D, dashes U+2010–2015), or a full stop (``138.1234.5678``). Dates and times have
-# shorter groups; a letter just before (``XF2025-96958``, ``T-2025-000123``) makes it a reference number; a year
-# range (``2024-2025``) is excepted by _YEAR_RANGE.
-_SEPARATOR = "[ \\-\u3000\uff0d\u2010-\u2015.\uff0e]"
-_DIGIT_GROUPS = re.compile(r"(?<![0-9A-Za-z])(?<![A-Za-z]-)\d{3,}(?:" + _SEPARATOR + r"\d{3,})+(?!\d)")
+# joined by one separator, a space or hyphen, also as a Chinese input method types them (the ideographic space
+# U+3000, the full-width hyphen U+FF0D, dashes U+2010–2015). Dates and times have shorter groups; a letter just
+# before (``XF2025-96958``, ``T—2025—000123``) makes it a reference number; a year range (``2024-2025``) is excepted
+# by _YEAR_RANGE. A full stop joins groups of decimals too (coordinates, readings, addresses), so only a mobile
+# number written with full stops (``138.1234.5678``) is masked, by _DOTTED_MOBILE.
+_DASH = "\\-\uff0d\u2010-\u2015"
+_SEPARATOR = "[ \u3000" + _DASH + "]"
+_DIGIT_GROUPS = re.compile(r"(?<![0-9A-Za-z])(?<![A-Za-z][" + _DASH + r"])\d{3,}(?:" + _SEPARATOR + r"\d{3,})+(?!\d)")
+_DOTTED_MOBILE = re.compile(r"(?<![\d.．])1[3-9]\d[.．]\d{4}[.．]\d{4}(?![\d.．])")
 _YEAR_RANGE = re.compile(r"(?:19|20)\d\d" + _SEPARATOR + r"(?:19|20)\d\d")
 _PHONE_LIKE = re.compile(r"[0-9Xx+\-() ]+")  # what a phone or ID card number is written with
 # The string value of a PII key in JSON text; a value the truncation of a dead letter left open counts too.
@@ -49,6 +52,7 @@ def mask_text(text: str) -> str:
     PII keys in JSON text (``"name": "张三"`` becomes ``"name": "张*"``)."""
     text = _PII_FIELD.sub(_mask_field, text)
     text = _DIGIT_GROUPS.sub(_mask_digits, text)
+    text = _DOTTED_MOBILE.sub(_mask_digits, text)
     return _DIGIT_RUN.sub(lambda m: m.group(1) + "*" * (len(m.group(0)) - 5) + m.group(2), text)
 
 
@@ -66,7 +70,7 @@ def _mask_value(value: Any) -> Any:
 def _mask_leaf(value: Any) -> Any:
     """A value under a PII key: a phone or ID number masked as in free text, anything else as a name."""
     if isinstance(value, dict):
-        return {k: _mask_leaf(v) for k, v in value.items()}
+        return {mask_text(k): _mask_leaf(v) for k, v in value.items()}
     if isinstance(value, str):
         masked = mask_text(value)
         return masked if masked != value and _PHONE_LIKE.fullmatch(value) else mask_name(value)

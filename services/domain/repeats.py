@@ -73,15 +73,16 @@ def similarity(a: str, b: str) -> float:
 
 def find_repeat(event: IntakeEvent, candidates: list[OpenReport],
                 policy: RepeatPolicy) -> tuple[OpenReport, float] | None:
-    """The most similar open report at the same address within the window, if alike enough, and never a sensor
-    alert of another device (a citizen's report may still join a sensor's ticket). Candidates must already share
-    the event's jurisdiction and address key; ties go to the earliest ticket."""
+    """The most similar open report at the same address within the window, if alike enough. A sensor's alert joins
+    only a ticket its own device opened (a ticket opened by a citizen's call may already hold another device's
+    alert); a citizen's report may join a sensor's ticket. Candidates must already share the event's jurisdiction
+    and address key; ties go to the earliest ticket."""
     best: tuple[OpenReport, float] | None = None
     device = device_of(event)
     for candidate in sorted(candidates, key=lambda c: (c.occurred_at, c.ticket_id)):
         if abs(event.occurred_at - candidate.occurred_at) > policy.window or candidate.ticket_id == event.event_id:
             continue
-        if device is not None and candidate.device is not None and device != candidate.device:
+        if device is not None and candidate.device != device:
             continue  # two lifts, or two households' meters, at one address alert alike: each is its own matter
         score = similarity(event.content, candidate.content)
         if score >= policy.min_similarity and (best is None or score > best[1]):

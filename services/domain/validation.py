@@ -50,8 +50,9 @@ class Rejection:
     error: str
 
 
-# a complete JSON string literal (escapes included), and the characters that open or close a level
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# a JSON string literal (escapes included; an unterminated one runs to the end of the text, so that a failed match
+# never restarts at every later quote, which made the scan quadratic), and the characters that open or close a level
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
@@ -59,9 +60,6 @@ def _depth(text: str) -> int:
     """How deeply the brackets outside string literals nest. The strings are cut out by one regular expression
     and only the brackets left are walked; an unterminated string hides everything after its quote."""
     outside = _STRING.sub("", text)
-    quote = outside.find('"')
-    if quote >= 0:
-        outside = outside[:quote]
     depth = deepest = 0
     for ch in _BRACKET.findall(outside):
         if ch in "[{":

@@ -314,12 +314,13 @@ def build_app(settings: Settings, *, publish: Publish, pool: asyncpg.Pool, categ
         try:
             async with pool.acquire() as conn:
                 payload = await conn.fetchval("SELECT payload FROM intake_events WHERE event_id = $1", event.event_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
-            log.warning("http_lookup_failed", error=type(exc).__name__)
-            raise _Unavailable from exc
-        if payload is None:
+            if payload is None:
+                return False
+            stored = IntakeEvent.model_validate(json.loads(payload) if isinstance(payload, str) else payload)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError, ValueError) as exc:
+            # the check is a courtesy: without it the report is published, and intake still catches a reuse
+            log.warning("http_idempotency_check_skipped", error=type(exc).__name__)
             return False
-        stored = IntakeEvent.model_validate(json.loads(payload) if isinstance(payload, str) else payload)
         return fingerprint(stored) != fingerprint(event)
 
     async def lookup(ids: list[str]) -> list[dict[str, Any]]:

@@ -122,3 +122,10 @@ def test_alerts_of_two_devices_at_one_address_are_two_matters(router: Any, rules
                                          _alert("WM-3", "QP-WM-1001", 40),
                                          json.dumps(call, ensure_ascii=False).encode()])]
     assert outcomes == ["accepted", "accepted", "merged", "merged"]
+    # a ticket a citizen opened takes no alert: it could hold another device's alert already
+    later = Pipeline(router=router, rules=rules)
+    outcomes = [later.event(raw, origin="file:e", offset=i, received_at=cst("2025-05-06 10:00"))
+                for i, raw in enumerate([json.dumps({**call, "occurred_at": "2025-05-06T08:50:00+08:00"},
+                                                    ensure_ascii=False).encode(),
+                                         _alert("WM-1", "QP-WM-1001", 0), _alert("WM-2", "QP-WM-2002", 20)])]
+    assert outcomes == ["accepted", "accepted", "accepted"]

@@ -354,8 +354,10 @@ def test_emergencies_redirect(router: Router, content: str, redirect: str) -> No
         ("楼道里给电瓶车充电，万一起火怎么办", "ebike_charging"),
         ("外墙瓷砖掉下来，差点砸伤人", "falling_object_hazard"),
         ("楼道堆满纸箱，担心着火，希望物业清理", "property_management"),
-        # a frequency or a past time hedges on either side
+        # a frequency, a past time or a supposition hedges on either side
         ("楼道里电瓶车着火好几次了，物业也不管", "property_management"),
+        ("电动车停在楼道里充电，起火的话容易出人命", "ebike_charging"),
+        ("外墙瓷砖松动，砸伤人可能会很严重，请尽快修", "falling_object_hazard"),
         # a habit or a frequency is a standing problem, not one in progress
         ("小区路灯坏了好久都没人修，晚上黑漆漆的，最近小偷很多", "street_lamp"),
         ("楼下烧烤店每天晚上都有人喝酒打架，油烟也很大", "fumes_bbq"),
