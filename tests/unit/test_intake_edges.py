@@ -77,7 +77,8 @@ def test_phones_written_with_a_chinese_input_method_are_masked(written: str) -> 
 
 
 def test_dates_years_and_versions_stay_readable() -> None:
-    for text in ("2024-2025年", "2024－2025年", "版本3.141.592", "2025.04.01 10:30", "XF2025-96958"):
+    for text in ("2024-2025年", "2024－2025年", "版本3.141.592", "2025.04.01 10:30", "XF2025-96958", "T—2025—000123",
+                 "T－2025－000123", "北纬31.230416 东经121.473701", "服务器 192.168.100.200", "电表读数 10234.567 度"):
         assert mask_text(text) == text
 
 
@@ -89,6 +90,8 @@ def test_a_dead_letter_masks_numbers_in_keys_and_in_the_field_it_names() -> None
     assert letter.field == "联系人张三138******78"
     assert "13812345678" not in letter.original and "13812345678" not in letter.error
     assert "13812345678" not in mask_bytes(raw, 10_000)[0]
+    nested = _raw(caller={"电话13812345678": "x"})
+    assert "13812345678" not in mask_bytes(nested, 10_000)[0]
 
 
 def test_texts_of_punctuation_only_are_not_alike() -> None:
