@@ -128,9 +128,7 @@ class PolicyBook:
             settings = {k: v for k, v in item.items() if k not in ("name", "match", "citation")}
             rules.append(_Rule(item["name"], match, settings, item["citation"]))
         book = cls(raw["defaults"], tuple(rules), hashlib.sha256(text.encode()).hexdigest()[:12])
-        book.for_ticket(jurisdiction="", source="", category="", urgency="")  # validate defaults eagerly
-        for rule in rules:
-            book._build(rule.name, {**book.defaults, **rule.settings}, rule.citation)
+        book.policies()  # the defaults and every rule built once, so a bad limit fails at load, not on a ticket
         return book
 
     def policies(self) -> list[Policy]:

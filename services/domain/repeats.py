@@ -52,8 +52,13 @@ class OpenReport:
     content: str
     device: str | None = None  # a sensor's alert: the device that raised it (``iot.device_id``)
 
+    @classmethod
+    def of(cls, event: IntakeEvent) -> OpenReport:
+        """The report that opens a ticket, as the index keeps it."""
+        return cls(event.event_id, event.occurred_at, event.content, _device(event))
 
-def device_of(event: IntakeEvent) -> str | None:
+
+def _device(event: IntakeEvent) -> str | None:
     return None if event.iot is None else event.iot.device_id
 
 
@@ -78,7 +83,7 @@ def find_repeat(event: IntakeEvent, candidates: list[OpenReport],
     alert); a citizen's report may join a sensor's ticket. Candidates must already share the event's jurisdiction
     and address key; ties go to the earliest ticket."""
     best: tuple[OpenReport, float] | None = None
-    device = device_of(event)
+    device = _device(event)
     for candidate in sorted(candidates, key=lambda c: (c.occurred_at, c.ticket_id)):
         if abs(event.occurred_at - candidate.occurred_at) > policy.window or candidate.ticket_id == event.event_id:
             continue

@@ -9,7 +9,7 @@ import faust
 
 from schemas import IntakeEvent
 from services.domain.intake import accept_event, fingerprint, id_conflict
-from services.domain.repeats import OpenReport, RepeatPolicy, device_of, find_repeat, repeat_report
+from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
 from services.domain.validation import Rejection
 from services.platform.batch import Batch
 from services.platform.codec import RECEIVED_HEADER, Outgoing
@@ -85,7 +85,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             report = repeat_report(parsed, ticket_id, found[1])
             return [rt.out(report, "accepted", ticket_id, ce_id=parsed.event_id, subject=ticket_id,
                            time=parsed.occurred_at, extra_headers=received)]
-        candidates.append(OpenReport(parsed.event_id, parsed.occurred_at, parsed.content, device_of(parsed)))
+        candidates.append(OpenReport.of(parsed))
         return [rt.out(parsed, "accepted", parsed.event_id, ce_id=parsed.event_id, subject=parsed.event_id,
                        time=parsed.occurred_at, extra_headers=received)]
 

@@ -21,7 +21,7 @@ from services.domain.campaigns import (Campaign, CampaignReport, CampaignState, 
 from services.domain.deadletters import dead_letter
 from services.domain.dispatch import RouterTicket, Routes
 from services.domain.lifecycle import Applied, Duplicate
-from services.domain.repeats import OpenReport, device_of, find_repeat, repeat_report
+from services.domain.repeats import OpenReport, find_repeat, repeat_report
 from services.domain.sla import SlaRules
 from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection, decode, unknown_ticket
@@ -93,8 +93,7 @@ class Pipeline:
         if found is not None:
             self._repeat(repeat_report(parsed, found[0].ticket_id, found[1]))
             return "merged"
-        self._open_reports.setdefault(key, []).append(OpenReport(parsed.event_id, parsed.occurred_at, parsed.content,
-                                                                 device_of(parsed)))
+        self._open_reports.setdefault(key, []).append(OpenReport.of(parsed))
         self._route(dispatch.decide(self.routing.get(parsed.event_id), parsed, self.router))
         return "accepted"
 
