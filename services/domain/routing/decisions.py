@@ -46,7 +46,8 @@ class DecisionBuilder:
             fields["explanation"] = (f"{fields['explanation']}诉求含危及人身财产安全的用语「{terms}」"
                                      f"（common.urgent），按紧急诉求办理。")
             fields["citations"] = [*fields["citations"], self._common.urgent_citation]  # type: ignore[misc]
-            fields.update(urgency=Urgency.urgent, urgent_terms=list(self._urgent))
+            fields.update(urgency=Urgency.urgent,
+                          urgent_terms=list(dict.fromkeys([*fields.get("urgent_terms", []), *self._urgent])))  # type: ignore[list-item]
         return RoutingDecision(
             event_id=self._event.event_id,
             jurisdiction=self._event.jurisdiction,
@@ -68,6 +69,32 @@ class DecisionBuilder:
             explanation=(
                 f"命中正在发生的紧急情况用语「{terms}」（common.emergency.{em.redirect_to}），"
                 f"不派工单，转{em.redirect_to}；{self._territory_phrase()}。"
+            ),
+        )
+
+    def possible_emergency(self, em: Emergency, candidates: list[Candidate]) -> RoutingDecision:
+        """An emergency word in a report that scores at least as much for an ownership rule: the desk decides,
+        at urgent priority, whether to hand it to 110/119/120 or dispatch it."""
+        terms = "、".join(em.terms)
+        best = candidates[0]
+        listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates)
+        return self._base(
+            outcome=Outcome.triage,
+            confidence=self._strength(em.score),
+            needs_triage=True,
+            triage_reason=f"possible_emergency:{em.redirect_to}",
+            rule_id=f"common.emergency.{em.redirect_to}",
+            matched_terms=list(em.terms),
+            runner_up=best,
+            candidates=candidates,
+            citations=[self._common.emergency_citation, self._common.triage_citation],
+            urgency=Urgency.urgent,
+            urgent_terms=list(em.terms),
+            explanation=(
+                f"命中紧急情况用语「{terms}」（common.emergency.{em.redirect_to}，紧急用语共{em.evidence:g}分），"
+                f"但诉求更符合规则{best.rule_id}（{best.score:g}分），可能是一般诉求中的描述；按紧急诉求转{self._book.triage_unit}"
+                f"人工研判：确属正在发生的紧急情况则转{em.redirect_to}，否则派单；候选规则：{listed}；"
+                f"{self._territory_phrase()}。"
             ),
         )
 

@@ -114,17 +114,21 @@ class Router:
         all_hits = comp.index.scan(event.content)
         hits = drop_dominated(all_hits)  # a veto phrase counts even inside a longer matched phrase
         territory = comp.territories.resolve(event.address, event.content)
-        emergency = self._screener.emergency(event.content, hits)
-        if emergency is not None:
-            return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
-        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
-
         scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring,
                              veto_hits=all_hits, index=comp.rule_index)
         territory_name = territory.name if territory else None
 
         def candidates() -> list[Candidate]:  # the top of all scored rules, for the triage desk
             return [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
+
+        emergency = self._screener.emergency(event.content, hits)
+        if emergency is not None:
+            if scored and scored[0].score > common.scoring.emergency_review_ratio * emergency.evidence:
+                # more evidence of a civic matter than of an emergency: a person decides, at urgent priority
+                out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
+                return out.possible_emergency(emergency, candidates())
+            return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
+        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
 
         oos = self._screener.out_of_scope(hits)
         if oos is not None and (not scored or oos.score >= scored[0].score):
