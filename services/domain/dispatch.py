@@ -30,6 +30,8 @@ class Routes(Protocol):
 
     def rule_on(self, event: IntakeEvent, ruling: Ruling) -> RoutingDecision | Rejection: ...
 
+    def dispute(self, event: IntakeEvent, grounds: str) -> RoutingDecision: ...
+
 
 class RouterTicket(BaseModel):
     """What the router remembers per ticket."""
@@ -123,9 +125,8 @@ def decide(existing: RouterTicket | None, event: IntakeEvent, router: Routes) ->
     return _emit(RouterTicket(event=event), decision, router, event.occurred_at)
 
 
-def _to_triage(decision: RoutingDecision, reason: str, explanation: str) -> RoutingDecision:
-    return decision.model_copy(update={"outcome": Outcome.triage, "needs_triage": True, "triage_reason": reason,
-                                       "lead_unit": None, "cooperating_units": [], "explanation": explanation})
+# re-route outcomes after a return that mean: no unit left to try
+_NO_OTHER_UNIT = frozenset({"all_candidates_excluded", "no_rule_matched", "no_territory_for_territorial_rule"})
 
 
 def _cut(text: str, limit: int) -> str:
@@ -142,12 +143,15 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
     decision = router.route(ticket.event, exclude_units=frozenset(ticket.tried_units))
     tried = "、".join(ticket.tried_units)
     if len(returns) >= max_returns or decision.outcome != "dispatch":
-        why = (f"已退单{len(returns)}次（{tried}）" if len(returns) >= max_returns
-               else f"{tried}退单后没有其他候选单位")
+        if len(returns) >= max_returns:
+            why = f"已退单{len(returns)}次（{tried}）"
+        elif decision.triage_reason in _NO_OTHER_UNIT:
+            why = f"{tried}退单后没有其他候选单位"
+        else:  # the re-route found no unit it could name: say why (low confidence, out of scope, an emergency word)
+            why = f"{tried}退单后无法自动改派（{decision.triage_reason or f'转{decision.redirect_to}'}）"
         # the desk rules on the units' own grounds: each return's reason, as the unit gave it (cut to 200)
         grounds = "；".join(f"{r['unit']}：{_cut(r['reason'], 200)}" for r in returns)
-        decision = _to_triage(decision, "ownership_dispute",
-                              f"权属争议：{why}，转派单台人工裁定。退单理由：{grounds}。")
+        decision = router.dispute(ticket.event, f"{why}，转派单台人工裁定。退单理由：{grounds}。")
         out = _emit(ticket, decision, router, returned.occurred_at)
         out.escalations.append(Escalation(
             escalation_id=escalation_id(EscalationKind.ownership_dispute.value, ticket.event.event_id, len(returns)),

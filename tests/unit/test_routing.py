@@ -390,9 +390,10 @@ def test_an_emergency_word_inside_a_stronger_complaint_goes_to_the_desk_urgently
     assert d.urgency == "urgent" and d.urgent_terms and set(d.urgent_terms) <= set(d.matched_terms)
     assert d.candidates[0].rule_id == best_rule and d.runner_up == d.candidates[0]
     assert d.rule_id == f"common.emergency.{channel}"
-    assert [c.file for c in d.citations] == [router.library.common.emergency_citation.file,
-                                             router.library.common.triage_citation.file]
+    common = router.library.common
+    assert d.citations == [common.emergency_citation, common.triage_citation, common.urgent_citation]
     assert f"转{channel}" in d.explanation and best_rule in d.explanation and "夏阳街道" in d.explanation
+    assert d.explanation.endswith("按紧急诉求办理。")
 
 
 @pytest.mark.parametrize(

@@ -226,6 +226,36 @@ def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, 
     assert state.cycle.start == cst("2025-06-09 11:00")
 
 
+def test_a_return_of_a_desk_dispatched_redirect_is_a_dispute_without_the_redirects_fields(router) -> None:  # type: ignore[no-untyped-def]
+    """The re-route after the return finds the emergency word again: the dispute it becomes carries no redirect,
+    no emergency rule or citation and no confidence, says why no unit could be named, and lists the candidates."""
+    out = dispatch.decide(None, _event("路灯不亮，刚才有人在路口打架"), router)
+    ruled = dispatch.on_ruling(out.ticket, _ruling(), router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    assert ruled.work_order.urgency == "normal"  # the desk judged the fight no matter for this work order
+    back = dispatch.on_return(ruled.ticket, update("QP-1", "return", cst("2025-06-09 12:00"), unit="区建管委",
+                                                   reason="路口打架应由公安处理", event_id="RET1"), router)
+    assert back.triage is not None and back.ticket.in_triage and back.work_order is None
+    d = back.triage.decision
+    assert (d.outcome, d.triage_reason, d.redirect_to, d.lead_unit, d.confidence) == (
+        "triage", "ownership_dispute", None, None, 0.0)
+    assert d.rule_id == "qingpu.street-lamp" == d.candidates[0].rule_id and d.category == "street_lamp"
+    assert d.citations == [router.library.common.triage_citation] and d.urgency is None
+    assert d.explanation.startswith("权属争议：区建管委退单后无法自动改派（转110），转派单台人工裁定。"
+                                    "退单理由：区建管委：路口打架应由公安处理。候选规则：qingpu.street-lamp(")
+    assert "没有其他候选单位" not in d.explanation and "朱家角镇" in d.explanation
+    assert [e.kind.value for e in back.escalations] == ["ownership_dispute"]
+
+
+def test_a_dispute_with_no_unit_left_says_so(router) -> None:  # type: ignore[no-untyped-def]
+    out = dispatch.decide(None, _event("路灯坏了好几天，晚上很黑"), router)
+    assert out.work_order is not None and out.work_order.lead_unit == "区建管委"
+    back = dispatch.on_return(out.ticket, update("QP-1", "return", cst("2025-06-09 12:00"), unit="区建管委",
+                                                 event_id="RET1"), router)
+    assert back.triage is not None
+    assert back.triage.decision.explanation.startswith("权属争议：区建管委退单后没有其他候选单位，")
+
+
 def test_a_ruling_dated_before_its_ticket_is_refused_as_the_replay_would(router) -> None:  # type: ignore[no-untyped-def]
     """In event time the ticket did not exist yet: the replay finds no ticket, so streaming refuses it alike."""
     ticket = _triaged(router).ticket

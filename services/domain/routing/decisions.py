@@ -46,8 +46,7 @@ class DecisionBuilder:
             fields["explanation"] = (f"{fields['explanation']}诉求含危及人身财产安全的用语「{terms}」"
                                      f"（common.urgent），按紧急诉求办理。")
             fields["citations"] = [*fields["citations"], self._common.urgent_citation]  # type: ignore[misc]
-            fields.update(urgency=Urgency.urgent,
-                          urgent_terms=list(dict.fromkeys([*fields.get("urgent_terms", []), *self._urgent])))  # type: ignore[list-item]
+            fields.update(urgency=Urgency.urgent, urgent_terms=list(self._urgent))
         return RoutingDecision(
             event_id=self._event.event_id,
             jurisdiction=self._event.jurisdiction,
@@ -73,8 +72,8 @@ class DecisionBuilder:
         )
 
     def possible_emergency(self, em: Emergency, candidates: list[Candidate]) -> RoutingDecision:
-        """An emergency word in a report that scores at least as much for an ownership rule: the desk decides,
-        at urgent priority, whether to hand it to 110/119/120 or dispatch it."""
+        """An emergency word in a report that reads far more like a civic complaint: the desk decides whether to
+        hand it to 110/119/120 or dispatch it, at urgent priority (the builder's urgent words hold the emergency's)."""
         terms = "、".join(em.terms)
         best = candidates[0]
         listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates)
@@ -88,14 +87,30 @@ class DecisionBuilder:
             runner_up=best,
             candidates=candidates,
             citations=[self._common.emergency_citation, self._common.triage_citation],
-            urgency=Urgency.urgent,
-            urgent_terms=list(em.terms),
             explanation=(
                 f"命中紧急情况用语「{terms}」（common.emergency.{em.redirect_to}，紧急用语共{em.evidence:g}分），"
-                f"但诉求更符合规则{best.rule_id}（{best.score:g}分），可能是一般诉求中的描述；按紧急诉求转{self._book.triage_unit}"
+                f"但诉求更符合规则{best.rule_id}（{best.score:g}分），可能是一般诉求中的描述；转{self._book.triage_unit}"
                 f"人工研判：确属正在发生的紧急情况则转{em.redirect_to}，否则派单；候选规则：{listed}；"
                 f"{self._territory_phrase()}。"
             ),
+        )
+
+    def dispute(self, grounds: str, candidates: list[Candidate]) -> RoutingDecision:
+        """Units returned the ticket: the desk rules. Like any triage decision, it names the best candidate."""
+        best = candidates[0] if candidates else None
+        listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates) or "无"
+        return self._base(
+            outcome=Outcome.triage,
+            confidence=0.0,
+            needs_triage=True,
+            triage_reason="ownership_dispute",
+            rule_id=best.rule_id if best else None,
+            category=best.category if best else None,
+            matched_terms=list(best.matched_terms) if best else [],
+            runner_up=candidates[1] if len(candidates) > 1 else None,
+            candidates=candidates,
+            citations=[self._common.triage_citation],
+            explanation=f"权属争议：{grounds}候选规则：{listed}；{self._territory_phrase()}。",
         )
 
     def out_of_scope(self, oos: OutOfScopeFinding, candidates: list[Candidate]) -> RoutingDecision:

@@ -11,11 +11,11 @@ from schemas.intake import IntakeEvent
 from schemas.routing import Candidate, RoutingDecision
 from schemas.rulings import Ruling, RulingAction
 from services.domain.routing.decisions import DecisionBuilder
-from services.domain.routing.matching import Entry, Kind, PhraseIndex, drop_dominated, length_weight
+from services.domain.routing.matching import Entry, Hit, Kind, PhraseIndex, drop_dominated, length_weight
 from services.domain.routing.rulebook import TERRITORY_LEAD, Library, Rule, Rulebook, Term, load_library
 from services.domain.routing.scoring import RuleIndex, Scored, confidence, score_rules
-from services.domain.routing.screening import Screener
-from services.domain.routing.territory import TerritoryIndex
+from services.domain.routing.screening import Emergency, Screener
+from services.domain.routing.territory import TerritoryIndex, TerritoryMatch
 from services.domain.validation import Rejection
 
 
@@ -107,48 +107,60 @@ class Router:
         )
 
     # ----------------------------------------------------------------- route
-    def route(self, event: IntakeEvent, exclude_units: Iterable[str] | None = None) -> RoutingDecision:
+    def _evidence(self, event: IntakeEvent) -> tuple[_Compiled, list[Hit], list[Scored], TerritoryMatch | None]:
+        """The report's phrase hits (dominance-filtered), its scored rules, best first, and its 街镇."""
         comp = self._compiled[str(event.jurisdiction)]
-        common = self._lib.common
-        excluded = frozenset(exclude_units or ())
         all_hits = comp.index.scan(event.content)
         hits = drop_dominated(all_hits)  # a veto phrase counts even inside a longer matched phrase
-        territory = comp.territories.resolve(event.address, event.content)
-        scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, common.scoring,
+        scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, self._lib.common.scoring,
                              veto_hits=all_hits, index=comp.rule_index)
-        territory_name = territory.name if territory else None
+        return comp, hits, scored, comp.territories.resolve(event.address, event.content)
 
-        def candidates() -> list[Candidate]:  # the top of all scored rules, for the triage desk
-            return [self._candidate(s, territory_name) for s in scored[: common.scoring.max_candidates]]
+    def _candidates(self, scored: list[Scored], territory: TerritoryMatch | None) -> list[Candidate]:
+        """The top of the scored rules, for the triage desk."""
+        name = territory.name if territory else None
+        return [self._candidate(s, name) for s in scored[: self._lib.common.scoring.max_candidates]]
 
+    def route(self, event: IntakeEvent, exclude_units: Iterable[str] | None = None) -> RoutingDecision:
+        comp, hits, scored, territory = self._evidence(event)
+        common = self._lib.common
+        excluded = frozenset(exclude_units or ())
         emergency = self._screener.emergency(event.content, hits)
-        if emergency is not None:
-            if scored and scored[0].score > common.scoring.emergency_review_ratio * emergency.evidence:
+        if emergency is not None and not (
                 # more evidence of a civic matter than of an emergency: a person decides, at urgent priority
-                out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
-                return out.possible_emergency(emergency, candidates())
+                scored and scored[0].score > common.scoring.emergency_review_ratio * emergency.evidence):
             return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
-        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
+        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event, emergency))
+        if emergency is not None:
+            return out.possible_emergency(emergency, self._candidates(scored, territory))
 
+        territory_name = territory.name if territory else None
         oos = self._screener.out_of_scope(hits)
         if oos is not None and (not scored or oos.score >= scored[0].score):
-            return out.out_of_scope(oos, candidates())
+            return out.out_of_scope(oos, self._candidates(scored, territory))
         if not scored:
-            return out.triage("no_rule_matched", 0.0, candidates())
+            return out.triage("no_rule_matched", 0.0, [])
 
         barred = excluded | {None}
         eligible = [s for s in scored if self._lead(s.rule, territory_name) not in barred]
         if not eligible:
             reason = "all_candidates_excluded" if excluded else "no_territory_for_territorial_rule"
-            return out.triage(reason, 0.0, candidates())
+            return out.triage(reason, 0.0, self._candidates(scored, territory))
         best = eligible[0]
         lead = self._lead(best.rule, territory_name)
         rival = max((s.score for s in eligible[1:] if self._lead(s.rule, territory_name) != lead), default=0.0)
         conf = confidence(best.score, rival, common.scoring)
         if conf < comp.threshold:
-            return out.triage("low_confidence", conf, candidates())
+            return out.triage("low_confidence", conf, self._candidates(scored, territory))
         ranked = [self._candidate(s, territory_name) for s in eligible[: common.scoring.max_candidates]]
         return out.dispatch(best, lead, conf, ranked, excluded)
+
+    def dispute(self, event: IntakeEvent, grounds: str) -> RoutingDecision:
+        """An ownership dispute (units returned the ticket) for the desk: every rule the report matches as a
+        candidate, the units that returned it among them (the desk's ruling binds them), and no rule of its own."""
+        comp, _, scored, territory = self._evidence(event)
+        out = DecisionBuilder(event, comp.book, self._lib.common, self.version, territory, self._urgent(event))
+        return out.dispute(grounds, self._candidates(scored, territory))
 
     def rule_on(self, event: IntakeEvent, ruling: Ruling) -> RoutingDecision | Rejection:
         """The dispatch desk's ruling on a triaged ticket, checked against the jurisdiction's rulebook: the desk
@@ -174,11 +186,15 @@ class Router:
                                                           f"{event.jurisdiction}")
         return out.ruled(ruling, rule, lead, overridden=lead != own)
 
-    def _urgent(self, event: IntakeEvent) -> tuple[str, ...]:
-        """The words that make the ticket urgent, when its sender did not mark it so."""
+    def _urgent(self, event: IntakeEvent, emergency: Emergency | None = None) -> tuple[str, ...]:
+        """The words that make the ticket urgent, when its sender did not mark it so: a risk to life or property
+        in progress, and, for a possible emergency sent to the desk, its emergency words. (Once the desk has
+        dispatched such a ticket, it has judged them no emergency: its ruling and a later dispute do not pass
+        them.)"""
         if event.urgency is Urgency.urgent:
             return ()
-        return self._screener.urgent(event.content, self._urgent_index.scan_dominant(event.content))
+        words = self._screener.urgent(event.content, self._urgent_index.scan_dominant(event.content))
+        return tuple(dict.fromkeys([*(emergency.terms if emergency else ()), *words]))
 
     @staticmethod
     def _lead(rule: Rule, territory: str | None) -> str | None:
