@@ -93,8 +93,8 @@ def _campaigns(jurisdiction: str, source: str, template: dict[str, Any], rnd: ra
         out.append("qingpu-2025-hotspots-12345")
     elif source == "petition" and rnd.random() < 0.8:
         out.append("qingpu-2025-hotspots-petitions")
-    if hint in PROPERTY_CATEGORIES:
-        out.append("qingpu-2025-property-12345" if source != "petition" else "qingpu-2025-property-parking-petitions")
+    if hint in PROPERTY_CATEGORIES and source in ("hotline_12345", "petition"):  # the plan's two cohorts
+        out.append("qingpu-2025-property-12345" if source == "hotline_12345" else "qingpu-2025-property-parking-petitions")
     return out
 
 

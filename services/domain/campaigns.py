@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import Citation, Escalation, EscalationKind
+from schemas import Citation, Escalation, EscalationKind, Source
 from services.domain.clock import CHINA_TZ
 from services.domain.deadlines import escalation_id
 from services.domain.tickets import Span, TicketState
@@ -55,6 +55,9 @@ class Campaign(BaseModel):
     rearm_days: int = 3  # on track this many evaluations in a row before a new at-risk alarm
     velocity_window_days: int = 14
     selector: dict[str, list[str]] | None = None
+    sources: list[Source] | None = Field(default=None, description=(
+        "the sources whose tickets the plan counts (1864件12345热线工单: hotline_12345); a ticket of another source "
+        "that names the campaign is not enrolled. None: every source"))
     citation: Citation
 
 
@@ -131,9 +134,12 @@ def next_evaluation(campaign: Campaign, after: datetime | None) -> datetime | No
 
 def enrolled(campaign: Campaign, ticket: TicketState) -> bool:
     """Whether the ticket counts for the campaign: its event named the campaign (or the campaign's selector fits
-    it), and it is a ticket of the campaign's jurisdiction (a plan's campaign counts that district's tickets)."""
+    it), and it is a ticket of the campaign's jurisdiction (a plan's campaign counts that district's tickets) and
+    of one of its sources (the plan's cohort is 12345 tickets, or petitions)."""
     if ticket.jurisdiction != campaign.jurisdiction:
         return False
+    if campaign.sources is not None and ticket.source not in campaign.sources:
+        return False  # a petition tagged with the hotline tickets' campaign counts in neither cohort
     if campaign.id in ticket.campaigns:
         return True
     if campaign.selector:  # optional rules, off in the shipped definitions

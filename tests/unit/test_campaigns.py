@@ -4,8 +4,8 @@ import math
 from datetime import timedelta
 
 from services.domain import sla
-from services.domain.campaigns import (Campaign, CampaignState, CohortIndex, advance, evaluate as evaluate_counts,
-                                       evaluation_times, next_evaluation)
+from services.domain.campaigns import (Campaign, CampaignState, CohortIndex, advance, enrolled,
+                                       evaluate as evaluate_counts, evaluation_times, next_evaluation)
 from tests.conftest import cst
 from tests.factories import CITE, decision, update, work_order
 
@@ -126,6 +126,35 @@ def test_shipped_campaigns_cite_the_plan(rules) -> None:  # type: ignore[no-unty
         assert (REPO / "plans" / c.citation.file).is_file()
         assert c.selector is None  # selector rules are off in the shipped definitions
         assert c.deadline - c.start > timedelta(days=30)
+
+
+def test_a_ticket_of_another_source_that_names_the_campaign_is_not_enrolled(rules) -> None:  # type: ignore[no-untyped-def]
+    """The plan counts 12345 tickets in one cohort and petitions in another: a mis-tagged petition counts in neither
+    the 12345 cohort nor, untagged, the petitions'."""
+    campaign = _campaign(sources=["hotline_12345"])
+    hotline = sla.on_work_order(None, work_order("T1", cst("2025-06-02 10:00"), campaigns=["c1"]), rules)
+    petition = sla.on_work_order(None, work_order("T2", cst("2025-06-02 10:00"), campaigns=["c1"], source="petition"),
+                                 rules)
+    assert [enrolled(campaign, t) for t in (hotline, petition)] == [True, False]
+    assert evaluate(campaign, [hotline, petition], cst("2025-06-10 00:00")).enrolled == 1
+    assert enrolled(_campaign(), petition)  # no sources: every source
+
+
+def test_changing_a_campaigns_sources_recomputes_its_stored_facts() -> None:
+    """The SLA store's facts key covers who enrols: a new key makes the backfill recompute every ticket's facts."""
+    from services.domain.campaigns import CampaignBook
+    from services.sla.store import facts_key
+
+    keys = {facts_key(CampaignBook((_campaign(sources=s),))) for s in (None, ["hotline_12345"], ["petition"])}
+    assert len(keys) == 3
+
+
+def test_shipped_campaigns_name_the_source_of_their_cohort(rules) -> None:  # type: ignore[no-untyped-def]
+    ids = {c.id: c.sources for c in rules.campaigns.campaigns}
+    assert ids == {"qingpu-2025-hotspots-12345": ["hotline_12345"], "qingpu-2025-hotspots-petitions": ["petition"],
+                   "qingpu-2025-property-12345": ["hotline_12345"],
+                   "qingpu-2025-property-parking-petitions": ["petition"],
+                   "qingpu-2025-iot-alert-push": ["iot_alert"]}
 
 
 # What the plan gives for each shipped campaign: cohort, target, measure, deadline. 6月底前 = before 1 July 00:00 CST;
