@@ -9,7 +9,7 @@ import pytest
 
 from schemas import IntakeEvent
 from services.domain.deadletters import dead_letter
-from services.domain.intake import accept_event
+from services.domain.intake import accept_event, fingerprint, stored_report
 from services.domain.privacy import mask_bytes, mask_text
 from services.domain.repeats import RepeatPolicy, similarity
 from services.domain.validation import Rejection, decode
@@ -132,3 +132,15 @@ def test_alerts_of_two_devices_at_one_address_are_two_matters(router: Any, rules
                                                     ensure_ascii=False).encode(),
                                          _alert("WM-1", "QP-WM-1001", 0), _alert("WM-2", "QP-WM-2002", 20)])]
     assert outcomes == ["accepted", "accepted", "accepted"]
+
+
+def test_a_stored_report_that_no_longer_meets_the_contract_is_not_the_one_arriving_again() -> None:
+    """A report an older build stored, over today's limit once normalised: reading it back gives None, which intake
+    and the Open311 idempotency check take for another report (id_conflict, 409), not an error that stops a batch."""
+    parsed = accept_event(_raw())
+    assert isinstance(parsed, IntakeEvent)
+    stored = json.loads(parsed.model_dump_json(exclude={"caller"}))
+    assert stored_report(stored) == parsed.model_copy(update={"caller": None})
+    assert fingerprint(stored_report(stored)) == fingerprint(parsed)  # type: ignore[arg-type]
+    assert stored_report({**stored, "schema_version": 99}) is None
+    assert stored_report({**stored, "occurred_at": 1700000000}) is None
