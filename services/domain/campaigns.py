@@ -54,6 +54,10 @@ class Campaign(BaseModel):
     min_enrolled: int = 5  # below this many enrolled, insufficient_data before the deadline (see ``evaluate``)
     rearm_days: int = 3  # on track this many evaluations in a row before a new at-risk alarm
     velocity_window_days: int = 14
+    settle_minutes: int = Field(default=0, ge=0, description=(
+        "the time a ticket has to count before it is judged: the evaluation of an instant is taken this long after "
+        "it, and, for measure dispatched, a ticket dispatched within this time of its opening counts as done from "
+        "its opening (an alert raised a minute before the deadline and pushed within its time is no miss)"))
     selector: dict[str, list[str]] | None = None
     sources: list[Source] | None = Field(default=None, description=(
         "the sources whose tickets the plan counts (1864件12345热线工单: hotline_12345); a ticket of another source "
@@ -102,8 +106,14 @@ class CampaignBook:
         return next((c for c in self.campaigns if c.id == campaign_id), None)
 
 
+def _settle(campaign: Campaign) -> timedelta:
+    return timedelta(minutes=campaign.settle_minutes)
+
+
 def evaluation_times(campaign: Campaign, after: datetime | None, upto: datetime) -> list[datetime]:
-    """The scheduled instants in (after, upto], from the campaign's start to its deadline inclusive."""
+    """The scheduled instants in (after, upto], from the campaign's start to its deadline inclusive, that can be
+    judged at ``upto``: those at least ``settle_minutes`` before it."""
+    upto -= _settle(campaign)
     out: list[datetime] = []
     day: date = campaign.start.astimezone(CHINA_TZ).date()
     while True:
@@ -121,7 +131,8 @@ def evaluation_times(campaign: Campaign, after: datetime | None, upto: datetime)
 
 
 def next_evaluation(campaign: Campaign, after: datetime | None) -> datetime | None:
-    """The first scheduled instant after ``after`` (None once the deadline has been evaluated)."""
+    """When the first scheduled instant after ``after`` can be judged: the instant, plus ``settle_minutes`` (None
+    once the deadline has been evaluated)."""
     if after is not None and after >= campaign.deadline:
         return None
     start = campaign.start if after is None else after
@@ -129,7 +140,7 @@ def next_evaluation(campaign: Campaign, after: datetime | None) -> datetime | No
     instant = datetime.combine(day, campaign.evaluate_at, CHINA_TZ)
     if instant < campaign.start or (after is not None and instant <= after):
         instant = datetime.combine(day + timedelta(days=1), campaign.evaluate_at, CHINA_TZ)
-    return min(instant, campaign.deadline)
+    return min(instant, campaign.deadline) + _settle(campaign)
 
 
 def enrolled(campaign: Campaign, ticket: TicketState) -> bool:
@@ -148,9 +159,19 @@ def enrolled(campaign: Campaign, ticket: TicketState) -> bool:
     return False
 
 
+def _dispatched_from(campaign: Campaign, ticket: TicketState) -> datetime | None:
+    """From when a ticket counts as dispatched: its opening when it was dispatched within ``settle_minutes`` of
+    it (an instant in between is judged only after that time), else its first dispatch."""
+    first = ticket.first_dispatched_at
+    if first is not None and first - ticket.opened_at <= _settle(campaign):
+        return ticket.opened_at
+    return first
+
+
 def _done(campaign: Campaign, ticket: TicketState, at: datetime) -> bool:
     if campaign.measure == "dispatched":
-        return ticket.first_dispatched_at is not None and ticket.first_dispatched_at <= at
+        since = _dispatched_from(campaign, ticket)
+        return since is not None and since <= at
     return ticket.resolved_as_of(at)
 
 
@@ -172,8 +193,8 @@ def cohort_facts(campaign: Campaign, ticket: TicketState) -> CohortFacts | None:
     if not enrolled(campaign, ticket):
         return None
     if campaign.measure == "dispatched":
-        first = ticket.first_dispatched_at
-        spans: tuple[Span, ...] = ((first, None),) if first is not None else ()
+        since = _dispatched_from(campaign, ticket)
+        spans: tuple[Span, ...] = ((since, None),) if since is not None else ()
     else:
         spans = tuple(ticket.resolved_spans())
     return CohortFacts(ticket.opened_at, spans)

@@ -250,7 +250,7 @@ def _columns(rows: list[tuple[object, ...]], width: int) -> list[list[object]]:
 
 def facts_key(book: CampaignBook) -> str:
     """What the stored facts depend on besides the ticket: their version and who enrols how in which campaign."""
-    spec = [FACTS_VERSION, [[c.id, c.jurisdiction, c.measure, c.selector, c.sources] for c in book.campaigns]]
+    spec = [FACTS_VERSION, [[c.id, c.jurisdiction, c.measure, c.selector, c.sources, c.settle_minutes] for c in book.campaigns]]
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 

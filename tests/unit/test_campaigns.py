@@ -140,6 +140,45 @@ def test_a_ticket_of_another_source_that_names_the_campaign_is_not_enrolled(rule
     assert enrolled(_campaign(), petition)  # no sources: every source
 
 
+def _pushed(rules, ticket: str, raised: str, dispatched: str):  # type: ignore[no-untyped-def]
+    return sla.on_work_order(None, work_order(ticket, cst(raised), campaigns=["c1"], dispatched_at=cst(dispatched)),
+                             rules)
+
+
+def test_an_alert_raised_just_before_the_deadline_and_pushed_in_its_time_is_no_miss(rules) -> None:  # type: ignore[no-untyped-def]
+    """A 100 % push rate: the deadline is judged 30 minutes after it, and an alert dispatched within 30 minutes of
+    being raised counts from the moment it was raised."""
+    push = _campaign(measure="dispatched", target=1.0, settle_minutes=30)
+    tickets = [_pushed(rules, f"A{i}", "2025-06-20 10:00", "2025-06-20 10:00") for i in range(4)]
+    tickets.append(_pushed(rules, "LATE", "2025-06-30 23:59", "2025-07-01 00:01"))  # 1 minute after the deadline
+    state, found = advance(push, CampaignState(campaign_id="c1"), CohortIndex.of(push, tickets),
+                           cst("2025-07-01 00:30"))
+    final = state.history[-1]
+    assert (final.at, final.status, final.enrolled, final.resolved) == (cst("2025-07-01 00:00"), "met", 5, 5)
+    assert not [e for e in found if e.kind.value == "campaign_missed"]
+    # without the settling time the same alert is a miss at the deadline
+    strict = _campaign(measure="dispatched", target=1.0)
+    state, found = advance(strict, CampaignState(campaign_id="c1"), CohortIndex.of(strict, tickets),
+                           cst("2025-07-01 00:30"))
+    assert state.history[-1].status == "missed" and [e.kind.value for e in found][-1] == "campaign_missed"
+
+
+def test_a_push_after_its_time_counts_from_the_push(rules) -> None:  # type: ignore[no-untyped-def]
+    push = _campaign(measure="dispatched", target=1.0, settle_minutes=30)
+    slow = _pushed(rules, "SLOW", "2025-06-20 10:00", "2025-06-20 12:00")
+    quick = _pushed(rules, "QUICK", "2025-06-20 10:00", "2025-06-20 10:20")
+    counts = CohortIndex.of(push, [slow, quick])
+    assert [counts.done(cst(t), cst("2025-06-21 00:00")) for t in ("2025-06-20 10:00", "2025-06-20 12:00")] == [1, 2]
+
+
+def test_an_instant_is_judged_only_once_its_settling_time_has_passed() -> None:
+    push = _campaign(measure="dispatched", target=1.0, settle_minutes=30)
+    assert evaluation_times(push, cst("2025-06-29 00:00"), cst("2025-07-01 00:29")) == [cst("2025-06-30 00:00")]
+    assert evaluation_times(push, cst("2025-06-30 00:00"), cst("2025-07-01 00:30")) == [cst("2025-07-01 00:00")]
+    assert next_evaluation(push, cst("2025-06-30 00:00")) == cst("2025-07-01 00:30")
+    assert next_evaluation(push, cst("2025-07-01 00:00")) is None
+
+
 def test_changing_a_campaigns_sources_recomputes_its_stored_facts() -> None:
     """The SLA store's facts key covers who enrols: a new key makes the backfill recompute every ticket's facts."""
     from services.domain.campaigns import CampaignBook
@@ -147,6 +186,7 @@ def test_changing_a_campaigns_sources_recomputes_its_stored_facts() -> None:
 
     keys = {facts_key(CampaignBook((_campaign(sources=s),))) for s in (None, ["hotline_12345"], ["petition"])}
     assert len(keys) == 3
+    assert facts_key(CampaignBook((_campaign(settle_minutes=30),))) not in keys  # it moves a push's done period
 
 
 def test_shipped_campaigns_name_the_source_of_their_cohort(rules) -> None:  # type: ignore[no-untyped-def]
