@@ -24,7 +24,8 @@ class Routes(Protocol):
 
     version: str
 
-    def route(self, event: IntakeEvent, *, exclude_units: set[str] | frozenset[str] = ...) -> RoutingDecision: ...
+    def route(self, event: IntakeEvent, *, exclude_units: set[str] | frozenset[str] = ...,
+              screen_emergency: bool = ...) -> RoutingDecision: ...
 
     def triage_unit(self, jurisdiction: str) -> str: ...
 
@@ -140,15 +141,18 @@ def on_return(ticket: RouterTicket, returned: UnitUpdate, router: Routes, max_re
         return RouterOutput(ticket, duplicate=True)
     returns = [*ticket.returns, {"unit": returned.unit, "reason": returned.reason or "", "at": returned.occurred_at.isoformat()}]
     ticket = ticket.model_copy(update={"returns": returns, "handled_returns": [*ticket.handled_returns, returned.event_id]})
-    decision = router.route(ticket.event, exclude_units=frozenset(ticket.tried_units))
+    # once the desk has ruled (it may have dispatched a ticket the emergency screen redirected), a return looks for
+    # another unit: the emergency words the desk judged are no reason to redirect it again
+    decision = router.route(ticket.event, exclude_units=frozenset(ticket.tried_units),
+                            screen_emergency=not ticket.rulings)
     tried = "、".join(ticket.tried_units)
     if len(returns) >= max_returns or decision.outcome != "dispatch":
         if len(returns) >= max_returns:
             why = f"已退单{len(returns)}次（{tried}）"
         elif decision.triage_reason in _NO_OTHER_UNIT:
             why = f"{tried}退单后没有其他候选单位"
-        else:  # the re-route found no unit it could name: say why (low confidence, out of scope, an emergency word)
-            why = f"{tried}退单后无法自动改派（{decision.triage_reason or f'转{decision.redirect_to}'}）"
+        else:  # the re-route found no unit it could name with confidence: say why (low confidence, out of scope)
+            why = f"{tried}退单后无法自动改派（{decision.triage_reason}）"
         # the desk rules on the units' own grounds: each return's reason, as the unit gave it (cut to 200)
         grounds = "；".join(f"{r['unit']}：{_cut(r['reason'], 200)}" for r in returns)
         decision = router.dispute(ticket.event, f"{why}，转派单台人工裁定。退单理由：{grounds}。")

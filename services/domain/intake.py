@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,12 +49,29 @@ def fingerprint(event: IntakeEvent) -> bytes:
 
 def stored_report(payload: Any) -> IntakeEvent | None:
     """A report intake stored earlier, read back; None when it no longer meets today's contract (stored by an older
-    build: a limit or a check added since). Such a report cannot be shown to be the one arriving again under its
-    id, so that one is an ``id_conflict``, dead-lettered with its reason, not an error that stops the batch."""
+    build: a limit or a check added since)."""
     try:
         return IntakeEvent.model_validate(payload)
     except ValidationError:
         return None
+
+
+def _as_stored(report: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in report.items() if k not in ("caller", "occurred_at")}, sort_keys=True,
+                      ensure_ascii=False)
+
+
+def same_report(stored: IntakeEvent | Mapping[str, Any], event: IntakeEvent) -> bool:
+    """Whether ``event`` is the report stored under its id (a redelivery or a resend): the same ``fingerprint``.
+    ``stored`` may be the stored payload; one that no longer meets today's contract is compared as stored, field by
+    field but for the caller and the time, so that it gives an ``id_conflict`` (or a duplicate), never an error
+    that stops intake's batch."""
+    if not isinstance(stored, IntakeEvent):
+        readable = stored_report(stored)
+        if readable is None:
+            return _as_stored(stored) == _as_stored(event.model_dump(mode="json"))
+        stored = readable
+    return fingerprint(stored) == fingerprint(event)
 
 
 def id_conflict(event: IntakeEvent) -> Rejection:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 import faust
 
 from schemas import IntakeEvent
-from services.domain.intake import accept_event, fingerprint, id_conflict, stored_report
+from services.domain.intake import accept_event, id_conflict, same_report
 from services.domain.repeats import OpenReport, RepeatPolicy, find_repeat, repeat_report
 from services.domain.validation import Rejection
 from services.platform.batch import Batch
@@ -32,7 +33,7 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         batch.scratch["parsed"] = parsed
         known = await batch.conn.fetch("SELECT event_id, payload FROM intake_events WHERE event_id = ANY($1::text[])",
                                        [e.event_id for e in events])
-        batch.scratch["known"] = {r["event_id"]: stored_report(r["payload"]) for r in known}
+        batch.scratch["known"] = {r["event_id"]: r["payload"] for r in known}  # read only if the id comes again
         windows: dict[tuple[str, str], tuple[datetime, datetime]] = {}
         for e in events:
             where = (e.jurisdiction.value, policy.address_key(e.address))
@@ -61,10 +62,10 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
             parsed = batch.scratch["parsed"][id(raw)]
         if isinstance(parsed, Rejection):
             return await rt.reject(batch, parsed, raw, m)
-        known: dict[str, IntakeEvent | None] = batch.scratch["known"]  # the reports accepted under these ids
-        if parsed.event_id in known:  # compared only here, so an event seen for the first time costs no fingerprint
-            seen = known[parsed.event_id]
-            if seen is None or fingerprint(seen) != fingerprint(parsed):
+        known: dict[str, IntakeEvent | dict[str, Any]] = batch.scratch["known"]  # the reports accepted under these ids
+        seen = known.get(parsed.event_id)
+        if seen is not None:  # compared only here, so an event seen for the first time costs no fingerprint
+            if not same_report(seen, parsed):
                 return await rt.reject(batch, id_conflict(parsed), raw, m)
             batch.count(rt.metrics.duplicates.labels("intake").inc)
             return []

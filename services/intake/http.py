@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from schemas import IntakeEvent
-from services.domain.intake import accept_event, fingerprint, stored_report
+from services.domain.intake import accept_event, same_report
 from services.domain.validation import MAX_EVENT_BYTES, Rejection
 from services.intake import open311
 from services.platform.codec import TYPES
@@ -316,13 +316,12 @@ def build_app(settings: Settings, *, publish: Publish, pool: asyncpg.Pool, categ
                 payload = await conn.fetchval("SELECT payload FROM intake_events WHERE event_id = $1", event.event_id)
             if payload is None:
                 return False
-            stored = stored_report(json.loads(payload) if isinstance(payload, str) else payload)
+            stored = json.loads(payload) if isinstance(payload, str) else payload
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError, ValueError) as exc:
             # the check is a courtesy: without it the report is published, and intake still catches a reuse
             log.warning("http_idempotency_check_skipped", error=type(exc).__name__)
             return False
-        # a stored report that no longer meets the contract is not this one: intake would dead-letter it as well
-        return stored is None or fingerprint(stored) != fingerprint(event)
+        return not same_report(stored, event)  # as intake decides it
 
     async def lookup(ids: list[str]) -> list[dict[str, Any]]:
         try:

@@ -9,7 +9,7 @@ import pytest
 
 from schemas import IntakeEvent
 from services.domain.deadletters import dead_letter
-from services.domain.intake import accept_event, fingerprint, stored_report
+from services.domain.intake import accept_event, fingerprint, same_report, stored_report
 from services.domain.privacy import mask_bytes, mask_text
 from services.domain.repeats import RepeatPolicy, similarity
 from services.domain.validation import Rejection, decode
@@ -144,3 +144,9 @@ def test_a_stored_report_that_no_longer_meets_the_contract_is_not_the_one_arrivi
     assert fingerprint(stored_report(stored)) == fingerprint(parsed)  # type: ignore[arg-type]
     assert stored_report({**stored, "schema_version": 99}) is None
     assert stored_report({**stored, "occurred_at": 1700000000}) is None
+    # same_report reads a stored payload: the same report, or compared as stored when today's contract refuses it
+    assert same_report(stored, parsed) and same_report(stored_report(stored), parsed)  # type: ignore[arg-type]
+    assert same_report({**stored, "occurred_at": "2025-05-06T10:00:00+08:00"}, parsed)  # sent again, stamped again
+    assert not same_report({**stored, "content": "另一件事"}, parsed)
+    assert not same_report({**stored, "schema_version": 99}, parsed)
+    assert same_report({**stored, "occurred_at": 1700000000}, parsed)  # refused today, but only its time differs

@@ -372,64 +372,43 @@ def test_hazards_are_not_emergencies(router: Router, content: str, category: str
 
 
 @pytest.mark.parametrize(
-    ("content", "channel", "best_rule"),
+    ("content", "category"),
     [
-        ("小区门口烧烤摊营业到凌晨，炭火火苗窜得老高，油烟熏得我们不敢开窗", "119", "qingpu.fumes-bbq"),
-        ("楼上住户阳台花盆掉下来，砸伤了我家的车，物业不管", "120", "qingpu.falling-object-hazard"),
-        ("工地晚上施工噪音很大，还有工人打架吵闹，影响休息", "110", "qingpu.construction-noise"),
+        # a barbecue's charcoal flame and a car hit by a flowerpot are the complaint, not a fire or an injury
+        ("小区门口烧烤摊每天晚上营业到凌晨，炭火火苗窜得老高，油烟熏得我们不敢开窗", "fumes_bbq"),
+        ("楼上住户阳台花盆掉下来，砸伤了我家的车，物业不管", "falling_object_hazard"),
     ],
 )
-def test_an_emergency_word_inside_a_stronger_complaint_goes_to_the_desk_urgently(
-    router: Router, content: str, channel: str, best_rule: str
-) -> None:
-    """Not a redirect, which dispatches nothing and has no desk clock: the desk decides, at urgent priority, with
-    the emergency channel in the reason and the complaint's rules as candidates."""
+def test_incidental_emergency_words_in_a_complaint_are_not_emergencies(router: Router, content: str,
+                                                                         category: str) -> None:
     d = router.route(event("qingpu", content, "青浦区夏阳街道"))
-    assert (d.outcome, d.needs_triage, d.triage_reason, d.redirect_to) == (
-        "triage", True, f"possible_emergency:{channel}", None)
-    assert d.urgency == "urgent" and d.urgent_terms and set(d.urgent_terms) <= set(d.matched_terms)
-    assert d.candidates[0].rule_id == best_rule and d.runner_up == d.candidates[0]
-    assert d.rule_id == f"common.emergency.{channel}"
-    common = router.library.common
-    assert d.citations == [common.emergency_citation, common.triage_citation, common.urgent_citation]
-    assert f"转{channel}" in d.explanation and best_rule in d.explanation and "夏阳街道" in d.explanation
-    assert d.explanation.endswith("按紧急诉求办理。")
+    assert d.outcome == "dispatch" and d.category == category, d.explanation
 
 
 @pytest.mark.parametrize(
     ("content", "channel"),
     [
-        # evidence for the civic rule up to twice the emergency words keeps the redirect (common.yaml)
-        ("路上有家饭店后厨起火了，火苗都窜到招牌上了，里面的人都在往外跑", "119"),
-        # two channels' words are one emergency: 打架 (110) and 头破血流 (120) together outweigh the barbecue fumes
-        ("小区门口烧烤摊油烟熏得不敢开窗，现在两伙人在打架，有人头破血流了", "120"),
-        ("那个烧烤摊有两伙人在打架，拿酒瓶子互相砸，已经有人头破血流了", "110"),
-        ("楼下的烧烤店在冒浓烟，像是着火了，火势越来越大", "119"),
-        ("井盖没了，刚才有个老人掉进去了", "119"),
+        # an emergency in progress that names the civic object on fire or broken is still an emergency, however
+        # strongly that object scores for an ownership rule (a review helper's cases)
+        ("小区电动车在楼道里充电，现在着火了", "119"),
+        ("群租房着火了，里面住了十几个人", "119"),
+        ("小区里一户居民违规群租，屋里着火了，有人困在里面", "119"),
+        ("共享单车乱停堵住了消防通道，现在楼里着火了，消防车进不来", "119"),
+        ("路上的燃气管道被施工挖破了，燃气泄漏", "119"),
+        ("小区电梯困人，里面有个老人晕倒了", "120"),
+        ("马路上有个窨井盖没了，有个小孩掉进窨井里了", "119"),
+        ("小区外墙瓷砖脱落，砸伤了路人", "120"),
+        ("小区的树倒了，砸伤了一个老人", "120"),
+        ("共享单车堆满人行道，有个老人被绊倒，摔伤了起不来", "120"),
+        ("烧烤摊炭火火苗窜到旁边的遮阳棚上，棚子烧起来了", "119"),
+        ("楼上掉下来的花盆砸伤了车，还砸伤了一个路人", "120"),
     ],
 )
-def test_an_emergency_with_weaker_civic_words_still_redirects(router: Router, content: str, channel: str) -> None:
-    d = router.route(event("qingpu", content, "青浦区夏阳街道"))
-    assert (d.outcome, d.redirect_to) == ("redirect", channel), d.explanation
+def test_an_emergency_naming_a_civic_object_still_redirects(router: Router, content: str, channel: str) -> None:
+    for hint in (None, "group_renting", "ebike_charging"):  # a sender's category hint cannot hold it back either
+        d = router.route(event("qingpu", content, "青浦区夏阳街道", category_hint=hint))
+        assert (d.outcome, d.redirect_to) == ("redirect", channel), (hint, d.explanation)
 
-
-def test_a_possible_emergency_keeps_other_urgent_words_and_the_sender_cannot_lower_it(router: Router) -> None:
-    d = router.route(event("qingpu", "小区门口烧烤摊营业到凌晨，炭火火苗窜得老高，油烟熏得不敢开窗，旁边井盖不见了",
-                           "青浦区夏阳街道", urgency="normal"))
-    assert d.triage_reason == "possible_emergency:119" and d.urgency == "urgent"
-    assert d.urgent_terms[0] == "火苗" and "井盖不见了" in d.urgent_terms
-
-
-def test_the_review_ratio_is_read_from_the_rulebook(tmp_path: Path) -> None:
-    """A planner who wants every emergency word redirected raises the ratio in common.yaml."""
-    shutil.copytree(default_dir(), tmp_path / "rulebooks")
-    common = tmp_path / "rulebooks" / "common.yaml"
-    text = common.read_text(encoding="utf-8")
-    assert "emergency_review_ratio: 2.0" in text
-    common.write_text(text.replace("emergency_review_ratio: 2.0", "emergency_review_ratio: 10.0"), encoding="utf-8")
-    d = Router.load(tmp_path / "rulebooks").route(
-        event("qingpu", "楼上住户阳台花盆掉下来，砸伤了我家的车，物业不管", "青浦区夏阳街道"))
-    assert (d.outcome, d.redirect_to) == ("redirect", "120")
 
 def test_out_of_scope_and_no_match(router: Router) -> None:
     d = router.route(event("chongming", "想问一下社保断缴怎么补", "崇明区城桥镇"))

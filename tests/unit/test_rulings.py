@@ -226,13 +226,26 @@ def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, 
     assert state.cycle.start == cst("2025-06-09 11:00")
 
 
-def test_a_return_of_a_desk_dispatched_redirect_is_a_dispute_without_the_redirects_fields(router) -> None:  # type: ignore[no-untyped-def]
-    """The re-route after the return finds the emergency word again: the dispute it becomes carries no redirect,
-    no emergency rule or citation and no confidence, says why no unit could be named, and lists the candidates."""
+def test_a_return_after_the_desk_dispatched_a_redirect_looks_for_another_unit(router) -> None:  # type: ignore[no-untyped-def]
+    """The desk judged the emergency words: a return re-dispatches to the next candidate, as for any ticket, instead
+    of redirecting the ticket again (which then became an ownership dispute at the first return)."""
+    out = dispatch.decide(None, _event("烧烤摊油烟很大，门口有人打架"), router)
+    assert out.decision is not None and out.decision.redirect_to == "110"
+    ruled = dispatch.on_ruling(out.ticket, _ruling(rule_id="qingpu.fumes-bbq", reason="油烟扰民，打架已转110"), router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    assert ruled.work_order.lead_unit == "区城管执法局" and ruled.work_order.urgency == "normal"
+    back = dispatch.on_return(ruled.ticket, update("QP-1", "return", cst("2025-06-09 12:00"), unit="区城管执法局",
+                                                   event_id="RET1"), router)
+    assert back.triage is None and back.escalations == [] and back.work_order is not None
+    assert back.work_order.lead_unit == "区绿化市容局" and back.work_order.decision.redirect_to is None
+
+
+def test_a_dispute_after_a_desk_dispatched_redirect_carries_none_of_the_redirects_fields(router) -> None:  # type: ignore[no-untyped-def]
+    """A dispute's decision is built for the desk: no redirect, no emergency rule or citation, no confidence, the
+    units' grounds and the candidates."""
     out = dispatch.decide(None, _event("路灯不亮，刚才有人在路口打架"), router)
     ruled = dispatch.on_ruling(out.ticket, _ruling(), router)
     assert not isinstance(ruled, Rejection) and ruled.work_order is not None
-    assert ruled.work_order.urgency == "normal"  # the desk judged the fight no matter for this work order
     back = dispatch.on_return(ruled.ticket, update("QP-1", "return", cst("2025-06-09 12:00"), unit="区建管委",
                                                    reason="路口打架应由公安处理", event_id="RET1"), router)
     assert back.triage is not None and back.ticket.in_triage and back.work_order is None
@@ -241,10 +254,20 @@ def test_a_return_of_a_desk_dispatched_redirect_is_a_dispute_without_the_redirec
         "triage", "ownership_dispute", None, None, 0.0)
     assert d.rule_id == "qingpu.street-lamp" == d.candidates[0].rule_id and d.category == "street_lamp"
     assert d.citations == [router.library.common.triage_citation] and d.urgency is None
-    assert d.explanation.startswith("权属争议：区建管委退单后无法自动改派（转110），转派单台人工裁定。"
+    assert d.explanation.startswith("权属争议：区建管委退单后没有其他候选单位，转派单台人工裁定。"
                                     "退单理由：区建管委：路口打架应由公安处理。候选规则：qingpu.street-lamp(")
-    assert "没有其他候选单位" not in d.explanation and "朱家角镇" in d.explanation
+    assert "朱家角镇" in d.explanation
     assert [e.kind.value for e in back.escalations] == ["ownership_dispute"]
+
+
+def test_a_dispute_says_why_the_router_could_not_redispatch(router) -> None:  # type: ignore[no-untyped-def]
+    out = dispatch.decide(None, _event("晚上渣土车开得飞快，沿途遗撒，路上全是泥，车斗也没盖篷布",
+                                       "上海市青浦区赵巷镇沪青平公路"), router)
+    assert out.work_order is not None and out.work_order.lead_unit == "区绿化市容局"
+    back = dispatch.on_return(out.ticket, update("QP-1", "return", cst("2025-06-09 12:00"), unit="区绿化市容局",
+                                                 event_id="RET1"), router)
+    assert back.triage is not None  # the next candidate scores too little to be sent a work order
+    assert back.triage.decision.explanation.startswith("权属争议：区绿化市容局退单后无法自动改派（low_confidence），")
 
 
 def test_a_dispute_with_no_unit_left_says_so(router) -> None:  # type: ignore[no-untyped-def]

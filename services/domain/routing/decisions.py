@@ -71,30 +71,6 @@ class DecisionBuilder:
             ),
         )
 
-    def possible_emergency(self, em: Emergency, candidates: list[Candidate]) -> RoutingDecision:
-        """An emergency word in a report that reads far more like a civic complaint: the desk decides whether to
-        hand it to 110/119/120 or dispatch it, at urgent priority (the builder's urgent words hold the emergency's)."""
-        terms = "、".join(em.terms)
-        best = candidates[0]
-        listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates)
-        return self._base(
-            outcome=Outcome.triage,
-            confidence=self._strength(em.score),
-            needs_triage=True,
-            triage_reason=f"possible_emergency:{em.redirect_to}",
-            rule_id=f"common.emergency.{em.redirect_to}",
-            matched_terms=list(em.terms),
-            runner_up=best,
-            candidates=candidates,
-            citations=[self._common.emergency_citation, self._common.triage_citation],
-            explanation=(
-                f"命中紧急情况用语「{terms}」（common.emergency.{em.redirect_to}，紧急用语共{em.evidence:g}分），"
-                f"但诉求更符合规则{best.rule_id}（{best.score:g}分），可能是一般诉求中的描述；转{self._book.triage_unit}"
-                f"人工研判：确属正在发生的紧急情况则转{em.redirect_to}，否则派单；候选规则：{listed}；"
-                f"{self._territory_phrase()}。"
-            ),
-        )
-
     def dispute(self, grounds: str, candidates: list[Candidate]) -> RoutingDecision:
         """Units returned the ticket: the desk rules. Like any triage decision, it names the best candidate."""
         best = candidates[0] if candidates else None

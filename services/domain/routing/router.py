@@ -14,7 +14,7 @@ from services.domain.routing.decisions import DecisionBuilder
 from services.domain.routing.matching import Entry, Hit, Kind, PhraseIndex, drop_dominated, length_weight
 from services.domain.routing.rulebook import TERRITORY_LEAD, Library, Rule, Rulebook, Term, load_library
 from services.domain.routing.scoring import RuleIndex, Scored, confidence, score_rules
-from services.domain.routing.screening import Emergency, Screener
+from services.domain.routing.screening import Screener
 from services.domain.routing.territory import TerritoryIndex, TerritoryMatch
 from services.domain.validation import Rejection
 
@@ -121,18 +121,18 @@ class Router:
         name = territory.name if territory else None
         return [self._candidate(s, name) for s in scored[: self._lib.common.scoring.max_candidates]]
 
-    def route(self, event: IntakeEvent, exclude_units: Iterable[str] | None = None) -> RoutingDecision:
+    def route(self, event: IntakeEvent, exclude_units: Iterable[str] | None = None,
+              screen_emergency: bool = True) -> RoutingDecision:
+        """The decision on a report; with ``exclude_units``, a re-dispatch after returns. ``screen_emergency``
+        False: the dispatch desk has ruled on the ticket, so its emergency words are no longer a reason to
+        redirect it (a return after the desk dispatched a redirected ticket looks for another unit)."""
         comp, hits, scored, territory = self._evidence(event)
         common = self._lib.common
         excluded = frozenset(exclude_units or ())
-        emergency = self._screener.emergency(event.content, hits)
-        if emergency is not None and not (
-                # more evidence of a civic matter than of an emergency: a person decides, at urgent priority
-                scored and scored[0].score > common.scoring.emergency_review_ratio * emergency.evidence):
-            return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
-        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event, emergency))
+        emergency = self._screener.emergency(event.content, hits) if screen_emergency else None
         if emergency is not None:
-            return out.possible_emergency(emergency, self._candidates(scored, territory))
+            return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
+        out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
 
         territory_name = territory.name if territory else None
         oos = self._screener.out_of_scope(hits)
@@ -186,15 +186,11 @@ class Router:
                                                           f"{event.jurisdiction}")
         return out.ruled(ruling, rule, lead, overridden=lead != own)
 
-    def _urgent(self, event: IntakeEvent, emergency: Emergency | None = None) -> tuple[str, ...]:
-        """The words that make the ticket urgent, when its sender did not mark it so: a risk to life or property
-        in progress, and, for a possible emergency sent to the desk, its emergency words. (Once the desk has
-        dispatched such a ticket, it has judged them no emergency: its ruling and a later dispute do not pass
-        them.)"""
+    def _urgent(self, event: IntakeEvent) -> tuple[str, ...]:
+        """The words that make the ticket urgent, when its sender did not mark it so."""
         if event.urgency is Urgency.urgent:
             return ()
-        words = self._screener.urgent(event.content, self._urgent_index.scan_dominant(event.content))
-        return tuple(dict.fromkeys([*(emergency.terms if emergency else ()), *words]))
+        return self._screener.urgent(event.content, self._urgent_index.scan_dominant(event.content))
 
     @staticmethod
     def _lead(rule: Rule, territory: str | None) -> str | None:

@@ -129,9 +129,6 @@ class Scoring(_Model):
     margin_floor: float
     confidence_threshold: float
     max_candidates: int
-    emergency_review_ratio: float = Field(gt=0, description=(
-        "an emergency word in a report whose best ownership rule scores more than this times all its emergency "
-        "words goes to the desk as urgent triage (possible_emergency), not straight to 110/119/120"))
 
 
 class Common(_Model):

@@ -14,7 +14,6 @@ class Emergency:
     redirect_to: str
     terms: tuple[str, ...]
     score: float
-    evidence: float  # all channels' un-hedged emergency words: 打架 + 头破血流 is one emergency, two numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,7 @@ class Screener:
             return None
         # highest score wins; on a tie, the channel whose word appears first in the text
         best = max(scores, key=lambda ref: scores[ref])
-        return Emergency(redirect_to=best, terms=tuple(terms[best]), score=scores[best], evidence=sum(scores.values()))
+        return Emergency(redirect_to=best, terms=tuple(terms[best]), score=scores[best])
 
     def urgent(self, text: str, hits: list[Hit]) -> tuple[str, ...]:
         """The un-hedged words of a risk to life or property in progress ("电梯困人", "井盖不见了"), in reading
