@@ -110,6 +110,11 @@ def _settle(campaign: Campaign) -> timedelta:
     return timedelta(minutes=campaign.settle_minutes)
 
 
+def judged_at(campaign: Campaign, instant: datetime) -> datetime:
+    """When a scheduled instant can be judged: ``settle_minutes`` after it (``advance`` up to this evaluates it)."""
+    return instant + _settle(campaign)
+
+
 def evaluation_times(campaign: Campaign, after: datetime | None, upto: datetime) -> list[datetime]:
     """The scheduled instants in (after, upto], from the campaign's start to its deadline inclusive, that can be
     judged at ``upto``: those at least ``settle_minutes`` before it."""
@@ -140,7 +145,7 @@ def next_evaluation(campaign: Campaign, after: datetime | None) -> datetime | No
     instant = datetime.combine(day, campaign.evaluate_at, CHINA_TZ)
     if instant < campaign.start or (after is not None and instant <= after):
         instant = datetime.combine(day + timedelta(days=1), campaign.evaluate_at, CHINA_TZ)
-    return min(instant, campaign.deadline) + _settle(campaign)
+    return judged_at(campaign, min(instant, campaign.deadline))
 
 
 def enrolled(campaign: Campaign, ticket: TicketState) -> bool:

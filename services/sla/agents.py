@@ -19,7 +19,7 @@ import faust
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
 from services.domain import deadlines, sla
 from services.domain.campaigns import (Campaign, CampaignReport, advance as advance_campaign,
-                                      evaluation_times, questions)
+                                      evaluation_times, judged_at, questions)
 from services.domain.lifecycle import Applied, Duplicate
 from services.domain.sla import SlaRules
 from services.domain.validation import Rejection, decode, unknown_ticket
@@ -181,7 +181,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             chunk = instants[:CAMPAIGN_CHUNK]
             counts = await store.campaign_counts(conn, campaign.id, questions(campaign, chunk))
             before = len(state.history)
-            state, found = advance_campaign(campaign, state, counts, chunk[-1])
+            state, found = advance_campaign(campaign, state, counts, judged_at(campaign, chunk[-1]))
             new_reports = state.history[before:]
             await store.save_campaign(conn, state, new_reports)
             batch = Batch(conn)

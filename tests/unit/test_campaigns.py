@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from services.domain import sla
 from services.domain.campaigns import (Campaign, CampaignState, CohortIndex, advance, enrolled,
-                                       evaluate as evaluate_counts, evaluation_times, next_evaluation)
+                                       evaluate as evaluate_counts, evaluation_times, judged_at, next_evaluation)
 from tests.conftest import cst
 from tests.factories import CITE, decision, update, work_order
 
@@ -177,6 +177,9 @@ def test_an_instant_is_judged_only_once_its_settling_time_has_passed() -> None:
     assert evaluation_times(push, cst("2025-06-30 00:00"), cst("2025-07-01 00:30")) == [cst("2025-07-01 00:00")]
     assert next_evaluation(push, cst("2025-06-30 00:00")) == cst("2025-07-01 00:30")
     assert next_evaluation(push, cst("2025-07-01 00:00")) is None
+    # the SLA worker evaluates a chunk of instants up to the time its last one is judged: all of them, no fewer
+    chunk = evaluation_times(push, cst("2025-06-25 00:00"), cst("2025-07-02 00:00"))[:3]
+    assert evaluation_times(push, cst("2025-06-25 00:00"), judged_at(push, chunk[-1])) == chunk
 
 
 def test_changing_a_campaigns_sources_recomputes_its_stored_facts() -> None:
