@@ -363,26 +363,15 @@ def test_emergencies_redirect(router: Router, content: str, redirect: str) -> No
         ("楼下烧烤店每天晚上都有人喝酒打架，油烟也很大", "fumes_bbq"),
         ("这个路口经常出车祸有人受伤，建议装个红绿灯", "traffic_signal"),
         ("楼里的燃气立管锈得厉害，老是闻到煤气味，希望尽快改造", "gas"),
+        # a barbecue's charcoal flame and a car hit by a flowerpot are the complaint, not a fire or an injury
+        ("小区门口烧烤摊每天晚上营业到凌晨，炭火火苗窜得老高，油烟熏得我们不敢开窗", "fumes_bbq"),
+        ("楼上住户阳台花盆掉下来，砸伤了我家的车，物业不管", "falling_object_hazard"),
     ],
 )
 def test_hazards_are_not_emergencies(router: Router, content: str, category: str) -> None:
     d = router.route(event("qingpu", content, "青浦区夏阳街道"))
     assert d.outcome == "dispatch" and d.category == category, d.explanation
 
-
-
-@pytest.mark.parametrize(
-    ("content", "category"),
-    [
-        # a barbecue's charcoal flame and a car hit by a flowerpot are the complaint, not a fire or an injury
-        ("小区门口烧烤摊每天晚上营业到凌晨，炭火火苗窜得老高，油烟熏得我们不敢开窗", "fumes_bbq"),
-        ("楼上住户阳台花盆掉下来，砸伤了我家的车，物业不管", "falling_object_hazard"),
-    ],
-)
-def test_incidental_emergency_words_in_a_complaint_are_not_emergencies(router: Router, content: str,
-                                                                         category: str) -> None:
-    d = router.route(event("qingpu", content, "青浦区夏阳街道"))
-    assert d.outcome == "dispatch" and d.category == category, d.explanation
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,10 @@ from services.domain.routing.territory import TerritoryMatch
 _SOURCE_ZH = {"address": "地址", "content": "诉求内容"}
 
 
+def _listed(candidates: list[Candidate]) -> str:
+    return "、".join(f"{c.rule_id}({c.score:g})" for c in candidates) or "无"
+
+
 class DecisionBuilder:
     def __init__(
         self,
@@ -73,21 +77,8 @@ class DecisionBuilder:
 
     def dispute(self, grounds: str, candidates: list[Candidate]) -> RoutingDecision:
         """Units returned the ticket: the desk rules. Like any triage decision, it names the best candidate."""
-        best = candidates[0] if candidates else None
-        listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates) or "无"
-        return self._base(
-            outcome=Outcome.triage,
-            confidence=0.0,
-            needs_triage=True,
-            triage_reason="ownership_dispute",
-            rule_id=best.rule_id if best else None,
-            category=best.category if best else None,
-            matched_terms=list(best.matched_terms) if best else [],
-            runner_up=candidates[1] if len(candidates) > 1 else None,
-            candidates=candidates,
-            citations=[self._common.triage_citation],
-            explanation=f"权属争议：{grounds}候选规则：{listed}；{self._territory_phrase()}。",
-        )
+        return self.triage("ownership_dispute", 0.0, candidates,
+                           f"权属争议：{grounds}候选规则：{_listed(candidates)}；{self._territory_phrase()}。")
 
     def out_of_scope(self, oos: OutOfScopeFinding, candidates: list[Candidate]) -> RoutingDecision:
         terms = "、".join(oos.terms)
@@ -107,9 +98,9 @@ class DecisionBuilder:
             ),
         )
 
-    def triage(self, reason: str, conf: float, candidates: list[Candidate]) -> RoutingDecision:
+    def triage(self, reason: str, conf: float, candidates: list[Candidate],
+               explanation: str | None = None) -> RoutingDecision:
         best = candidates[0] if candidates else None
-        listed = "、".join(f"{c.rule_id}({c.score:g})" for c in candidates) or "无"
         return self._base(
             outcome=Outcome.triage,
             confidence=conf,
@@ -121,8 +112,8 @@ class DecisionBuilder:
             runner_up=candidates[1] if len(candidates) > 1 else None,
             candidates=candidates,
             citations=[self._common.triage_citation],
-            explanation=(
-                f"无法自动确定牵头单位（{reason}，置信度{conf:.2f}），候选规则：{listed}，"
+            explanation=explanation or (
+                f"无法自动确定牵头单位（{reason}，置信度{conf:.2f}），候选规则：{_listed(candidates)}，"
                 f"转{self._book.triage_unit}人工分拨；{self._territory_phrase()}。"
             ),
         )
