@@ -107,14 +107,17 @@ class Router:
         )
 
     # ----------------------------------------------------------------- route
-    def _evidence(self, event: IntakeEvent) -> tuple[_Compiled, list[Hit], list[Scored], TerritoryMatch | None]:
-        """The report's phrase hits (dominance-filtered), its scored rules, best first, and its 街镇."""
+    def _scan(self, event: IntakeEvent) -> tuple[_Compiled, list[Hit], list[Hit], TerritoryMatch | None]:
+        """The report's phrase hits, all and dominance-filtered, and its 街镇."""
         comp = self._compiled[str(event.jurisdiction)]
         all_hits = comp.index.scan(event.content)
         hits = drop_dominated(all_hits)  # a veto phrase counts even inside a longer matched phrase
-        scored = score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, self._lib.common.scoring,
-                             veto_hits=all_hits, index=comp.rule_index)
-        return comp, hits, scored, comp.territories.resolve(event.address, event.content)
+        return comp, all_hits, hits, comp.territories.resolve(event.address, event.content)
+
+    def _score(self, comp: _Compiled, event: IntakeEvent, all_hits: list[Hit], hits: list[Hit]) -> list[Scored]:
+        """The rules the hits give evidence for, best first."""
+        return score_rules(comp.rules, comp.allowed, hits, event.source, event.category_hint, self._lib.common.scoring,
+                           veto_hits=all_hits, index=comp.rule_index)
 
     def _candidates(self, scored: list[Scored], territory: TerritoryMatch | None) -> list[Candidate]:
         """The top of the scored rules, for the triage desk."""
@@ -126,13 +129,14 @@ class Router:
         """The decision on a report; with ``exclude_units``, a re-dispatch after returns. ``screen_emergency``
         False: the dispatch desk has ruled on the ticket, so its emergency words are no longer a reason to
         redirect it (a return after the desk dispatched a redirected ticket looks for another unit)."""
-        comp, hits, scored, territory = self._evidence(event)
+        comp, all_hits, hits, territory = self._scan(event)
         common = self._lib.common
         excluded = frozenset(exclude_units or ())
         emergency = self._screener.emergency(event.content, hits) if screen_emergency else None
         if emergency is not None:
             return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
         out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
+        scored = self._score(comp, event, all_hits, hits)
 
         territory_name = territory.name if territory else None
         oos = self._screener.out_of_scope(hits)
@@ -156,11 +160,12 @@ class Router:
         return out.dispatch(best, lead, conf, ranked, excluded)
 
     def dispute(self, event: IntakeEvent, grounds: str) -> RoutingDecision:
-        """An ownership dispute (units returned the ticket) for the desk: every rule the report matches as a
-        candidate, the units that returned it among them (the desk's ruling binds them), and no rule of its own."""
-        comp, _, scored, territory = self._evidence(event)
+        """An ownership dispute (units returned the ticket) for the desk: the best rules the report matches as
+        candidates, the units that returned it among them (the desk's ruling binds them), the first named as the
+        decision's rule, as in any triage decision."""
+        comp, all_hits, hits, territory = self._scan(event)
         out = DecisionBuilder(event, comp.book, self._lib.common, self.version, territory, self._urgent(event))
-        return out.dispute(grounds, self._candidates(scored, territory))
+        return out.dispute(grounds, self._candidates(self._score(comp, event, all_hits, hits), territory))
 
     def rule_on(self, event: IntakeEvent, ruling: Ruling) -> RoutingDecision | Rejection:
         """The dispatch desk's ruling on a triaged ticket, checked against the jurisdiction's rulebook: the desk
