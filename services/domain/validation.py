@@ -9,6 +9,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -98,6 +99,30 @@ def _control_field(value: Any, path: str = "") -> str | None:
             if found:
                 return found
     return None
+
+
+# Beijing time: an ahead-of-sending time by about this much is a local time written with the offset of UTC
+_CHINA_OFFSET = timedelta(hours=8)
+
+
+def dated_after_sending(occurred_at: datetime, sent_at: datetime | None, leeway: timedelta) -> Rejection | None:
+    """Nothing is reported before it happened: an input dated more than ``leeway`` after it was sent (its Kafka
+    record's timestamp, or the moment the HTTP entry received it) carries a wrong time. Applied, a unit's step
+    dated tomorrow would refuse every true step after it as out of order, and a report dated tomorrow would start
+    its clocks then. The usual cause is a sender writing Beijing time with the offset of UTC (``Z``), eight hours
+    ahead; the error says so. None when the time is plausible or the sending time is not known (a replay's file,
+    an input held and tried again: it was judged when it came)."""
+    if sent_at is None or occurred_at - sent_at <= leeway:
+        return None
+    ahead = occurred_at - sent_at
+    minutes = int(ahead.total_seconds() // 60)
+    hint = ("; a Beijing time written with the offset of UTC (Z or +00:00) is 8 hours ahead: write +08:00"
+            if abs(ahead - _CHINA_OFFSET) <= timedelta(minutes=30) else
+            "; check the sending system's clock and its time zone (Beijing time is +08:00)")
+    return Rejection("future_timestamp", "occurred_at",
+                     f"occurred_at: {occurred_at.isoformat()} is {minutes // 60} h {minutes % 60:02d} min after the "
+                     f"message was sent ({sent_at.isoformat()}), more than the {int(leeway.total_seconds())} s a "
+                     f"clock may be off{hint}")
 
 
 def unknown_ticket(ticket_id: str) -> Rejection:

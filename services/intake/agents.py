@@ -60,6 +60,8 @@ def build(settings: Settings, metrics: Metrics | None = None, policy: RepeatPoli
         if parsed is None:  # not prefetched (an input redone on its own): look everything up for it alone
             await prefetch(batch, [raw])
             parsed = batch.scratch["parsed"][id(raw)]
+        if not isinstance(parsed, Rejection):
+            parsed = rt.dated_after_sending(parsed.occurred_at, m) or parsed
         if isinstance(parsed, Rejection):
             return await rt.reject(batch, parsed, raw, m)
         known: dict[str, IntakeEvent | dict[str, Any]] = batch.scratch["known"]  # the reports accepted under these ids

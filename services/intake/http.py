@@ -15,7 +15,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from schemas import IntakeEvent
 from services.domain.intake import accept_event, same_report
-from services.domain.validation import MAX_EVENT_BYTES, Rejection
+from services.domain.validation import MAX_EVENT_BYTES, Rejection, dated_after_sending
 from services.intake import open311
 from services.platform.codec import TYPES
 from services.platform.logging import get_logger
@@ -246,6 +246,7 @@ def build_app(settings: Settings, *, publish: Publish, pool: asyncpg.Pool, categ
     services = open311.service_list(categories)
     category_names = open311.category_names(categories)
     codes = frozenset(category_names)
+    skew = timedelta(seconds=settings.clock_skew_seconds)
 
     async def send(request: web.Request, raw: bytes, event_id: str) -> None:
         try:
@@ -265,6 +266,8 @@ def build_app(settings: Settings, *, publish: Publish, pool: asyncpg.Pool, categ
     async def post_event(request: web.Request) -> web.Response:
         raw = await request.read()
         parsed = accept_event(raw)
+        if not isinstance(parsed, Rejection):  # as intake would dead-letter it: received now, it was sent now
+            parsed = dated_after_sending(parsed.occurred_at, datetime.now(UTC), skew) or parsed
         if isinstance(parsed, Rejection):
             rejected(request, parsed.reason, parsed.field)
             return _json({"error": parsed.reason, "field": parsed.field, "message": parsed.error}, 400)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     scorecard_window_days: int = Field(
         90, ge=1, description="scorecards cover tickets opened this many days back (plus every open ticket)")
     max_returns: int = Field(2, ge=1, description="returns (退单) after which a ticket goes to triage as a dispute")
+    clock_skew_seconds: float = Field(
+        300.0, ge=0, description="an event, update or ruling dated more than this after it was sent (its Kafka "
+        "record's timestamp) is dead-lettered as future_timestamp: a sender's clock or time zone is wrong")
     hold_seconds: float = Field(
         900.0, gt=0, description="how long an input naming a ticket not known yet (arrived before its work order) waits "
         "for it before it is dead-lettered (and never before the worker has read the backlog it was held behind)")

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg
@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from services.domain.deadletters import dead_letter
 from services.domain.privacy import well_formed
-from services.domain.validation import Rejection
+from services.domain.validation import Rejection, dated_after_sending
 from services.platform import db
 from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode, headers_from_json, headers_json
@@ -54,8 +54,8 @@ Prefetch = Callable[[Batch, list[bytes]], Awaitable[None]]
 # list equal to the documented one).
 DEAD_LETTER_REASONS = (
     "empty", "too_large", "invalid_utf8", "invalid_json", "not_an_object", "too_deep", "control_characters",
-    "missing_field", "unknown_field", "unknown_source", "unknown_jurisdiction", "bad_timestamp", "wrong_type",
-    "too_long", "empty_field", "unsupported_version", "invalid_value", "id_conflict", "unknown_ticket", "unit_mismatch",
+    "missing_field", "unknown_field", "unknown_source", "unknown_jurisdiction", "bad_timestamp", "future_timestamp",
+    "wrong_type", "too_long", "empty_field", "unsupported_version", "invalid_value", "id_conflict", "unknown_ticket", "unit_mismatch",
     "before_dispatch", "out_of_order", "invalid_transition", "extension_after_due", "extension_not_later",
     "extension_pending", "no_extension_request",
     "not_in_triage", "not_the_desk", "unknown_rule", "no_lead", "unknown_unit", "internal_error",
@@ -469,6 +469,11 @@ class Runtime:
             await self.publish(rows)
         return done
 
+    def dated_after_sending(self, occurred_at: datetime, message: Any) -> Rejection | None:
+        """An input dated more than ``HOTLINE_CLOCK_SKEW_SECONDS`` after its Kafka record was sent
+        (``future_timestamp``); see ``validation.dated_after_sending``."""
+        return dated_after_sending(occurred_at, sent_at(message), timedelta(seconds=self.settings.clock_skew_seconds))
+
     async def reject(self, batch: Batch, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
         """Dead-letter the input ``message`` (its topic, partition and offset) for this service's stage."""
         return [await self.dead_letter(batch, self.service, rejection, raw, message.topic, message.partition,
@@ -545,6 +550,14 @@ class Runtime:
         if rows:
             log.info("relay_publishing", rows=len(rows))
             await self.publish(rows)
+
+
+def sent_at(message: Any) -> datetime | None:
+    """When an input was sent: its Kafka record's timestamp (the producer's clock, or the broker's where the topic
+    sets ``message.timestamp.type=LogAppendTime``). None where there is none: a held input tried again
+    (``HeldMessage``), a record without a timestamp (-1)."""
+    seconds = getattr(message, "timestamp", None)
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None and seconds > 0 else None
 
 
 def _position(message: Any) -> db.Position:

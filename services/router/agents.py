@@ -138,6 +138,8 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
 
     async def on_ruling(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         ruling = decode(Ruling, raw)
+        if not isinstance(ruling, Rejection):
+            ruling = rt.dated_after_sending(ruling.occurred_at, m) or ruling
         if isinstance(ruling, Rejection):
             return await rt.reject(batch, ruling, raw, m)
         ticket = await store.load_ticket(batch, ruling.ticket_id)

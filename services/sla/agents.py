@@ -87,6 +87,10 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         if isinstance(update, Rejection):
             batch.count(rt.metrics.updates.labels("unknown", "rejected").inc)
             return await rt.reject(batch, update, raw, m)
+        future = rt.dated_after_sending(update.occurred_at, m)  # judged as it comes: a held input has no timestamp
+        if future is not None:
+            batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
+            return await rt.reject(batch, future, raw, m)
         before = await store.load(batch, update.ticket_id)
         waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
         if waiting is not None:

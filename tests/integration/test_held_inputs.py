@@ -42,9 +42,12 @@ class _Stream:
             yield batch
 
 
-def _event(topic: str, offset: int, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> Any:
+def _event(topic: str, offset: int, value: bytes, headers: list[tuple[str, bytes]] | None = None,
+           sent: datetime | None = None) -> Any:
+    """A Kafka event as Faust hands it over; ``sent``: its record's timestamp (None: a record without one)."""
+    timestamp = sent.timestamp() if sent is not None else None
     return SimpleNamespace(value=value, message=SimpleNamespace(topic=topic, partition=0, offset=offset,
-                                                                headers=headers or [], timestamp=None))
+                                                                headers=headers or [], timestamp=timestamp))
 
 
 def _delivered(m: Outgoing, offset: int) -> Any:
@@ -476,3 +479,54 @@ def test_a_tickets_held_inputs_expire_in_the_order_they_came(database: str, rule
         await pool.close()
 
     asyncio.run(go())
+
+
+# --- inputs dated after they were sent (future_timestamp) --------------------------------------------------------
+
+def test_a_units_step_dated_after_it_was_sent_is_dead_lettered_and_the_true_steps_apply(
+        database: str, rules: SlaRules, router) -> None:  # type: ignore[no-untyped-def]
+    """The unit's system writes Beijing time as UTC: its acknowledgement, sent 5 minutes after the dispatch, is
+    dated 8 hours later. Applied, it would make the resolution that follows (dated right) out of order."""
+    order, ack, resolve = _ack_then_resolve(router, rules)
+    sent_ack = order.dispatched_at + timedelta(minutes=5)
+    skewed = _update(order, "ACK-Z", "acknowledge", 5 + 8 * 60)
+    sent_resolve = order.dispatched_at + timedelta(minutes=60, seconds=2)
+
+    async def go() -> None:
+        app = _sla(database, rules)
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, skewed, sent=sent_ack)],
+                                          [_event("hotline.updates", 1, ack, sent=sent_ack)],
+                                          [_event("hotline.updates", 2, resolve, sent=sent_resolve)]])
+        assert await _sla_state(app, order.ticket_id) == ("resolved", ["future_timestamp"], 0)
+        pool = await app.hotline_runtime.pool()
+        error = await pool.fetchval("SELECT error FROM dead_letters")
+        assert error.startswith("occurred_at: ") and "8 h 00 min after the message was sent" in error
+        sample = app.hotline_runtime.metrics.registry.get_sample_value
+        assert sample("hotline_sla_updates_total", {"action": "acknowledge", "result": "rejected"}) == 1
+        assert sample("hotline_sla_updates_total", {"action": "acknowledge", "result": "applied"}) == 1
+        await pool.close()
+
+    asyncio.run(go())
+
+
+def test_a_ruling_dated_after_it_was_sent_is_dead_lettered(database: str, router) -> None:  # type: ignore[no-untyped-def]
+    """Judged before anything else about it (here, that the router does not know its ticket)."""
+    from services.router.agents import build as build_router
+
+    sent = datetime(2025, 5, 6, 2, 0, tzinfo=UTC)
+    ruling = json.dumps({"ruling_id": "R-1", "ticket_id": "QP-404", "desk": "区城运中心", "action": "close",
+                         "occurred_at": "2025-05-06T10:00:00Z", "reason": "已答复来电人"}, ensure_ascii=False).encode()
+
+    async def go() -> list[str]:
+        app = build_router(Settings(database_url=database, router_port=free_port()), router)
+        _capture(app, [])
+        await _agent(app, "rule", [[_event("hotline.rulings", 0, ruling, sent=sent)],
+                                   [_event("hotline.rulings", 1, ruling.replace(b'"R-1"', b'"R-2"'),
+                                           sent=sent + timedelta(hours=8))]])
+        pool = await app.hotline_runtime.pool()
+        reasons = [r["reason"] for r in await pool.fetch("SELECT reason FROM dead_letters ORDER BY \"offset\"")]
+        await pool.close()
+        return reasons
+
+    assert asyncio.run(go()) == ["future_timestamp", "unknown_ticket"]

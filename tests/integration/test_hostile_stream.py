@@ -7,6 +7,7 @@ import json
 import random
 import re
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -53,6 +54,13 @@ def test_every_hostile_message_is_accounted_and_the_worker_survives(router, tmp_
     running = start(tmp_path, router, sla_clock="wall", services=("intake",))
     try:
         messages = _messages(3000)
+        # dated by the sender's clock, against the Kafka record's timestamp (the feeder's clock): 8 hours ahead (a
+        # Beijing time written as UTC) is a future_timestamp dead letter; a minute ahead is within the leeway
+        now = datetime.now(UTC)
+        for event_id, ahead in (("AHEAD-8H", timedelta(hours=8)), ("AHEAD-1MIN", timedelta(minutes=1))):
+            messages.append(json.dumps({"event_id": event_id, "source": "hotline_12345", "jurisdiction": "qingpu",
+                                        "occurred_at": (now + ahead).isoformat(), "content": "路灯不亮了好几天",
+                                        "address": "上海市青浦区盈浦街道"}, ensure_ascii=False).encode())
 
         async def go() -> tuple[int, int]:
             async with Feeder(running.settings, running.dsn) as feeder:
@@ -67,6 +75,9 @@ def test_every_hostile_message_is_accounted_and_the_worker_survives(router, tmp_
                             break
                         await asyncio.sleep(0.5)
                     letters = await conn.fetchval("SELECT count(*) FROM dead_letters")
+                    ahead = await conn.fetch("SELECT reason, field FROM dead_letters WHERE original LIKE '%AHEAD-%'")
+                    assert [(r["reason"], r["field"]) for r in ahead] == [("future_timestamp", "occurred_at")]
+                    assert await conn.fetchval("SELECT count(*) FROM intake_events WHERE event_id = 'AHEAD-1MIN'") == 1
                     accepted = await conn.fetchval("SELECT count(*) FROM intake_events")
                     return int(letters), int(accepted)
                 finally:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from schemas import IntakeEvent
 from services.domain.deadletters import dead_letter
 from services.domain.intake import accept_event, accept_update
 from services.domain.privacy import mask_bytes, mask_text
-from services.domain.validation import Rejection, _depth
+from services.domain.validation import Rejection, _depth, dated_after_sending
 from tests.conftest import cst
 
 GOOD = {"event_id": "QP-1", "source": "hotline_12345", "jurisdiction": "qingpu",
@@ -234,3 +235,36 @@ def test_a_reused_event_id_is_a_conflict_not_a_duplicate(router, rules) -> None:
     assert buckets == ["accepted", "duplicate", "rejected"]
     assert [(r.reason, r.field) for r in pipeline.rejects] == [("id_conflict", "event_id")]
     assert "13812345678" not in pipeline.rejects[0].original
+
+
+# --- a time after the sending time (future_timestamp) -------------------------------------------------------------
+
+SENT = datetime(2025, 5, 6, 1, 0, tzinfo=UTC)  # 09:00 in Beijing
+LEEWAY = timedelta(minutes=5)
+
+
+@pytest.mark.parametrize("occurred", [SENT - timedelta(days=30), SENT, SENT + LEEWAY])
+def test_a_time_up_to_the_leeway_after_sending_is_plausible(occurred: datetime) -> None:
+    assert dated_after_sending(occurred, SENT, LEEWAY) is None
+
+
+def test_without_a_sending_time_nothing_is_judged() -> None:
+    assert dated_after_sending(SENT + timedelta(days=400), None, LEEWAY) is None
+
+
+def test_a_time_after_sending_names_the_field_and_how_far_ahead() -> None:
+    rejection = dated_after_sending(SENT + LEEWAY + timedelta(seconds=1), SENT, LEEWAY)
+    assert rejection is not None
+    assert (rejection.reason, rejection.field) == ("future_timestamp", "occurred_at")
+    assert "0 h 05 min after the message was sent (2025-05-06T01:00:00+00:00)" in rejection.error
+    assert "time zone" in rejection.error and "8 hours" not in rejection.error
+
+
+def test_a_beijing_time_written_as_utc_is_recognised() -> None:
+    """The sender meant 09:20 in Beijing (01:20 UTC) and wrote 09:20Z: eight hours ahead of its sending."""
+    written = accept_update(json.dumps({"event_id": "U1", "ticket_id": "QP-1", "unit": "区建管委",
+                                        "action": "acknowledge", "occurred_at": "2025-05-06T09:20:00Z"}).encode())
+    assert not isinstance(written, Rejection)
+    rejection = dated_after_sending(written.occurred_at, SENT + timedelta(minutes=20), LEEWAY)
+    assert rejection is not None and "8 h 00 min" in rejection.error
+    assert "a Beijing time written with the offset of UTC (Z or +00:00) is 8 hours ahead" in rejection.error
