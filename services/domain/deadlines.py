@@ -23,7 +23,7 @@ from typing import NamedTuple
 from schemas import Escalation, EscalationKind
 from services.domain.clock import WorkCalendar
 from services.domain.policies import Limit, Policy
-from services.domain.tickets import Cycle, Status, TicketState, Transition, extension_records
+from services.domain.tickets import REDIRECT_REVIEW, Cycle, Status, TicketState, Transition, extension_records
 
 LEVEL_AUDIENCE = {1: "responsible unit", 2: "city operations centre / district", 3: "leadership"}
 
@@ -51,7 +51,8 @@ def _end(cycle: Cycle, *moments: datetime | None) -> datetime | None:
 @dataclass(frozen=True, slots=True)
 class TriageWait:
     """One stay of a ticket in the dispatch desk's triage queue: the ``number``-th (a ticket the router could not
-    place, then each ownership dispute), from its triage step until the desk's ruling dispatched or closed it."""
+    place, or a redirect the desk reviews; then each ownership dispute), from its triage (or redirect) step until
+    the desk's ruling dispatched or closed it."""
 
     number: int
     start: datetime
@@ -345,8 +346,8 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
             if ended is not None:
                 repeats.append(RepeatAfterClose(len(repeats) + 1, t.update_id, t.at, ended.at, ended.action))
             continue
-        if action == "triage" and start is None:
-            start, reason = t.at, t.reason
+        if start is None and (action == "triage" or (action == "redirect" and t.note == REDIRECT_REVIEW)):
+            start, reason = t.at, t.reason if action == "triage" else t.note  # a reviewed redirect: its reason is 110…
         elif start is not None and action in _LEAVES_TRIAGE:
             waits.append(TriageWait(len(waits) + 1, start, t.at, reason))
             start = None

@@ -45,7 +45,8 @@ class RouterTicket(BaseModel):
     tried_units: list[str] = Field(default_factory=list)
     returns: list[dict[str, str]] = Field(default_factory=list)
     handled_returns: list[str] = Field(default_factory=list)
-    in_triage: bool = False
+    in_triage: bool = Field(default=False, description="waiting for the dispatch desk: triage, an ownership "
+                                                     "dispute, or a redirect it reviews (redirect_review)")
     redirected: bool = Field(default=False, description="handed to 110/119/120 with no work order; the desk may "
                                                         "still dispatch it (a false alarm, or a civic matter too)")
     rulings: list[str] = Field(default_factory=list, description="ids of the dispatch desk's rulings applied")
@@ -113,7 +114,9 @@ def _emit(ticket: RouterTicket, decision: RoutingDecision, router: Routes, at: d
     decided_at = at if decision.outcome == Outcome.close else None
     # the SLA service records a close no earlier than the return that disputed the ticket: so does the router
     closed_at = max([at, *(datetime.fromisoformat(r["at"]) for r in ticket.returns)]) if decided_at else None
-    ticket = ticket.model_copy(update={"in_triage": decision.outcome == Outcome.triage, "current_unit": None,
+    # a redirect the desk reviews (the report also names a civic matter) waits in its queue as well
+    waiting = decision.outcome == Outcome.triage or (decision.outcome == Outcome.redirect and decision.needs_triage)
+    ticket = ticket.model_copy(update={"in_triage": waiting, "current_unit": None,
                                        "redirected": decision.outcome == Outcome.redirect, "closed_at": closed_at})
     return RouterOutput(ticket, decision, triage=_triage_item(ticket.event, decision, queue, decided_at))
 
@@ -171,7 +174,8 @@ def on_ruling(ticket: RouterTicket, ruling: Ruling, router: Routes) -> RouterOut
     it names, if another), or close it without a work order. A ruling is binding: the unit it names may be one
     that returned the ticket before. The desk may also dispatch a ticket the emergency screen redirected to
     110/119/120 (a keyword is not proof: "最近小偷很多" under a street-lamp complaint), which would otherwise have no
-    owner; and reopen a ticket it closed itself by dispatching it (复核: the caller reports the matter again), at or
+    owner, and close one it was asked to review (the report also named a civic matter: no work order is due
+    besides); and reopen a ticket it closed itself by dispatching it (复核: the caller reports the matter again), at or
     after the close. A ticket not waiting for the desk (dispatched, already ruled on) is refused, so a late or
     repeated ruling cannot take a ticket from the unit working on it. Nor can a ruling dated before the ticket
     opened: the replay, in event time, would not know the ticket yet. (A ticket closed after a satisfied callback

@@ -40,6 +40,9 @@ def _transition(state: TicketState, update_id: str, action: str, to: Status, uni
 # recorded in the history, the status stays what it was
 KEEPS_STATUS = frozenset({"repeat", "extend", "review_extension"})
 _TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds the ticket after these
+# where a ticket waits when the desk closes it: triage, or a redirect it was asked to review (the router refuses
+# the close of any other redirect)
+_DESK_QUEUE = frozenset({Status.triage, Status.redirected})
 # What the dispatch desk (the hotline's own staff) posts on the updates topic, not the unit holding the ticket
 _DESK_WORK = {UnitAction.callback: "a callback (回访)",
               UnitAction.review_extension: "the review of an extension (延期审核)",
@@ -121,7 +124,7 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
         if update_id in state.applied_updates:
             return Duplicate(state)
         steps = [t for t in state.transitions if t.action != "repeat"]
-        if state.status is Status.triage:
+        if state.status in _DESK_QUEUE:
             # at the ruling's time, but not before the ticket's last own step (repeats take their place by time)
             at: datetime | None = max(ruled, *(t.at for t in steps))
         else:
@@ -129,7 +132,7 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
         if at is None:
             return Duplicate(state)
         transition = _transition(state, update_id, "close", Status.closed, None, at, reason=decision.explanation)
-        return _with(state, transition, **({"unit": None} if state.status is Status.triage else {}))
+        return _with(state, transition, **({"unit": None} if state.status in _DESK_QUEUE else {}))
     if state is not None:
         if state.status is not Status.returned:
             return Duplicate(state)
@@ -140,8 +143,11 @@ def apply_decision(state: TicketState | None, decision: RoutingDecision, *, sour
                                  at, reason=decision.triage_reason)
         return _with(state, transition, unit=None)
     fresh = open_ticket(decision, source=source, urgency=urgency, campaigns=campaigns, opened_at=opened_at)
+    # a redirect names where it went (110/119/120); one the desk reviews says so in its note (REDIRECT_REVIEW)
+    redirected = decision.outcome == "redirect"
     transition = _transition(fresh, f"decision:{decision.event_id}", str(decision.outcome), fresh.status, None, opened_at,
-                             reason=decision.triage_reason or decision.redirect_to)
+                             reason=decision.redirect_to if redirected else decision.triage_reason,
+                             note=decision.triage_reason if redirected else None)
     return _with(fresh, transition)
 
 
@@ -151,7 +157,7 @@ def _closed_before_reopening(steps: list[Transition], ruled: datetime) -> dateti
     for i, t in enumerate(steps):
         if t.action == "dispatch" and t.at >= ruled:
             before = steps[i - 1] if i else None
-            return max(ruled, before.at) if before is not None and before.to_status is Status.triage else None
+            return max(ruled, before.at) if before is not None and before.to_status in _DESK_QUEUE else None
     return None
 
 

@@ -22,6 +22,9 @@ class Status(StrEnum):
 
 
 OPEN_FOR_UNIT = frozenset({Status.dispatched, Status.acknowledged, Status.reopened})
+# the triage reason of a redirect the dispatch desk reviews (the report also names a civic matter a unit would own
+# with confidence): the redirect stands, and the desk's clock runs until it dispatches or closes the ticket
+REDIRECT_REVIEW = "redirect_review"
 # The steps after which a pending 延期 has nothing left to extend (it lapses, unless the desk reviewed it first): the
 # unit's 办结 or 退单, a re-dispatch, triage or the desk's close
 LAPSES_EXTENSION = frozenset({"resolve", "return", "dispatch", "triage", "close"})

@@ -14,7 +14,7 @@ import pytest
 from schemas.intake import IntakeEvent
 from services.domain.routing import Router
 from services.domain.routing.evaluation import TARGETS, evaluate, load_rows, render_markdown
-from services.domain.routing.rulebook import TERRITORY_LEAD, default_dir
+from services.domain.routing.rulebook import TERRITORY_LEAD, default_dir, load_library
 
 REPO = Path(__file__).resolve().parents[2]
 EVAL = REPO / "tests" / "data" / "routing_eval.jsonl"
@@ -343,7 +343,47 @@ def test_a_river_named_in_the_plan_keeps_its_rule_and_other_rivers_their_town(ro
 )
 def test_emergencies_redirect(router: Router, content: str, redirect: str) -> None:
     d = router.route(event("qingpu", content, "青浦区夏阳街道"))
-    assert (d.outcome, d.redirect_to, d.needs_triage, d.lead_unit) == ("redirect", redirect, False, None)
+    assert (d.outcome, d.redirect_to, d.lead_unit, d.category) == ("redirect", redirect, None, None)
+    # the desk reviews it only when the report also names a civic matter (the gas pipe, the manhole cover)
+    assert d.needs_triage == (d.triage_reason == "redirect_review") == bool(d.candidates)
+
+
+@pytest.mark.parametrize(
+    ("content", "redirect", "rule"),
+    [
+        ("工地晚上施工噪音很大，还有工人打架吵闹", "110", "qingpu.construction-noise"),
+        ("马路上有个窨井盖没了，有个小孩掉进窨井里了", "119", "qingpu.road-damage"),
+        ("井盖没了，刚才有个老人掉进去了", "119", "qingpu.road-damage"),  # one strong phrase (3.0)
+        ("路上的燃气管道被施工挖破了，燃气泄漏", "119", "qingpu.gas"),
+    ],
+)
+def test_an_emergency_that_also_names_a_civic_matter_is_redirected_for_the_desk_to_review(
+        router: Router, content: str, redirect: str, rule: str) -> None:
+    """The redirect is not delayed; the desk is asked whether a unit must act besides (the noise, the cover)."""
+    d = router.route(event("qingpu", content, "青浦区夏阳街道"))
+    assert (d.outcome, d.redirect_to, d.lead_unit, d.needs_triage) == ("redirect", redirect, None, True)
+    assert d.triage_reason == "redirect_review" and d.rule_id == f"common.emergency.{redirect}"
+    assert d.candidates[0].rule_id == rule and d.runner_up == d.candidates[0]
+    assert f"转{redirect}；" in d.explanation and f"规则{rule}" in d.explanation and "复核是否另行派单" in d.explanation
+    common = load_library().common
+    assert d.citations == [common.emergency_citation, common.triage_citation]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "有人持刀抢劫",
+        # the place or the symptom, named in passing (one phrase under common.yaml review_min_score)
+        "中山西路那个烧烤摊有两伙人在打架，拿酒瓶子互相砸，已经有人头破血流了",
+        "庆华新村49号楼29楼有户人家窗户往外冒黑烟，好像着火了",
+        "华青路上有家饭店后厨起火了，火苗都窜到招牌上了",
+        "燃气管道泄漏，整栋楼都是煤气味",
+    ],
+)
+def test_an_emergency_without_a_strong_civic_match_is_a_plain_redirect(router: Router, content: str) -> None:
+    d = router.route(event("qingpu", content, "青浦区夏阳街道"))
+    assert (d.outcome, d.needs_triage, d.triage_reason, d.candidates) == ("redirect", False, None, [])
+    assert "复核" not in d.explanation and len(d.citations) == 1
 
 
 @pytest.mark.parametrize(

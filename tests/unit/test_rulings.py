@@ -207,6 +207,7 @@ def test_the_desk_may_dispatch_a_ticket_the_emergency_screen_redirected(router, 
     """A keyword is not proof of an emergency in progress: the desk can give a redirected matter its owner."""
     out = dispatch.decide(None, _event("路灯不亮，刚才有人在路口打架"), router)
     assert out.decision is not None and out.decision.outcome == "redirect" and out.ticket.redirected
+    assert not out.decision.needs_triage and not out.ticket.in_triage  # one phrase of a civic matter: no review
     got = dispatch.on_ruling(out.ticket, _ruling(action="close", rule_id=None, reason="已转110"), router)
     assert isinstance(got, Rejection) and got.reason == "not_in_triage" and "redirected" in got.error
     ruled = dispatch.on_ruling(out.ticket, _ruling(), router)
@@ -300,3 +301,21 @@ def test_the_desks_own_updates_are_never_held(router, rules) -> None:  # type: i
             assert not sla.may_be_early(state, step, refused)  # type: ignore[arg-type]
     ack = update("QP-1", "acknowledge", cst("2025-06-09 12:00"), unit="区建管委")  # a unit's: held
     assert sla.may_be_early(None, ack, sla.on_update(None, ack, rules))  # type: ignore[arg-type]
+
+
+def test_the_desk_closes_a_reviewed_redirect_when_no_unit_must_act_besides(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """工人打架 went to 110 at once; the noise of the site is for the desk to judge. It closes the review."""
+    out = dispatch.decide(None, _event("工地晚上施工噪音很大，还有工人打架吵闹"), router)
+    assert out.decision is not None and out.triage is not None and out.ticket.in_triage and out.ticket.redirected
+    state = sla.on_triage(None, out.triage)
+    assert not isinstance(state, lifecycle.Duplicate) and state.status.value == "redirected"
+    assert (state.transitions[0].reason, state.transitions[0].note) == ("110", "redirect_review")
+    closing = _ruling(action="close", rule_id=None, reason="打架已由110处置，施工已停止，无需另行派单")
+    closed = dispatch.on_ruling(out.ticket, closing, router)
+    assert not isinstance(closed, Rejection) and closed.triage is not None and closed.work_order is None
+    assert not closed.ticket.in_triage and not closed.ticket.redirected and closed.ticket.closed_at == closing.occurred_at
+    after = sla.on_triage(state, closed.triage)
+    assert not isinstance(after, lifecycle.Duplicate)
+    assert after.status.value == "closed" and after.transitions[-1].at == closing.occurred_at
+    again = dispatch.on_ruling(closed.ticket, _ruling(action="close", rule_id=None, ruling_id="R2"), router)
+    assert isinstance(again, Rejection) and again.reason == "not_in_triage"

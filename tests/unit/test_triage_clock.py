@@ -121,3 +121,29 @@ def test_an_urgent_ticket_gives_the_desk_thirty_minutes(router, rules) -> None: 
     # an ordinary report keeps the 2 hours
     _, ordinary = reported(router, at=cst("2025-06-07 09:00"))
     assert sla.next_check(ordinary, rules) == cst("2025-06-07 11:00")
+
+
+def test_a_redirect_the_desk_must_review_runs_the_desks_clock_until_it_rules(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """The fight went to 110 at 09:00; whether the site's noise needs a work order is the desk's to judge, on the
+    same clock as triage. A plain redirect (nothing else in the report) gives the desk nothing to do."""
+    out, state = reported(router, content="工地晚上施工噪音很大，还有工人打架吵闹")
+    assert state.status.value == "redirected"
+    assert _triage_escalations(state, "2025-06-09 10:59", rules) == []
+    escalations = sla.sweep(state, cst("2025-06-09 11:00"), rules)[1]
+    assert [(e.kind, e.level, e.unit) for e in escalations] == [(TRIAGE, 1, DESK)]
+    assert escalations[0].details["triage_reason"] == "redirect_review"
+    # ruled in time: a work order for the noise; the wait ends at the ruling and nothing falls due
+    ruling = Ruling(ruling_id="R1", ticket_id="QP-1", desk=DESK, action="dispatch", occurred_at=cst("2025-06-09 10:00"),
+                    rule_id="qingpu.construction-noise", reason="打架已转110；夜间施工噪音另派城管")
+    ruled = dispatch.on_ruling(out.ticket, ruling, router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    assert ruled.work_order.lead_unit == "区城管执法局"
+    dispatched = sla.on_work_order(state, ruled.work_order, rules)
+    assert isinstance(dispatched, TicketState)
+    assert [(w.start, w.end, w.reason) for w in deadlines.triage_waits(dispatched)] == [
+        (cst("2025-06-09 09:00"), cst("2025-06-09 10:00"), "redirect_review")]
+    assert _triage_escalations(dispatched, "2025-06-12 12:00", rules) == []
+
+    _, plain = reported(router, event_id="QP-2", content="有人持刀抢劫")
+    assert plain.status.value == "redirected" and deadlines.triage_waits(plain) == []
+    assert _triage_escalations(plain, "2025-06-12 12:00", rules) == []

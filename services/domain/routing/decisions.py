@@ -10,6 +10,7 @@ from services.domain.routing.rulebook import TERRITORY_LEAD, Common, Rule, Ruleb
 from services.domain.routing.scoring import Scored
 from services.domain.routing.screening import Emergency, OutOfScopeFinding
 from services.domain.routing.territory import TerritoryMatch
+from services.domain.tickets import REDIRECT_REVIEW
 
 _SOURCE_ZH = {"address": "地址", "content": "诉求内容"}
 
@@ -59,20 +60,31 @@ class DecisionBuilder:
             **fields,
         )
 
-    def redirect(self, em: Emergency) -> RoutingDecision:
+    def redirect(self, em: Emergency, review: list[Candidate] | None = None) -> RoutingDecision:
+        """An emergency in progress, handed to 110/119/120. With ``review`` (the candidates of a civic matter the
+        report also names, which the rules would dispatch with confidence), the desk reviews whether a unit must
+        act besides: the decision then needs triage (``REDIRECT_REVIEW``) and lists them, the best first."""
         terms = "、".join(em.terms)
+        explanation = (f"命中正在发生的紧急情况用语「{terms}」（common.emergency.{em.redirect_to}），"
+                       f"不派工单，转{em.redirect_to}；{self._territory_phrase()}。")
+        citations = [self._common.emergency_citation]
+        if review:
+            best = review[0]
+            explanation += (f"诉求另涉及{best.category}（规则{best.rule_id}，{best.lead_unit}牵头），"
+                            f"转{self._book.triage_unit}复核是否另行派单；候选规则：{_listed(review)}。")
+            citations.append(self._common.triage_citation)
         return self._base(
             outcome=Outcome.redirect,
             confidence=self._strength(em.score),
-            needs_triage=False,
+            needs_triage=bool(review),
+            triage_reason=REDIRECT_REVIEW if review else None,
             redirect_to=em.redirect_to,
             rule_id=f"common.emergency.{em.redirect_to}",
             matched_terms=list(em.terms),
-            citations=[self._common.emergency_citation],
-            explanation=(
-                f"命中正在发生的紧急情况用语「{terms}」（common.emergency.{em.redirect_to}），"
-                f"不派工单，转{em.redirect_to}；{self._territory_phrase()}。"
-            ),
+            runner_up=review[0] if review else None,
+            candidates=list(review or ()),
+            citations=citations,
+            explanation=explanation,
         )
 
     def dispute(self, grounds: str, candidates: list[Candidate]) -> RoutingDecision:

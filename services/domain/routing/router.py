@@ -8,7 +8,7 @@ from pathlib import Path
 
 from schemas.common import Source, Urgency
 from schemas.intake import IntakeEvent
-from schemas.routing import Candidate, RoutingDecision
+from schemas.routing import Candidate, Outcome, RoutingDecision
 from schemas.rulings import Ruling, RulingAction
 from services.domain.routing.decisions import DecisionBuilder
 from services.domain.routing.matching import Entry, Hit, Kind, PhraseIndex, drop_dominated, length_weight
@@ -130,11 +130,21 @@ class Router:
         False: the dispatch desk has ruled on the ticket, so its emergency words are no longer a reason to
         redirect it (a return after the desk dispatched a redirected ticket looks for another unit)."""
         comp, all_hits, hits, territory = self._scan(event)
-        common = self._lib.common
         excluded = frozenset(exclude_units or ())
         emergency = self._screener.emergency(event.content, hits) if screen_emergency else None
-        if emergency is not None:
-            return DecisionBuilder(event, comp.book, common, self.version, territory).redirect(emergency)
+        if emergency is None:
+            return self._owner(event, comp, all_hits, hits, territory, excluded)
+        # the redirect is not delayed; when the report also names, strongly, a civic matter a unit would own with
+        # confidence (工地 + 晚上施工 next to 工人打架), the desk reviews whether a work order is due besides
+        civic = self._owner(event, comp, all_hits, hits, territory, excluded)
+        strong = civic.outcome is Outcome.dispatch and civic.candidates[0].score >= self._lib.common.scoring.review_min_score
+        review = civic.candidates if strong else []
+        return DecisionBuilder(event, comp.book, self._lib.common, self.version, territory).redirect(emergency, review)
+
+    def _owner(self, event: IntakeEvent, comp: _Compiled, all_hits: list[Hit], hits: list[Hit],
+               territory: TerritoryMatch | None, excluded: frozenset[str]) -> RoutingDecision:
+        """Who owns the matter by the rules (no emergency screen): a dispatch, or triage saying why not."""
+        common = self._lib.common
         out = DecisionBuilder(event, comp.book, common, self.version, territory, self._urgent(event))
         scored = self._score(comp, event, all_hits, hits)
 

@@ -129,6 +129,9 @@ class Scoring(_Model):
     margin_floor: float
     confidence_threshold: float
     max_candidates: int
+    review_min_score: float = Field(gt=0, description=(
+        "a redirect goes to the desk for review when the report's best ownership rule, dispatched with confidence, "
+        "scores at least this: two phrases, or one strong one (a place or symptom named in passing does not)"))
 
 
 class Common(_Model):
