@@ -351,7 +351,9 @@ def _history(state: TicketState) -> tuple[list[TriageWait], list[RepeatAfterClos
         elif start is not None and action in _LEAVES_TRIAGE:
             waits.append(TriageWait(len(waits) + 1, start, t.at, reason))
             start = None
-        if (t.to_status is Status.closed and t.from_status is not Status.closed) or action == "redirect":
+        # a redirect the desk reviews is in the desk's hands (its triage clock runs): no one is missing
+        if (t.to_status is Status.closed and t.from_status is not Status.closed) or (
+                action == "redirect" and t.note != REDIRECT_REVIEW):
             ended = t  # (a step recorded on a closed ticket, such as a moot review, does not close it again)
         elif action in _TAKES_BACK:  # the desk dispatched or reopened the ticket: the city handles it again
             ended = None

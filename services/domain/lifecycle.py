@@ -174,7 +174,9 @@ def apply_work_order(state: TicketState | None, order: WorkOrder, policy: Policy
                       calendar, with_ack=True)
     transition = _transition(state, f"dispatch:{order.work_order_id}", "dispatch", Status.dispatched, order.lead_unit,
                              order.dispatched_at)
+    # the work order's urgency from now on: a desk's ruling on a redirect may dispatch it urgent (the urgent screen)
     return _with(state, transition, dispatch_seq=order.dispatch_seq, category=order.category, policy=policy.name,
+                 urgency=str(order.urgency),
                  unit=order.lead_unit, cycles=[*cycles, cycle],
                  first_dispatched_at=state.first_dispatched_at or order.dispatched_at)
 

@@ -25,6 +25,7 @@ from typing import Any
 from schemas.common import Jurisdiction, Source
 from services.domain.clock import CHINA_TZ
 from services.domain.privacy import mask_text
+from services.domain.tickets import REDIRECT_REVIEW
 from services.domain.validation import Rejection
 
 EVENT_ID_PREFIX = "O311-"
@@ -277,13 +278,21 @@ def expected_deadline(status: str, state: Mapping[str, Any] | None) -> Any:
     return due[-1].get("due") if due else None
 
 
+def _under_review(state: Mapping[str, Any] | None) -> bool:
+    """A redirect the dispatch desk reviews (the report also names a civic matter): open until the desk rules."""
+    transitions = (state or {}).get("transitions") or []
+    return bool(transitions) and transitions[0].get("action") == "redirect" and \
+        transitions[0].get("note") == REDIRECT_REVIEW
+
+
 def status_notes(status: str, state: Mapping[str, Any] | None) -> str:
     """Our detailed status; for triage and redirect the reason (e.g. ``triage: no_rule_matched``)."""
     if status in ("triage", "redirected") and state:
         for transition in reversed(state.get("transitions") or []):
             if transition.get("to_status") == status:
                 reason = transition.get("reason")
-                return f"{status}: {reason}" if reason else status
+                review = f"; {REDIRECT_REVIEW}" if status == "redirected" and _under_review(state) else ""
+                return f"{status}: {reason}{review}" if reason else status
     return status
 
 
@@ -322,7 +331,7 @@ def service_request(service_request_id: str, intake: Mapping[str, Any] | None, t
     location = payload.get("location") or {}
     return {
         "service_request_id": service_request_id,
-        "status": "closed" if status in CLOSED_STATUSES else "open",
+        "status": "closed" if status in CLOSED_STATUSES and not (status == "redirected" and _under_review(state)) else "open",
         "status_notes": notes,
         "service_name": names.get(str(category)) if category else None,
         "service_code": category,

@@ -555,9 +555,12 @@ class Runtime:
 def sent_at(message: Any) -> datetime | None:
     """When an input was sent: its Kafka record's timestamp (the producer's clock, or the broker's where the topic
     sets ``message.timestamp.type=LogAppendTime``). None where there is none: a held input tried again
-    (``HeldMessage``), a record without a timestamp (-1)."""
+    (``HeldMessage``), a record without a timestamp (-1) or with one out of range."""
     seconds = getattr(message, "timestamp", None)
-    return datetime.fromtimestamp(seconds, UTC) if seconds is not None and seconds > 0 else None
+    try:
+        return datetime.fromtimestamp(seconds, UTC) if seconds is not None and seconds > 0 else None
+    except (ValueError, OverflowError, OSError):  # out of range (microseconds sent as milliseconds): unknown
+        return None
 
 
 def _position(message: Any) -> db.Position:

@@ -18,7 +18,7 @@ from services.domain.campaigns import (CampaignBook, CampaignReport, CampaignSta
 from services.domain import sla
 from services.domain.scorecards import UnitFact, UnitScore, unit_facts
 from services.domain.sla import SlaRules
-from services.domain.tickets import OPEN_FOR_UNIT, TicketState, Transition
+from services.domain.tickets import OPEN_FOR_UNIT, REDIRECT_REVIEW, TicketState, Transition
 from services.platform.batch import Batch, StateTable
 from services.platform.logging import get_logger
 
@@ -152,7 +152,12 @@ async def set_clock(conn: asyncpg.Connection, now: datetime) -> None:
 
 
 async def triage_backlog(conn: asyncpg.Connection) -> dict[str, int]:
-    rows = await conn.fetch("SELECT jurisdiction, count(*) AS n FROM tickets WHERE status = 'triage' GROUP BY 1")
+    """Tickets waiting for the dispatch desk, per jurisdiction: in triage, or redirected for its review (the first
+    step of the history is a redirect noted ``redirect_review``; the desk's ruling moves the ticket on)."""
+    rows = await conn.fetch(
+        """SELECT jurisdiction, count(*) AS n FROM tickets WHERE status = 'triage' OR (status = 'redirected'
+           AND state -> 'transitions' -> 0 ->> 'action' = 'redirect' AND state -> 'transitions' -> 0 ->> 'note' = $1)
+           GROUP BY 1""", REDIRECT_REVIEW)
     return {r["jurisdiction"]: int(r["n"]) for r in rows}
 
 

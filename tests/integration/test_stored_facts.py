@@ -107,3 +107,36 @@ def _edges(tickets: list[TicketState]) -> set[datetime]:
     moments |= {m for t in tickets for span in t.resolved_spans() for m in span if m is not None}
     tiny = timedelta(microseconds=1)
     return {m + d for m in moments for d in (-tiny, timedelta(0), tiny)}
+
+
+def test_the_triage_backlog_counts_redirects_the_desk_reviews(database: str, rules, router) -> None:  # type: ignore[no-untyped-def]
+    """The desk's queue: tickets in triage, and redirects it was asked to review; not a plain redirect, nor a
+    reviewed one the desk has closed."""
+    from schemas import Ruling
+    from services.domain import dispatch, sla
+    from tests.factories import reported
+
+    _, triaged = reported(router, event_id="QP-1")
+    review_out, review = reported(router, event_id="QP-2", content="工地晚上施工噪音很大，还有工人打架吵闹")
+    _, plain = reported(router, event_id="QP-3", content="有人持刀抢劫")
+    closing = Ruling(ruling_id="R1", ticket_id="QP-4", desk="区城运中心", action="close",
+                     occurred_at=cst("2025-06-09 10:00"), reason="打架已由110处置，无需另行派单")
+    closed_out, closed = reported(router, event_id="QP-4", content="工地晚上施工噪音很大，还有工人打架吵闹")
+    ruled = dispatch.on_ruling(closed_out.ticket, closing, router)
+    closed = sla.on_triage(closed, ruled.triage)  # type: ignore[union-attr, arg-type]
+    assert [s.status.value for s in (triaged, review, plain, closed)] == ["triage", "redirected", "redirected", "closed"]
+
+    async def go() -> dict[str, int]:
+        pool = await db.create_pool(database)
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                batch = Batch(conn)
+                for state in (triaged, review, plain, closed):
+                    await store.load(batch, state.ticket_id)
+                    store.stage(batch, state, rules)
+                await batch.flush([])
+            backlog = await store.triage_backlog(conn)
+        await pool.close()
+        return backlog
+
+    assert asyncio.run(go()) == {"qingpu": 2}

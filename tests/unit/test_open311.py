@@ -257,3 +257,29 @@ def test_parse_ids() -> None:
         error = open311.parse_ids(bad)
         assert isinstance(error, Open311Error) and error.field == "service_request_id"
     assert isinstance(open311.parse_ids(",".join(str(i) for i in range(51))), Open311Error)
+
+
+def test_a_redirect_the_desk_reviews_is_open_until_it_rules(router) -> None:  # type: ignore[no-untyped-def]
+    """The fight went to 110; the site's noise waits for the desk's review: the caller's request is not closed."""
+    from schemas import Ruling
+    from services.domain import dispatch, sla
+    from services.domain.tickets import TicketState
+    from tests.conftest import cst
+    from tests.factories import reported
+
+    out, state = reported(router, content="工地晚上施工噪音很大，还有工人打架吵闹")
+
+    def row(s: TicketState) -> dict[str, object]:
+        return {"ticket_id": "E1", "status": s.status.value, "category": s.category, "unit": s.unit,
+                "opened_at": NOW, "updated_at": NOW, "state": s.model_dump(mode="json")}
+
+    item = service_request("E1", INTAKE, row(state), NAMES)
+    assert item is not None and (item["status"], item["status_notes"]) == ("open", "redirected: 110; redirect_review")
+    closing = Ruling(ruling_id="R1", ticket_id="QP-1", desk="区城运中心", action="close",
+                     occurred_at=cst("2025-06-09 10:00"), reason="施工已停止，无需另行派单")
+    closed = sla.on_triage(state, dispatch.on_ruling(out.ticket, closing, router).triage)  # type: ignore[union-attr, arg-type]
+    item = service_request("E1", INTAKE, row(closed), NAMES)
+    assert item is not None and (item["status"], item["status_notes"]) == ("closed", "closed")
+    _, plain = reported(router, event_id="QP-2", content="有人持刀抢劫")
+    item = service_request("E1", INTAKE, row(plain), NAMES)
+    assert item is not None and (item["status"], item["status_notes"]) == ("closed", "redirected: 110")

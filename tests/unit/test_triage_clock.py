@@ -10,7 +10,7 @@ from services.domain import deadlines, dispatch, lifecycle, sla
 from services.domain.tickets import TicketState
 from services.domain.validation import Rejection
 from tests.conftest import cst
-from tests.factories import decision, reported, update, work_order
+from tests.factories import decision, repeat_report, reported, update, work_order
 
 DESK = "区城运中心"  # qingpu's triage unit
 TRIAGE = EscalationKind.triage_overdue
@@ -147,3 +147,37 @@ def test_a_redirect_the_desk_must_review_runs_the_desks_clock_until_it_rules(rou
     _, plain = reported(router, event_id="QP-2", content="有人持刀抢劫")
     assert plain.status.value == "redirected" and deadlines.triage_waits(plain) == []
     assert _triage_escalations(plain, "2025-06-12 12:00", rules) == []
+
+
+def test_a_reviewed_redirect_is_urgent_as_its_words_and_a_repeat_meanwhile_is_no_repeat_after_close(
+        router, rules) -> None:  # type: ignore[no-untyped-def]
+    """The manhole cover a child fell into: the desk's review runs on the urgent clock (30 minutes), and a second
+    caller while the desk holds the review is not a matter nobody holds."""
+    out, state = reported(router, content="马路上有个窨井盖没了，有个小孩掉进窨井里了")
+    assert out.decision.triage_reason == "redirect_review" and out.decision.urgency == "urgent"
+    assert state.urgency == "urgent"
+    assert _triage_escalations(state, "2025-06-09 09:30", rules) == [(1, cst("2025-06-09 09:30").isoformat(), DESK)]
+    again = sla.on_repeat(state, repeat_report("QP-1R", cst("2025-06-09 09:10"), ticket="QP-1"), rules)
+    assert isinstance(again, TicketState)
+    kinds = {e.kind for e in sla.sweep(again, cst("2025-06-09 12:00"), rules)[1]}
+    assert kinds == {TRIAGE}
+    # the desk dispatches the cover's repair: the work order, and the ticket's clocks, are urgent
+    ruling = Ruling(ruling_id="R1", ticket_id="QP-1", desk=DESK, action="dispatch", occurred_at=cst("2025-06-09 09:20"),
+                    rule_id="qingpu.road-damage", reason="人员已由119救出；井盖缺失派建管委")
+    ruled = dispatch.on_ruling(out.ticket, ruling, router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None and ruled.work_order.urgency == "urgent"
+    dispatched = sla.on_work_order(again, ruled.work_order, rules)
+    assert isinstance(dispatched, TicketState) and dispatched.urgency == "urgent"
+
+
+def test_a_plain_redirect_dispatched_by_the_desk_takes_the_work_orders_urgency(router, rules) -> None:  # type: ignore[no-untyped-def]
+    """The desk dispatches a plain redirect; the ruling's decision raises it urgent (井盖不见了): the ticket's
+    policy is then the urgent one, as the work order says."""
+    out, state = reported(router, content="有人打架，旁边井盖不见了")
+    assert out.decision.outcome == "redirect" and not out.decision.needs_triage and state.urgency == "normal"
+    ruling = Ruling(ruling_id="R1", ticket_id="QP-1", desk=DESK, action="dispatch", occurred_at=cst("2025-06-09 09:20"),
+                    rule_id="qingpu.road-damage", reason="打架已转110；井盖缺失派单")
+    ruled = dispatch.on_ruling(out.ticket, ruling, router)
+    assert not isinstance(ruled, Rejection) and ruled.work_order is not None
+    dispatched = sla.on_work_order(state, ruled.work_order, rules)
+    assert isinstance(dispatched, TicketState) and dispatched.urgency == ruled.work_order.urgency == "urgent"

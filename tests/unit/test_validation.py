@@ -268,3 +268,14 @@ def test_a_beijing_time_written_as_utc_is_recognised() -> None:
     rejection = dated_after_sending(written.occurred_at, SENT + timedelta(minutes=20), LEEWAY)
     assert rejection is not None and "8 h 00 min" in rejection.error
     assert "a Beijing time written with the offset of UTC (Z or +00:00) is 8 hours ahead" in rejection.error
+
+
+@pytest.mark.parametrize("timestamp", [None, -0.001, 0, 1.7e12, float("inf")])
+def test_a_record_without_a_usable_timestamp_has_no_sending_time(timestamp: float | None) -> None:
+    """-1 ms (no timestamp), and a timestamp out of range (microseconds sent as milliseconds) are not judged."""
+    from types import SimpleNamespace
+
+    from services.platform.worker import sent_at
+
+    assert sent_at(SimpleNamespace(timestamp=timestamp)) is None
+    assert sent_at(SimpleNamespace(timestamp=SENT.timestamp())) == SENT

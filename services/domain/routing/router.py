@@ -138,8 +138,11 @@ class Router:
         # confidence (工地 + 晚上施工 next to 工人打架), the desk reviews whether a work order is due besides
         civic = self._owner(event, comp, all_hits, hits, territory, excluded)
         strong = civic.outcome is Outcome.dispatch and civic.candidates[0].score >= self._lib.common.scoring.review_min_score
-        review = civic.candidates if strong else []
-        return DecisionBuilder(event, comp.book, self._lib.common, self.version, territory).redirect(emergency, review)
+        if not strong:
+            return DecisionBuilder(event, comp.book, self._lib.common, self.version, territory).redirect(emergency)
+        # the desk's review of it, and a work order it may dispatch, are as urgent as the report's words make them
+        return DecisionBuilder(event, comp.book, self._lib.common, self.version, territory,
+                               self._urgent(event)).redirect(emergency, civic.candidates)
 
     def _owner(self, event: IntakeEvent, comp: _Compiled, all_hits: list[Hit], hits: list[Hit],
                territory: TerritoryMatch | None, excluded: frozenset[str]) -> RoutingDecision:
