@@ -366,7 +366,8 @@ def test_an_emergency_that_also_names_a_civic_matter_is_redirected_for_the_desk_
     assert d.candidates[0].rule_id == rule and d.runner_up == d.candidates[0]
     assert f"转{redirect}；" in d.explanation and f"规则{rule}" in d.explanation and "复核是否另行派单" in d.explanation
     common = load_library().common
-    assert d.citations == [common.emergency_citation, common.triage_citation]
+    urgent = [common.urgent_citation] if d.urgency == "urgent" else []  # 井盖没了: the urgent screen's words
+    assert d.citations == [common.emergency_citation, common.triage_citation, *urgent]
 
 
 @pytest.mark.parametrize(
