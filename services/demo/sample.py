@@ -216,11 +216,11 @@ def generate(router: Routes, n_events: int = 400, seed: int = 12345,
             else:
                 when = rule(parsed, at, action="dispatch", rule_id=lead[0], reason="经核实，按职责清单派单")
                 story(parsed, lead[1], when)
-        elif decision.outcome == "redirect" and decision.needs_triage:  # the desk reviews the redirect's civic matter
-            review, lead = rnd.random(), _desk_choice(decision)
-            if review < 0.4 or (review < 0.8 and lead is None):
+        elif decision.outcome == "redirect" and decision.needs_triage and rnd.random() < 0.8:
+            lead = _desk_choice(decision)  # the desk reviews the redirect's civic matter: half get a work order
+            if lead is None or rnd.random() < 0.5:
                 rule(parsed, at, action="close", reason="紧急情况已转出并处置，无需另行派单")
-            elif review < 0.8 and lead is not None:
+            else:
                 when = rule(parsed, at, action="dispatch", rule_id=lead[0], reason="紧急情况已转出；另涉及的事项按职责派单")
                 story(parsed, lead[1], when)
         if decision.outcome != "dispatch" or decision.lead_unit is None:

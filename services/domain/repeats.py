@@ -42,7 +42,6 @@ class RepeatPolicy:
         return key
 
 
-
 @dataclass(frozen=True)
 class OpenReport:
     """A ticket's first report, as the repeat index keeps it."""

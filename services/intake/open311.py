@@ -278,10 +278,10 @@ def expected_deadline(status: str, state: Mapping[str, Any] | None) -> Any:
     return due[-1].get("due") if due else None
 
 
-def _under_review(state: Mapping[str, Any] | None) -> bool:
+def _under_review(status: str, state: Mapping[str, Any] | None) -> bool:
     """A redirect the dispatch desk reviews (the report also names a civic matter): open until the desk rules."""
     transitions = (state or {}).get("transitions") or []
-    return bool(transitions) and transitions[0].get("action") == "redirect" and \
+    return status == "redirected" and bool(transitions) and transitions[0].get("action") == "redirect" and \
         transitions[0].get("note") == REDIRECT_REVIEW
 
 
@@ -291,7 +291,7 @@ def status_notes(status: str, state: Mapping[str, Any] | None) -> str:
         for transition in reversed(state.get("transitions") or []):
             if transition.get("to_status") == status:
                 reason = transition.get("reason")
-                review = f"; {REDIRECT_REVIEW}" if status == "redirected" and _under_review(state) else ""
+                review = f"; {REDIRECT_REVIEW}" if _under_review(status, state) else ""
                 return f"{status}: {reason}{review}" if reason else status
     return status
 
@@ -331,7 +331,7 @@ def service_request(service_request_id: str, intake: Mapping[str, Any] | None, t
     location = payload.get("location") or {}
     return {
         "service_request_id": service_request_id,
-        "status": "closed" if status in CLOSED_STATUSES and not (status == "redirected" and _under_review(state)) else "open",
+        "status": "closed" if status in CLOSED_STATUSES and not _under_review(status, state) else "open",
         "status_notes": notes,
         "service_name": names.get(str(category)) if category else None,
         "service_code": category,

@@ -141,8 +141,9 @@ class Router:
         if not strong:
             return DecisionBuilder(event, comp.book, self._lib.common, self.version, territory).redirect(emergency)
         # the desk's review of it, and a work order it may dispatch, are as urgent as the report's words make them
+        # (the urgent screen's words, which the civic decision found already)
         return DecisionBuilder(event, comp.book, self._lib.common, self.version, territory,
-                               self._urgent(event)).redirect(emergency, civic.candidates)
+                               tuple(civic.urgent_terms)).redirect(emergency, civic.candidates)
 
     def _owner(self, event: IntakeEvent, comp: _Compiled, all_hits: list[Hit], hits: list[Hit],
                territory: TerritoryMatch | None, excluded: frozenset[str]) -> RoutingDecision:
