@@ -65,6 +65,19 @@ CE_HEADERS = {
     },
     "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"],
 }
+DESK_SIGNATURE = {  # services/platform/desk_signature.py
+    "type": "string", "pattern": "^sha256=[0-9a-f]{64}$",
+    "description": "The dispatch desk's signature, required on its messages when the workers have "
+                   "HOTLINE_DESK_SIGNING_KEYS: every ruling, and the callback, review_extension and reopen updates. "
+                   "'sha256=' and the hex HMAC-SHA256 of the record's value bytes under one of the keys.",
+}
+SIGNED_BY_THE_DESK = ("ruling", "unit_update")
+
+
+def _headers(name: str) -> dict[str, Any]:
+    if name not in SIGNED_BY_THE_DESK:
+        return CE_HEADERS
+    return {**CE_HEADERS, "properties": {**CE_HEADERS["properties"], "hotline_desk_signature": DESK_SIGNATURE}}
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
@@ -75,7 +88,7 @@ def asyncapi() -> dict[str, Any]:
     from services.platform.codec import TYPES
 
     messages = {
-        name: {"name": name, "contentType": "application/json", "headers": CE_HEADERS,
+        name: {"name": name, "contentType": "application/json", "headers": _headers(name),
                "payload": {"$ref": f"./{name}.v1.json"},
                "description": f"ce_type = {TYPES[model]}"}
         for name, model in MODELS.items()

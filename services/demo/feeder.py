@@ -15,7 +15,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import ClockTick
+from services.domain.lifecycle import DESK_ACTIONS
 from services.platform.codec import encode
+from services.platform.desk_signature import signed_headers
 from services.platform.kafka_security import client_options
 from services.platform.settings import Settings
 from services.platform.topics import names
@@ -58,11 +60,26 @@ class Feeder:
                 key = str(json.loads(raw).get(key_field, "")).encode() or None
             except (ValueError, AttributeError, RecursionError):
                 key = None
-            futures.append(await self.producer.send(self.topics[topic], raw, key=key))
+            futures.append(await self.producer.send(self.topics[topic], raw, key=key, headers=self._signed(topic, raw)))
             if progress:
                 progress(1)
         await asyncio.gather(*futures)
         self.sent[topic] += len(lines)
+
+    def _signed(self, topic: str, raw: bytes) -> list[tuple[str, bytes]] | None:
+        """The dispatch desk's signature on its messages (rulings; callbacks, reviews of extensions and reopenings on
+        the updates topic), with the first of ``HOTLINE_DESK_SIGNING_KEYS``, as the desk's system signs them."""
+        keys = self.settings.desk_keys
+        if not keys or topic not in ("rulings", "updates"):
+            return None
+        if topic == "updates":
+            try:
+                action = json.loads(raw).get("action")
+            except (ValueError, AttributeError, RecursionError):
+                return None
+            if action not in DESK_ACTIONS:
+                return None
+        return signed_headers(keys[0], raw)
 
     async def tick(self, now: datetime) -> None:
         msg = encode(ClockTick(now=now), topic=self.topics["clock"], key=None, ce_id=f"tick:{now.isoformat()}",

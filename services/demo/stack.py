@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +44,15 @@ def start(root: Path, router: Routes, *, sla_clock: str = "ticks", partitions: i
         dsn = stack.start_database()
         if reset_db:
             asyncio.run(_reset(dsn))
+        desk_key = secrets.token_hex(32)  # the desk's messages are signed here as in production (the feeder signs)
         settings = Settings(kafka_bootstrap=bootstrap, database_url=dsn, partitions=partitions, sla_clock=sla_clock,
-                            sla_sweep_seconds=1.0, relay_seconds=2.0)
+                            sla_sweep_seconds=1.0, relay_seconds=2.0, desk_signing_keys=desk_key)
         units = [(code, name) for _, code, name in router.all_units()]  # type: ignore[attr-defined]
         asyncio.run(create_topics(settings, all_specs(settings, units)))
         asyncio.run(migrate(dsn))
         env = stack.worker_env(dsn, HOTLINE_SLA_CLOCK=sla_clock, HOTLINE_PARTITIONS=str(partitions),
                                HOTLINE_SLA_SWEEP_SECONDS="1", HOTLINE_RELAY_SECONDS="2",
-                               HOTLINE_SCORECARD_SECONDS="2")
+                               HOTLINE_SCORECARD_SECONDS="2", HOTLINE_DESK_SIGNING_KEYS=desk_key)
         for service in services:
             stack.start_worker(service, env)
         for service in services:

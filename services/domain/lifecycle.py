@@ -44,10 +44,10 @@ _TAKES_FROM_UNIT = frozenset({"triage", "redirect", "close"})  # no unit holds t
 # the close of any other redirect)
 _DESK_QUEUE = frozenset({Status.triage, Status.redirected})
 # What the dispatch desk (the hotline's own staff) posts on the updates topic, not the unit holding the ticket
-_DESK_WORK = {UnitAction.callback: "a callback (回访)",
-              UnitAction.review_extension: "the review of an extension (延期审核)",
-              UnitAction.reopen: "reopening a closed ticket (复核重办)"}
-DESK_ACTIONS = frozenset(_DESK_WORK)
+DESK_WORK = {UnitAction.callback: "a callback (回访)",
+             UnitAction.review_extension: "the review of an extension (延期审核)",
+             UnitAction.reopen: "reopening a closed ticket (复核重办)"}
+DESK_ACTIONS = frozenset(DESK_WORK)
 # What the units (and the dispatch desk) do; the rest of the history is recorded by the service itself
 # (the opening, dispatches, the triage desk taking a disputed ticket) or comes from citizens (repeat reports).
 UNIT_ACTIONS = frozenset(action.value for action in UnitAction)
@@ -201,7 +201,7 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
                          + (_BY_RULING if update.action is UnitAction.reopen and state.status is Status.closed else ""))
     if update.action in DESK_ACTIONS:
         if update.unit != desk:
-            return Rejection("not_the_desk", "unit", f"{_DESK_WORK[update.action]} is the dispatch desk's of "
+            return Rejection("not_the_desk", "unit", f"{DESK_WORK[update.action]} is the dispatch desk's of "
                                                      f"{state.jurisdiction} ({desk!r}), not {update.unit!r}'s")
     elif update.unit != state.unit:
         return Rejection("unit_mismatch", "unit", f"ticket is held by {state.unit!r}, not {update.unit!r}")

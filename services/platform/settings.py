@@ -10,6 +10,9 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+MIN_DESK_KEY_LENGTH = 32
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not print the other settings (the database URL and the SASL
     # password are among them)
@@ -39,6 +42,11 @@ class Settings(BaseSettings):
     sla_port: int = Field(9103, description="/metrics port of the SLA worker")
     http_port: int = Field(8080, description="port of the HTTP / Open311 entry (`hotline http`)")
     http_api_keys: str = Field("", description="comma-separated API keys accepted by the HTTP entry (empty: entry refuses all)")
+    desk_signing_keys: SecretStr = Field(
+        SecretStr(""), description="comma-separated keys (32 characters or more each; never logged) the dispatch desk "
+        "signs its rulings, callbacks, reviews of extensions and reopenings with (Kafka header hotline_desk_signature, "
+        "HMAC-SHA256); empty: the desk's messages are not authenticated and whoever can write the topics can write "
+        "in its name")
     sla_clock: Literal["wall", "ticks"] = Field(
         "wall", description="wall: follow the wall clock; ticks: follow times published on the clock topic")
     sla_sweep_seconds: float = Field(5.0, gt=0, description="how often the SLA worker looks for due escalations")
@@ -95,9 +103,18 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 problems.append(f"HOTLINE_{name.upper()}={path}: no such file")
+        short = sum(len(key) < MIN_DESK_KEY_LENGTH for key in self.desk_keys)
+        if short:
+            problems.append(f"HOTLINE_DESK_SIGNING_KEYS: {short} of its keys are shorter than {MIN_DESK_KEY_LENGTH} "
+                            "characters (make one with: openssl rand -hex 32)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def desk_keys(self) -> tuple[str, ...]:
+        """The dispatch desk's signing keys (``desk_signing_keys``), without blanks."""
+        return tuple(k.strip() for k in self.desk_signing_keys.get_secret_value().split(",") if k.strip())
 
 
 class ConfigurationError(Exception):

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from services.domain.deadletters import dead_letter
 from services.domain.privacy import well_formed
 from services.domain.validation import Rejection, dated_after_sending
-from services.platform import db
+from services.platform import db, desk_signature
 from services.platform.batch import Batch, IfNew
 from services.platform.codec import Outgoing, encode, headers_from_json, headers_json
 from services.platform.db import write_outbox
@@ -58,7 +58,7 @@ DEAD_LETTER_REASONS = (
     "wrong_type", "too_long", "empty_field", "unsupported_version", "invalid_value", "id_conflict", "unknown_ticket", "unit_mismatch",
     "before_dispatch", "out_of_order", "invalid_transition", "extension_after_due", "extension_not_later",
     "extension_pending", "no_extension_request",
-    "not_in_triage", "not_the_desk", "unknown_rule", "no_lead", "unknown_unit", "internal_error",
+    "not_in_triage", "not_the_desk", "desk_signature", "unknown_rule", "no_lead", "unknown_unit", "internal_error",
 )
 
 
@@ -473,6 +473,18 @@ class Runtime:
         """An input dated more than ``HOTLINE_CLOCK_SKEW_SECONDS`` after its Kafka record was sent
         (``future_timestamp``); see ``validation.dated_after_sending``."""
         return dated_after_sending(occurred_at, sent_at(message), timedelta(seconds=self.settings.clock_skew_seconds))
+
+    def desk_signed(self, raw: bytes, message: Any, what: str) -> Rejection | None:
+        """A message of the dispatch desk without its valid signature (``desk_signature``), when
+        ``HOTLINE_DESK_SIGNING_KEYS`` is set; see ``desk_signature``. A held input keeps its headers."""
+        return desk_signature.check(self.settings.desk_keys, raw, getattr(message, "headers", None), what)
+
+    def warn_if_desk_unsigned(self) -> None:
+        """For the workers that read the desk's messages: say at start that they are taken on trust."""
+        if not self.settings.desk_keys:
+            log.warning("desk_messages_unauthenticated", service=self.service,
+                        detail="HOTLINE_DESK_SIGNING_KEYS is empty: rulings, callbacks, reviews of extensions and "
+                               "reopenings are accepted from whoever writes the dispatch desk's name")
 
     async def reject(self, batch: Batch, rejection: Rejection, raw: bytes, message: Any) -> list[Outgoing]:
         """Dead-letter the input ``message`` (its topic, partition and offset) for this service's stage."""

@@ -139,7 +139,8 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     async def on_ruling(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing | IfNew]:
         ruling = decode(Ruling, raw)
         if not isinstance(ruling, Rejection):
-            ruling = rt.dated_after_sending(ruling.occurred_at, m) or ruling
+            ruling = (rt.desk_signed(raw, m, "a ruling") or rt.dated_after_sending(ruling.occurred_at, m)
+                      or ruling)
         if isinstance(ruling, Rejection):
             return await rt.reject(batch, ruling, raw, m)
         ticket = await store.load_ticket(batch, ruling.ticket_id)
@@ -168,6 +169,7 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
     async def rule(stream: faust.StreamT) -> None:
         await rt.consume(stream, on_ruling, prefetch=store.prefetch)
 
+    rt.warn_if_desk_unsigned()
     rt.held_handlers[rt.topics["accepted"]] = on_accepted
     rt.held_tickets_table = store.TICKETS.table
     rt.hold_waits_for = (rt.topics["accepted"],)  # the topic that opens the router's tickets

@@ -17,7 +17,7 @@ import asyncpg
 import faust
 
 from schemas import ClockTick, Jurisdiction, Escalation, RepeatReport, TriageItem, UnitUpdate, WorkOrder
-from services.domain import deadlines, sla
+from services.domain import deadlines, lifecycle, sla
 from services.domain.campaigns import (Campaign, CampaignReport, advance as advance_campaign,
                                       evaluation_times, judged_at, questions)
 from services.domain.lifecycle import Applied, Duplicate
@@ -87,10 +87,14 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         if isinstance(update, Rejection):
             batch.count(rt.metrics.updates.labels("unknown", "rejected").inc)
             return await rt.reject(batch, update, raw, m)
-        future = rt.dated_after_sending(update.occurred_at, m)  # judged as it comes: a held input has no timestamp
-        if future is not None:
+        # a desk's step without its signature; then one dated after it was sent (judged as it comes: a held input
+        # has no timestamp)
+        desk_work = lifecycle.DESK_WORK.get(update.action)
+        refused = ((rt.desk_signed(raw, m, desk_work) if desk_work else None)
+                   or rt.dated_after_sending(update.occurred_at, m))
+        if refused is not None:
             batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
-            return await rt.reject(batch, future, raw, m)
+            return await rt.reject(batch, refused, raw, m)
         before = await store.load(batch, update.ticket_id)
         waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
         if waiting is not None:
@@ -260,6 +264,7 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     rt.held_tickets_table = store.TICKETS.table
     rt.hold_waits_for = (t["workorders"], t["triage"])  # the topics that open the SLA worker's tickets
 
+    rt.warn_if_desk_unsigned()
     sweep_lock = asyncio.Lock()
 
     async def sweep_now() -> None:

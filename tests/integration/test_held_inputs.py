@@ -530,3 +530,89 @@ def test_a_ruling_dated_after_it_was_sent_is_dead_lettered(database: str, router
         return reasons
 
     assert asyncio.run(go()) == ["future_timestamp", "unknown_ticket"]
+
+
+# --- the dispatch desk's signature (desk_signature) ---------------------------------------------------------------
+
+DESK_KEY = "d" * 64
+
+
+def _callback(order: WorkOrder, rules: SlaRules, event_id: str, minutes: int, unit: str | None = None) -> bytes:
+    return json.dumps({"event_id": event_id, "ticket_id": order.ticket_id, "action": "callback", "satisfied": True,
+                       "unit": unit or rules.desks[order.jurisdiction.value],
+                       "occurred_at": (order.dispatched_at + timedelta(minutes=minutes)).isoformat()},
+                      ensure_ascii=False).encode()
+
+
+def test_a_desk_step_needs_the_desks_signature_and_keeps_it_while_held(
+        database: str, rules: SlaRules, router) -> None:  # type: ignore[no-untyped-def]
+    """With HOTLINE_DESK_SIGNING_KEYS set, a unit that writes the desk's name on a callback (unsigned, or signed
+    with a key of its own) is dead-lettered; the desk's signed callback, held behind the unit's steps that overtook
+    their work order, is checked again from its stored headers when retried, and applies."""
+    from services.platform.desk_signature import signed_headers
+
+    order, ack, resolve = _ack_then_resolve(router, rules)
+    forged = _callback(order, rules, "CB-FORGED", 70)
+    other_key = _callback(order, rules, "CB-OTHER-KEY", 71)
+    desks = _callback(order, rules, "CB-DESK", 72)
+
+    async def go() -> None:
+        app = _sla(database, rules, desk_signing_keys=DESK_KEY)
+        rt = app.hotline_runtime
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack), _event("hotline.updates", 1, resolve)],
+                                          [_event("hotline.updates", 2, forged)],
+                                          [_event("hotline.updates", 3, other_key, signed_headers("x" * 32, other_key))],
+                                          [_event("hotline.updates", 4, desks, signed_headers(DESK_KEY, desks))]])
+        # the two forgeries are refused as they come; the desk's callback waits behind the unit's held steps
+        assert await _sla_state(app, order.ticket_id) == (None, ["desk_signature", "desk_signature"], 3)
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("closed", ["desk_signature", "desk_signature"], 0)
+        pool = await rt.pool()
+        errors = [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
+        assert "carries no signature" in errors[0] and "does not match" in errors[1]
+        sample = rt.metrics.registry.get_sample_value
+        assert sample("hotline_sla_updates_total", {"action": "callback", "result": "rejected"}) == 2
+        assert sample("hotline_sla_updates_total", {"action": "callback", "result": "applied"}) == 1
+        await pool.close()
+
+    asyncio.run(go())
+
+
+def test_without_keys_a_desk_step_is_taken_on_trust(database: str, rules: SlaRules,
+                                                    router) -> None:  # type: ignore[no-untyped-def]
+    """The default (no HOTLINE_DESK_SIGNING_KEYS): the unsigned callback in the desk's name applies."""
+    order, ack, resolve = _ack_then_resolve(router, rules)
+
+    async def go() -> None:
+        app = _sla(database, rules)
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        await _agent(app, "sla-updates", [[_event("hotline.updates", i, raw) for i, raw in
+                                           enumerate((ack, resolve, _callback(order, rules, "CB-1", 70)))]])
+        assert await _sla_state(app, order.ticket_id) == ("closed", [], 0)
+        await (await app.hotline_runtime.pool()).close()
+
+    asyncio.run(go())
+
+
+def test_a_ruling_needs_the_desks_signature(database: str, router) -> None:  # type: ignore[no-untyped-def]
+    """Checked before anything else about it: the signed ruling gets as far as finding its ticket unknown."""
+    from services.platform.desk_signature import signed_headers
+    from services.router.agents import build as build_router
+
+    ruling = json.dumps({"ruling_id": "R-1", "ticket_id": "QP-404", "desk": "区城运中心", "action": "close",
+                         "occurred_at": "2025-05-06T10:00:00+08:00", "reason": "已答复来电人"},
+                        ensure_ascii=False).encode()
+
+    async def go() -> list[tuple[str, str]]:
+        app = build_router(Settings(database_url=database, router_port=free_port(), desk_signing_keys=DESK_KEY),
+                           router)
+        _capture(app, [])
+        await _agent(app, "rule", [[_event("hotline.rulings", 0, ruling)],
+                                   [_event("hotline.rulings", 1, ruling, signed_headers(DESK_KEY, ruling))]])
+        pool = await app.hotline_runtime.pool()
+        rows = await pool.fetch("SELECT reason, field FROM dead_letters ORDER BY \"offset\"")
+        await pool.close()
+        return [(r["reason"], r["field"]) for r in rows]
+
+    assert asyncio.run(go()) == [("desk_signature", "hotline_desk_signature"), ("unknown_ticket", "ticket_id")]

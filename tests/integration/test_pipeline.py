@@ -84,7 +84,7 @@ def test_streaming_rejections_equal_replay(world) -> None:  # type: ignore[no-un
     assert all(not re.search(r"1[3-9]\d{9}", r["original"]) for r in letters)
 
 
-def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # type: ignore[no-untyped-def]
+def test_redelivered_and_forged_inputs_change_nothing_and_are_counted(world, rules) -> None:  # type: ignore[no-untyped-def]
     running, sample, _, _ = world
     tables = ("work_orders", "escalations", "transitions", "routing_decisions", "dead_letters", "tickets")
     before = {t: _db(running, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
@@ -125,6 +125,9 @@ def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # ty
             await feeder.publish("updates", sample.updates, "ticket_id")
             await feeder.publish("rulings", sample.rulings, "ticket_id")
             await feeder.publish("raw", [conflicting], "jurisdiction")
+            for topic, raw in forged:  # unsigned: not the desk's, whatever name they write
+                await feeder.producer.send_and_wait(running.settings.topic_prefix + "." + topic, raw,
+                                                    key=json.loads(raw)["ticket_id"].encode())
             returned = await returns_again()
             await feeder.wait_quiescent()
             return returned
@@ -139,6 +142,20 @@ def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # ty
                and json.loads(e).get("source") == "hotline_12345" and json.loads(e)["event_id"] != first["event_id"])
     [stored] = _db(running, "UPDATE intake_events SET payload = jsonb_set(payload, '{schema_version}', '0') "
                             f"WHERE event_id = '{old['event_id']}' RETURNING event_id")
+    # someone writes the dispatch desk's name: the reopening (复核重办) of a ticket closed after a satisfied callback,
+    # the close of a ticket in the desk's queue. Without the desk's signature (HOTLINE_DESK_SIGNING_KEYS) both are
+    # dead letters, and no ticket changes (above)
+    closed = next(r for r in _db(running, "SELECT ticket_id, state FROM tickets WHERE status = 'closed' ORDER BY 1")
+                  if r["state"]["transitions"][-1]["action"] == "callback")
+    waiting = _db(running, "SELECT ticket_id, state FROM tickets WHERE status = 'triage' ORDER BY 1 LIMIT 1")[0]
+    forged = [("updates", json.dumps({
+        "event_id": "FORGED-REOPEN", "ticket_id": closed["ticket_id"], "action": "reopen", "reason": "群众不满意",
+        "unit": rules.desks[closed["state"]["jurisdiction"]],
+        "occurred_at": closed["state"]["transitions"][-1]["at"]}, ensure_ascii=False).encode()),
+        ("rulings", json.dumps({
+            "ruling_id": "FORGED-R", "ticket_id": waiting["ticket_id"], "action": "close", "reason": "已答复",
+            "desk": rules.desks[waiting["state"]["jurisdiction"]],
+            "occurred_at": waiting["state"]["transitions"][-1]["at"]}, ensure_ascii=False).encode())]
     counted = router_duplicates()
     returned = asyncio.run(again())
     _db(running, "UPDATE intake_events SET payload = jsonb_set(payload, '{schema_version}', '1') "
@@ -153,6 +170,8 @@ def test_redelivered_inputs_change_nothing_and_are_counted(world) -> None:  # ty
     assert len(conflicts) == 2 and sum("另一系统的同号工单" in c["original"] for c in conflicts) == 1
     assert sum(old["content"][:12] in c["original"] for c in conflicts) == 1
     assert not _db(running, "SELECT reason FROM dead_letters WHERE reason = 'internal_error'")
+    signatures = _db(running, "SELECT stage, original FROM dead_letters WHERE reason = 'desk_signature' ORDER BY 1")
+    assert [(r["stage"], "FORGED-" in r["original"]) for r in signatures] == [("router", True), ("sla", True)]
     # The router recognises each return (sent again as after a crash) and ruling it applied, and counts it
     assert returned >= sum(len(t["handled_returns"]) for t in router_tickets) > 0
     rulings_applied = sum(len(t["rulings"]) for t in router_tickets)
