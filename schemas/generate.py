@@ -66,7 +66,7 @@ CE_HEADERS = {
     "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"],
 }
 DESK_SIGNATURE = {  # services/platform/desk_signature.py
-    "type": "string", "pattern": "^sha256=[0-9a-f]{64}$",
+    "type": "string", "pattern": "^sha256=[0-9a-fA-F]{64}$",
     "description": "The dispatch desk's signature, required on its messages when the workers have "
                    "HOTLINE_DESK_SIGNING_KEYS: every ruling, and the callback, review_extension and reopen updates. "
                    "'sha256=' and the hex HMAC-SHA256 of the record's value bytes under one of the keys.",

@@ -4,10 +4,12 @@ content-type."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -57,19 +59,40 @@ def encode(model: BaseModel, *, topic: str, key: str | None, ce_id: str, source:
 
 
 def header(headers: object, name: str) -> str | None:
-    """Read one header from Faust's or aiokafka's header representation."""
+    """Read one header from Faust's or aiokafka's header representation (None: absent, or without a value; bytes
+    that are not UTF-8 are read with replacement characters, so a sender's garbage cannot raise here)."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])
     for key, value in items:  # type: ignore[union-attr]
         if key == name:
-            return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+            if value is None:
+                return None
+            return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
     return None
 
 
-def headers_json(headers: Iterable[tuple[str, bytes | str]]) -> str:
-    """Kafka headers as they are stored in PostgreSQL (jsonb ``[[name, value], ...]``: the outbox, held inputs)."""
-    return json.dumps([[k, v if isinstance(v, str) else v.decode("utf-8", "replace")] for k, v in headers])
+def _stored(value: bytes | str | None) -> str | dict[str, str] | None:
+    if value is None:  # Kafka allows a header without a value
+        return None
+    raw = value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:  # jsonb holds neither invalid UTF-8 nor NUL: kept as base64, byte for byte
+        return {"base64": base64.b64encode(raw).decode()}
+    return text
 
 
-def headers_from_json(pairs: list[list[str]]) -> tuple[tuple[str, bytes], ...]:
-    """The stored headers (``headers_json``) back as Kafka headers."""
-    return tuple((k, v.encode()) for k, v in pairs)
+def headers_json(headers: Iterable[tuple[str, bytes | str | None]]) -> str:
+    """Kafka headers as they are stored in PostgreSQL (jsonb ``[[name, value], ...]``: the outbox, held inputs):
+    a value as text, ``null`` for none, ``{"base64": ...}`` for bytes that are not text jsonb can hold."""
+    return json.dumps([[k, _stored(v)] for k, v in headers])
+
+
+def headers_from_json(pairs: list[list[Any]]) -> tuple[tuple[str, bytes | None], ...]:
+    """The stored headers (``headers_json``) back as Kafka headers, as they came."""
+    def value(v: Any) -> bytes | None:
+        if v is None:
+            return None
+        return base64.b64decode(v["base64"]) if isinstance(v, dict) else str(v).encode()
+    return tuple((k, value(v)) for k, v in pairs)

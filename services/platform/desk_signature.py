@@ -4,7 +4,7 @@ Units and the desk write to the same updates topic (a desk's callback must follo
 partition), so a topic ACL cannot tell a unit's message from the desk's, and the ``unit`` field is what the sender
 writes. With ``HOTLINE_DESK_SIGNING_KEYS`` set, the desk's messages carry the Kafka header ``hotline_desk_signature``:
 ``sha256=`` and the hex HMAC-SHA256 of the record's value bytes under one of the keys (as webhooks sign their
-bodies). The SLA worker checks it on a callback (回访), a review of an extension (延期审核) and a reopening
+bodies; hex digits in either case). The SLA worker checks it on a callback (回访), a review of an extension (延期审核) and a reopening
 (复核重办); the router on every ruling. A unit's system, which has no key, cannot write them in the desk's name.
 Several keys are accepted at once so that a key can be replaced without a stop.
 """
@@ -38,12 +38,13 @@ def check(keys: tuple[str, ...], raw: bytes, headers: Iterable[tuple[str, bytes 
     rejection naming the header and why. ``what``: the message, as the error names it ("a callback (回访)")."""
     if not keys:
         return None
-    found = [v.encode() if isinstance(v, str) else bytes(v) for k, v in (headers or ()) if k == HEADER]
-    if not found:
+    found = [v for k, v in (headers or ()) if k == HEADER]
+    if not found or found == [None]:  # Kafka allows a header without a value
         return Rejection("desk_signature", HEADER, f"{what} is the dispatch desk's and carries no signature: {_HOW}")
     if len(found) > 1:
         return Rejection("desk_signature", HEADER, f"{what} carries {len(found)} signature headers; one is expected")
-    if not any(hmac.compare_digest(signature(key, raw), found[0]) for key in keys):
+    value = (found[0].encode() if isinstance(found[0], str) else bytes(found[0])).lower()  # hex in either case
+    if not any(hmac.compare_digest(signature(key, raw), value) for key in keys):
         return Rejection("desk_signature", HEADER, f"{what}: the signature does not match the message under any key "
                                                    f"(another key, or bytes changed after signing); {_HOW}")
     return None

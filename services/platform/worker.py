@@ -476,7 +476,10 @@ class Runtime:
 
     def desk_signed(self, raw: bytes, message: Any, what: str) -> Rejection | None:
         """A message of the dispatch desk without its valid signature (``desk_signature``), when
-        ``HOTLINE_DESK_SIGNING_KEYS`` is set; see ``desk_signature``. A held input keeps its headers."""
+        ``HOTLINE_DESK_SIGNING_KEYS`` is set; see ``desk_signature``. Judged as it comes: a held input tried again
+        (``HeldMessage``) passed when it was held, and a key replaced since must not refuse it now."""
+        if isinstance(message, HeldMessage):
+            return None
         return desk_signature.check(self.settings.desk_keys, raw, getattr(message, "headers", None), what)
 
     def warn_if_desk_unsigned(self) -> None:
@@ -609,5 +612,5 @@ class HeldMessage:
     topic: str
     partition: int
     offset: int
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]
 

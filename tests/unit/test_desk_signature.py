@@ -26,12 +26,13 @@ def test_without_keys_nothing_is_checked() -> None:
 def test_a_message_signed_with_a_configured_key_passes() -> None:
     assert check((KEY,), RAW, signed_headers(KEY, RAW), "a ruling") is None
     assert check((OTHER, KEY), RAW, [("ce_id", b"x"), *signed_headers(KEY, RAW)], "a ruling") is None  # rotation
-    # held inputs come back from the database with their headers as stored
-    assert check((KEY,), RAW, [(HEADER, signature(KEY, RAW).decode())], "a ruling") is None
+    assert check((KEY,), RAW, [(HEADER, signature(KEY, RAW).decode())], "a ruling") is None  # as text
+    assert check((KEY,), RAW, [(HEADER, signature(KEY, RAW).upper())], "a ruling") is None  # hex in capitals
 
 
 @pytest.mark.parametrize(("headers", "says"), [
     (None, "carries no signature"),
+    ([(HEADER, None)], "carries no signature"),  # a header without a value
     ([("ce_id", b"x")], "carries no signature"),
     (signed_headers(OTHER, RAW), "does not match"),  # a key the workers do not have
     (signed_headers(KEY, RAW.replace(b"QP-1", b"QP-2")), "does not match"),  # the desk's bytes for another ticket

@@ -211,3 +211,19 @@ def test_publish_retries_what_a_retry_can_mend_and_leaves_the_rest_to_the_relay(
     assert producer.sent == sent
     assert rt._published == ([7] if published else [])
     assert stops == []
+
+
+def test_kafka_headers_are_stored_and_read_back_byte_for_byte() -> None:
+    """The outbox and held inputs keep Kafka headers in jsonb, which holds neither invalid UTF-8 nor NUL; a header
+    may have no value. A sender's headers read by ``header`` cannot raise either."""
+    import json
+
+    from services.platform.codec import header, headers_from_json, headers_json
+
+    headers = [("ce_id", b"QP-1"), ("note", "青浦".encode()), ("empty", None), ("binary", b"\xff\xfe"), ("nul", b"a\x00b")]
+    stored = headers_json(headers)
+    assert "\\u0000" not in stored  # PostgreSQL refuses it in jsonb
+    assert headers_from_json(json.loads(stored)) == tuple(headers)
+    assert headers_from_json([["ce_id", "QP-1"], ["note", "青浦"]]) == (("ce_id", b"QP-1"), ("note", "青浦".encode()))
+    assert header(headers, "empty") is None and header(headers, "missing") is None
+    assert header(headers, "binary") == "\ufffd\ufffd" and header(headers, "note") == "青浦"
