@@ -189,7 +189,7 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
     if state is None or policy is None:
         return unknown_ticket(update.ticket_id)
     if update.event_id in state.applied_updates:
-        return Duplicate(state)
+        return _resent(state, update)
     cycle = state.cycle
     # a review of a request that lapsed changes nothing: it is recorded whatever the status, and wherever its time
     # falls (before a re-dispatch read first, as in the replay); one that names its request is answered by name
@@ -219,6 +219,19 @@ def apply_update(state: TicketState | None, update: UnitUpdate, policy: Policy |
                          f"event-time order")
     handler = _HANDLERS[update.action]
     return handler(state, cycle, update, policy, calendar)
+
+
+def _resent(state: TicketState, update: UnitUpdate) -> Duplicate | Rejection:
+    """An update whose id the ticket has applied: the same update sent again, or another one under that id (a
+    unit's step under the id of the desk's callback would otherwise pass for it, and the callback, when it came,
+    for a copy of it)."""
+    recorded = next((t for t in state.transitions if t.update_id == update.event_id), None)
+    if recorded is None or (recorded.action, recorded.unit) == (update.action.value, update.unit):
+        return Duplicate(state)
+    return Rejection("id_conflict", "event_id",
+                     f"event_id {update.event_id!r} was applied to this ticket as the {recorded.action} of "
+                     f"{recorded.unit!r} at {recorded.at.isoformat()}; this {update.action.value} of {update.unit!r} "
+                     f"is another update and needs an id of its own")
 
 
 def _latest_unit_step(state: TicketState) -> Transition | None:

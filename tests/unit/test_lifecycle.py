@@ -63,6 +63,25 @@ def test_redelivered_update_changes_nothing(rules) -> None:  # type: ignore[no-u
     assert isinstance(sla.on_work_order(first.state, work_order("T1", cst("2025-06-09 09:00")), rules), Duplicate)
 
 
+def test_another_update_under_an_applied_id_is_an_id_conflict(rules) -> None:  # type: ignore[no-untyped-def]
+    """Was: any update whose id the ticket had applied passed for a copy, so a unit's resolution sent under the id
+    the desk's callback would use made the callback, when it came, a silent duplicate."""
+    state = _open(rules)
+    ack = update("T1", "acknowledge", cst("2025-06-09 10:00"))
+    state = sla.on_update(state, ack, rules).state
+    resolve = update("T1", "resolve", cst("2025-06-10 10:00"))
+    state = sla.on_update(state, resolve, rules).state
+    callback = update("T1", "callback", cst("2025-06-10 11:00")).model_copy(update={"event_id": resolve.event_id})
+    conflict = sla.on_update(state, callback, rules)
+    assert isinstance(conflict, Rejection) and (conflict.reason, conflict.field) == ("id_conflict", "event_id")
+    assert "the resolve of '区城管执法局'" in conflict.error and "this callback of" in conflict.error
+    # the same action of the same unit under its id is a copy, even stamped again
+    again = sla.on_update(state, ack.model_copy(update={"occurred_at": cst("2025-06-09 10:05")}), rules)
+    assert isinstance(again, Duplicate) and again.state == state
+    other_unit = ack.model_copy(update={"unit": "区房管局"})
+    assert sla.on_update(state, other_unit, rules).reason == "id_conflict"  # type: ignore[union-attr]
+
+
 def test_unsatisfied_callback_reopens_with_rehandle_clock(rules) -> None:  # type: ignore[no-untyped-def]
     state = _open(rules)
     for action, at in (("acknowledge", "2025-06-09 10:00"), ("resolve", "2025-06-10 10:00")):
