@@ -70,6 +70,15 @@ def header(headers: object, name: str) -> str | None:
     return None
 
 
+def received_seconds(headers: object) -> float | None:
+    """When the raw event reached Kafka (``RECEIVED_HEADER``, set by intake), as Unix seconds; None when the header
+    is absent or is not a plausible count of milliseconds (a foreign producer's value must not raise)."""
+    received = header(headers, RECEIVED_HEADER)
+    if received is None or not (received.isascii() and received.isdigit()) or len(received) > 15:
+        return None
+    return int(received) / 1000
+
+
 def _stored(value: bytes | str | None) -> str | dict[str, str] | None:
     if value is None:  # Kafka allows a header without a value
         return None
@@ -85,8 +94,9 @@ def _stored(value: bytes | str | None) -> str | dict[str, str] | None:
 
 def headers_json(headers: Iterable[tuple[str, bytes | str | None]]) -> str:
     """Kafka headers as they are stored in PostgreSQL (jsonb ``[[name, value], ...]``: the outbox, held inputs):
-    a value as text, ``null`` for none, ``{"base64": ...}`` for bytes that are not text jsonb can hold."""
-    return json.dumps([[k, _stored(v)] for k, v in headers])
+    a name or value as text, ``null`` for no value, ``{"base64": ...}`` for bytes that are not text jsonb can hold
+    (invalid UTF-8, a NUL)."""
+    return json.dumps([[_stored(k), _stored(v)] for k, v in headers])
 
 
 def headers_from_json(pairs: list[list[Any]]) -> tuple[tuple[str, bytes | None], ...]:
@@ -95,4 +105,5 @@ def headers_from_json(pairs: list[list[Any]]) -> tuple[tuple[str, bytes | None],
         if v is None:
             return None
         return base64.b64decode(v["base64"]) if isinstance(v, dict) else str(v).encode()
-    return tuple((k, value(v)) for k, v in pairs)
+
+    return tuple(((value(k) or b"").decode("utf-8", "replace"), value(v)) for k, v in pairs)

@@ -14,7 +14,7 @@ from services.domain import dispatch
 from services.domain.dispatch import RouterOutput, Routes
 from services.domain.validation import Rejection, decode, unknown_ticket
 from services.platform.batch import Batch, IfNew
-from services.platform.codec import RECEIVED_HEADER, TYPES, Outgoing, header
+from services.platform.codec import TYPES, Outgoing, header, received_seconds
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
 from services.platform.settings import Settings
@@ -152,10 +152,10 @@ def build(settings: Settings, router: Routes, metrics: Metrics | None = None) ->
         return finish(batch, out)
 
     def latency(m: faust.types.Message) -> Callable[[], None] | None:
-        received = header(m.headers, RECEIVED_HEADER)
-        if received is None or not received.isdigit():
+        received = received_seconds(m.headers)
+        if received is None:
             return None
-        return lambda: rt.metrics.dispatch_latency.observe(max(time.time() - int(received) / 1000, 0.0))
+        return lambda: rt.metrics.dispatch_latency.observe(max(time.time() - received, 0.0))
 
     @app.agent(accepted, name="route")
     async def route(stream: faust.StreamT) -> None:

@@ -220,10 +220,22 @@ def test_kafka_headers_are_stored_and_read_back_byte_for_byte() -> None:
 
     from services.platform.codec import header, headers_from_json, headers_json
 
-    headers = [("ce_id", b"QP-1"), ("note", "青浦".encode()), ("empty", None), ("binary", b"\xff\xfe"), ("nul", b"a\x00b")]
+    headers = [("ce_id", b"QP-1"), ("note", "青浦".encode()), ("empty", None), ("binary", b"\xff\xfe"), ("nul", b"a\x00b"),
+               ("a\x00name", b"x")]
     stored = headers_json(headers)
     assert "\\u0000" not in stored  # PostgreSQL refuses it in jsonb
     assert headers_from_json(json.loads(stored)) == tuple(headers)
     assert headers_from_json([["ce_id", "QP-1"], ["note", "青浦"]]) == (("ce_id", b"QP-1"), ("note", "青浦".encode()))
     assert header(headers, "empty") is None and header(headers, "missing") is None
     assert header(headers, "binary") == "\ufffd\ufffd" and header(headers, "note") == "青浦"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (b"1749430800000", 1749430800.0), (None, None), (b"", None), ("²".encode(), None), ("１２３".encode(), None),
+    (b"9" * 400, None), (b"-5", None), (b"\xff", None),
+])
+def test_the_received_time_header_of_a_foreign_producer_cannot_raise(value, expected) -> None:  # type: ignore[no-untyped-def]
+    """Was: "²".isdigit() is True but int("²") raises, and an exception there ended the router (fail_stop)."""
+    from services.platform.codec import RECEIVED_HEADER, received_seconds
+
+    assert received_seconds([(RECEIVED_HEADER, value)]) == expected
