@@ -57,29 +57,24 @@ class Feeder:
         futures = []
         for raw in lines:
             try:
-                key = str(json.loads(raw).get(key_field, "")).encode() or None
+                data = json.loads(raw)
+                key = str(data.get(key_field, "")).encode() or None
+                action = data.get("action")
             except (ValueError, AttributeError, RecursionError):
-                key = None
-            futures.append(await self.producer.send(self.topics[topic], raw, key=key, headers=self._signed(topic, raw)))
+                key, action = None, None
+            futures.append(await self.producer.send(self.topics[topic], raw, key=key,
+                                                    headers=self._signed(topic, raw, action)))
             if progress:
                 progress(1)
         await asyncio.gather(*futures)
         self.sent[topic] += len(lines)
 
-    def _signed(self, topic: str, raw: bytes) -> list[tuple[str, bytes]] | None:
+    def _signed(self, topic: str, raw: bytes, action: object) -> list[tuple[str, bytes]] | None:
         """The dispatch desk's signature on its messages (rulings; callbacks, reviews of extensions and reopenings on
         the updates topic), with the first of ``HOTLINE_DESK_SIGNING_KEYS``, as the desk's system signs them."""
         keys = self.settings.desk_keys
-        if not keys or topic not in ("rulings", "updates"):
-            return None
-        if topic == "updates":
-            try:
-                action = json.loads(raw).get("action")
-            except (ValueError, AttributeError, RecursionError):
-                return None
-            if action not in DESK_ACTIONS:
-                return None
-        return signed_headers(keys[0], raw)
+        by_desk = topic == "rulings" or (topic == "updates" and isinstance(action, str) and action in DESK_ACTIONS)
+        return signed_headers(keys[0], raw) if keys and by_desk else None
 
     async def tick(self, now: datetime) -> None:
         msg = encode(ClockTick(now=now), topic=self.topics["clock"], key=None, ce_id=f"tick:{now.isoformat()}",
