@@ -72,12 +72,24 @@ DESK_SIGNATURE = {  # services/platform/desk_signature.py
                    "'sha256=' and the hex HMAC-SHA256 of the record's value bytes under one of the keys.",
 }
 SIGNED_BY_THE_DESK = ("ruling", "unit_update")
+UNIT_SIGNATURE = {  # services/platform/unit_signature.py
+    "hotline_unit": {
+        "type": "string", "pattern": "^[a-z0-9._-]+$",
+        "description": "The code of the unit that signs the update (as in the rulebooks, e.g. qingpu.cgzf), with "
+                       "hotline_unit_signature; required on the updates of units listed in the SLA workers' "
+                       "HOTLINE_UNIT_KEYS_FILE, except the desk's callback, review_extension and reopen."},
+    "hotline_unit_signature": {
+        "type": "string", "pattern": "^sha256=[0-9a-fA-F]{64}$",
+        "description": "The unit's signature: 'sha256=' and the hex HMAC-SHA256 of the record's value bytes under "
+                       "one of that unit's keys."},
+}
 
 
 def _headers(name: str) -> dict[str, Any]:
     if name not in SIGNED_BY_THE_DESK:
         return CE_HEADERS
-    return {**CE_HEADERS, "properties": {**CE_HEADERS["properties"], "hotline_desk_signature": DESK_SIGNATURE}}
+    signed = {"hotline_desk_signature": DESK_SIGNATURE, **(UNIT_SIGNATURE if name == "unit_update" else {})}
+    return {**CE_HEADERS, "properties": {**CE_HEADERS["properties"], **signed}}
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -10,6 +10,8 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -17,15 +19,26 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas import ClockTick
 from services.domain.lifecycle import DESK_ACTIONS
 from services.platform.codec import encode
-from services.platform.desk_signature import signed_headers
+from services.domain.routing.rulebook import load_library, unit_directory
+from services.platform.desk_signature import signed_headers as desk_headers
 from services.platform.kafka_security import client_options
 from services.platform.settings import Settings
 from services.platform.topics import names
+from services.platform.unit_signature import UnitKeys, signed_headers as unit_headers
 
 GROUPS = {"intake": ["raw"], "router": ["accepted", "returns", "rulings"],
           "sla": ["workorders", "triage", "updates", "clock"]}
 CONSUMER = {name: service for service, short in GROUPS.items() for name in short}
 FEEDER_TOPICS = ("raw", "updates", "rulings", "clock")  # written by systems outside the workers (here: this feeder)
+
+
+def _fields(raw: bytes) -> dict[str, Any]:
+    """A line's JSON object, or {} when it is not one (the pipeline dead-letters it)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class Feeder:
@@ -38,6 +51,8 @@ class Feeder:
         self.db: asyncpg.Connection | None = None
         self.sent: dict[str, int] = dict.fromkeys(FEEDER_TOPICS, 0)
         self.baseline: dict[str, int] = {}
+        self.unit_keys = (UnitKeys.load(Path(settings.unit_keys_file), unit_directory(load_library()))
+                          if settings.unit_keys_file else None)
 
     async def __aenter__(self) -> Feeder:
         await self.producer.start()
@@ -54,27 +69,44 @@ class Feeder:
 
     async def publish(self, topic: str, lines: list[bytes], key_field: str,
                       progress: Callable[[int], None] | None = None) -> None:
+        parsed = [_fields(raw) for raw in lines]
+        districts = await self._districts([data.get("ticket_id") for data in parsed]) if topic == "updates" else {}
         futures = []
-        for raw in lines:
-            try:
-                data = json.loads(raw)
-                key = str(data.get(key_field, "")).encode() or None
-                action = data.get("action")
-            except (ValueError, AttributeError, RecursionError):
-                key, action = None, None
+        for raw, data in zip(lines, parsed):
+            key = str(data.get(key_field, "")).encode() or None
             futures.append(await self.producer.send(self.topics[topic], raw, key=key,
-                                                    headers=self._signed(topic, raw, action)))
+                                                    headers=self._signed(topic, raw, data, districts)))
             if progress:
                 progress(1)
         await asyncio.gather(*futures)
         self.sent[topic] += len(lines)
 
-    def _signed(self, topic: str, raw: bytes, action: object) -> list[tuple[str, bytes]] | None:
-        """The dispatch desk's signature on its messages (rulings; callbacks, reviews of extensions and reopenings on
-        the updates topic), with the first of ``HOTLINE_DESK_SIGNING_KEYS``, as the desk's system signs them."""
-        keys = self.settings.desk_keys
+    def _signed(self, topic: str, raw: bytes, data: dict[str, Any], districts: dict[str, str]
+                ) -> list[tuple[str, bytes]] | None:
+        """The signature on a message, as its sender's system signs it: the dispatch desk's (rulings; callbacks,
+        reviews of extensions and reopenings on the updates topic) with the first of ``HOTLINE_DESK_SIGNING_KEYS``;
+        a unit's (its other updates) with the first of its keys in ``HOTLINE_UNIT_KEYS_FILE``, the unit being the
+        one of that name in the ticket's district. An update of a ticket the service does not know goes unsigned."""
+        action = data.get("action")
         by_desk = topic == "rulings" or (topic == "updates" and isinstance(action, str) and action in DESK_ACTIONS)
-        return signed_headers(keys[0], raw) if keys and by_desk else None
+        if by_desk:
+            keys = self.settings.desk_keys
+            return desk_headers(keys[0], raw) if keys else None
+        if topic != "updates" or self.unit_keys is None:
+            return None
+        district = districts.get(str(data.get("ticket_id")))
+        code = self.unit_keys.codes.get((district, data.get("unit")))  # type: ignore[arg-type]
+        if code is None or code not in self.unit_keys.keys:
+            return None
+        return unit_headers(code, self.unit_keys.keys[code][0], raw)
+
+    async def _districts(self, ticket_ids: list[object]) -> dict[str, str]:
+        """The jurisdiction of each of these tickets the service knows (a unit's system knows its own district)."""
+        if self.unit_keys is None:
+            return {}
+        rows = await self._fetch("SELECT ticket_id, jurisdiction FROM tickets WHERE ticket_id = ANY($1::text[])",
+                                 sorted({str(t) for t in ticket_ids if isinstance(t, str)}))
+        return {r["ticket_id"]: r["jurisdiction"] for r in rows}
 
     async def tick(self, now: datetime) -> None:
         msg = encode(ClockTick(now=now), topic=self.topics["clock"], key=None, ce_id=f"tick:{now.isoformat()}",
@@ -109,12 +141,18 @@ class Feeder:
         return pending, done
 
     async def _fetchval(self, sql: str, *args: object) -> object:
+        return await self._query("fetchval", sql, *args)
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        return await self._query("fetch", sql, *args)  # type: ignore[no-any-return]
+
+    async def _query(self, call: str, sql: str, *args: object) -> Any:
         """A query on the feeder's connection, reconnecting once if the database closed it."""
         for attempt in (1, 2):
             try:
                 if self.db is None or self.db.is_closed():
                     self.db = await asyncpg.connect(self.dsn)
-                return await self.db.fetchval(sql, *args)
+                return await getattr(self.db, call)(sql, *args)
             except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
                 self.db = None
                 if attempt == 2:

@@ -13,6 +13,7 @@ from services.platform.db import migrate
 from services.platform.embedded import EmbeddedStack, wait_for_port
 from services.platform.kafka_admin import all_specs, create_topics
 from services.platform.settings import Settings
+from services.platform.unit_signature import new_keys_file
 
 SERVICES = ("intake", "router", "sla")
 
@@ -44,15 +45,20 @@ def start(root: Path, router: Routes, *, sla_clock: str = "ticks", partitions: i
         dsn = stack.start_database()
         if reset_db:
             asyncio.run(_reset(dsn))
-        desk_key = secrets.token_hex(32)  # the desk's messages are signed here as in production (the feeder signs)
+        # the desk's and the units' messages are signed here as in production (the feeder signs them)
+        desk_key = secrets.token_hex(32)
+        all_units = router.all_units()  # type: ignore[attr-defined]
+        unit_keys = _unit_keys_file(root, {code: (j, name) for j, code, name in all_units})
         settings = Settings(kafka_bootstrap=bootstrap, database_url=dsn, partitions=partitions, sla_clock=sla_clock,
-                            sla_sweep_seconds=1.0, relay_seconds=2.0, desk_signing_keys=desk_key)
-        units = [(code, name) for _, code, name in router.all_units()]  # type: ignore[attr-defined]
+                            sla_sweep_seconds=1.0, relay_seconds=2.0, desk_signing_keys=desk_key,
+                            unit_keys_file=str(unit_keys))
+        units = [(code, name) for _, code, name in all_units]
         asyncio.run(create_topics(settings, all_specs(settings, units)))
         asyncio.run(migrate(dsn))
         env = stack.worker_env(dsn, HOTLINE_SLA_CLOCK=sla_clock, HOTLINE_PARTITIONS=str(partitions),
                                HOTLINE_SLA_SWEEP_SECONDS="1", HOTLINE_RELAY_SECONDS="2",
-                               HOTLINE_SCORECARD_SECONDS="2", HOTLINE_DESK_SIGNING_KEYS=desk_key)
+                               HOTLINE_SCORECARD_SECONDS="2", HOTLINE_DESK_SIGNING_KEYS=desk_key,
+                               HOTLINE_UNIT_KEYS_FILE=str(unit_keys))
         for service in services:
             stack.start_worker(service, env)
         for service in services:
@@ -61,6 +67,16 @@ def start(root: Path, router: Routes, *, sla_clock: str = "ticks", partitions: i
     except BaseException:
         stack.stop()
         raise
+
+
+def _unit_keys_file(root: Path, units: dict[str, tuple[str, str]]) -> Path:
+    """A new keys file for every unit (``hotline unit-keys``), readable by its owner only."""
+    path = root / "unit-keys.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(new_keys_file(units), encoding="utf-8")
+    return path
 
 
 async def _reset(dsn: str) -> None:

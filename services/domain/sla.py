@@ -12,7 +12,7 @@ from services.domain.campaigns import CampaignBook
 from services.domain.clock import WorkCalendar, load_overrides
 from services.domain.policies import Policy, PolicyBook
 from services.domain.repeats import RepeatPolicy
-from services.domain.routing.rulebook import load_library
+from services.domain.routing.rulebook import load_library, unit_directory
 from services.domain.tickets import Status, TicketState
 from services.domain.validation import Rejection
 
@@ -29,16 +29,19 @@ class SlaRules:
     repeats: RepeatPolicy
     # each jurisdiction's dispatch desk (the rulebook's triage_unit): it calls citizens back and reviews 延期
     desks: dict[str, str] = field(default_factory=dict)
+    # every unit and territory of the rulebooks by its code: (jurisdiction, name), for units' signatures
+    units: dict[str, tuple[str, str]] = field(default_factory=dict)
     _policy_cache: dict[tuple[str, str, str, str], Policy] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, data_dir: Path = DATA_DIR) -> SlaRules:
-        books = load_library().books
+        library = load_library()
         return cls(PolicyBook.load(data_dir / "policies.yaml"),
                    WorkCalendar(load_overrides(data_dir / "calendar_overrides.yaml")),
                    CampaignBook.load(data_dir / "campaigns.yaml"),
                    RepeatPolicy.load(),
-                   desks={j: book.triage_unit for j, book in books.items()})
+                   desks={j: book.triage_unit for j, book in library.books.items()},
+                   units=unit_directory(library))
 
     def policy_for(self, state: TicketState) -> Policy:
         return self.policy_by(state.jurisdiction, state.source, state.category or "", state.urgency)

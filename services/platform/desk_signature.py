@@ -32,19 +32,29 @@ def signed_headers(key: str, raw: bytes) -> list[tuple[str, bytes]]:
     return [(HEADER, signature(key, raw))]
 
 
-def check(keys: tuple[str, ...], raw: bytes, headers: Iterable[tuple[str, bytes | str]] | None,
+def values(headers: Iterable[tuple[str, bytes | str | None]] | None, name: str) -> list[bytes | str | None]:
+    """Every value of the Kafka header ``name`` (None for a header without a value, which Kafka allows)."""
+    return [v for k, v in (headers or ()) if k == name]
+
+
+def matches(keys: Iterable[str], raw: bytes, value: bytes | str) -> bool:
+    """Whether the header value ``value`` signs ``raw`` under one of ``keys`` (hex digits in either case)."""
+    given = (value.encode() if isinstance(value, str) else bytes(value)).lower()
+    return any(hmac.compare_digest(signature(key, raw), given) for key in keys)
+
+
+def check(keys: tuple[str, ...], raw: bytes, headers: Iterable[tuple[str, bytes | str | None]] | None,
           what: str) -> Rejection | None:
     """None when ``raw`` is signed with one of ``keys`` (or no key is configured); else a ``desk_signature``
     rejection naming the header and why. ``what``: the message, as the error names it ("a callback (回访)")."""
     if not keys:
         return None
-    found = [v for k, v in (headers or ()) if k == HEADER]
-    if not found or found == [None]:  # Kafka allows a header without a value
+    found = values(headers, HEADER)
+    if not found or found == [None]:
         return Rejection("desk_signature", HEADER, f"{what} is the dispatch desk's and carries no signature: {_HOW}")
     if len(found) > 1:
         return Rejection("desk_signature", HEADER, f"{what} carries {len(found)} signature headers; one is expected")
-    value = (found[0].encode() if isinstance(found[0], str) else bytes(found[0])).lower()  # hex in either case
-    if not any(hmac.compare_digest(signature(key, raw), value) for key in keys):
+    if not matches(keys, raw, found[0]):  # type: ignore[arg-type]
         return Rejection("desk_signature", HEADER, f"{what}: the signature does not match the message under any key "
                                                    f"(another key, or bytes changed after signing); {_HOW}")
     return None

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         "signs its rulings, callbacks, reviews of extensions and reopenings with (Kafka header hotline_desk_signature, "
         "HMAC-SHA256); empty: the desk's messages are not authenticated and whoever can write the topics can write "
         "in its name")
+    unit_keys_file: str = Field(
+        "", description="YAML file (a secret: never logged) of unit code -> keys with which those units sign their "
+        "updates (Kafka headers hotline_unit and hotline_unit_signature, HMAC-SHA256); updates in a listed unit's "
+        "name must be signed by it, other units' are taken on trust; empty: no unit's updates are authenticated "
+        "(make one: hotline unit-keys FILE)")
     sla_clock: Literal["wall", "ticks"] = Field(
         "wall", description="wall: follow the wall clock; ticks: follow times published on the clock topic")
     sla_sweep_seconds: float = Field(5.0, gt=0, description="how often the SLA worker looks for due escalations")

@@ -58,7 +58,7 @@ DEAD_LETTER_REASONS = (
     "wrong_type", "too_long", "empty_field", "unsupported_version", "invalid_value", "id_conflict", "unknown_ticket", "unit_mismatch",
     "before_dispatch", "out_of_order", "invalid_transition", "extension_after_due", "extension_not_later",
     "extension_pending", "no_extension_request",
-    "not_in_triage", "not_the_desk", "desk_signature", "unknown_rule", "no_lead", "unknown_unit", "internal_error",
+    "not_in_triage", "not_the_desk", "desk_signature", "unit_signature", "unknown_rule", "no_lead", "unknown_unit", "internal_error",
 )
 
 

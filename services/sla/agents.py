@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import faust
@@ -28,8 +30,10 @@ from services.platform.codec import TYPES, Outgoing, header
 from services.platform.db import write_outbox
 from services.platform.logging import get_logger
 from services.platform.metrics import Metrics
-from services.platform.settings import Settings
-from services.platform.worker import Runtime, make_app
+from services.platform import unit_signature
+from services.platform.settings import ConfigurationError, Settings
+from services.platform.unit_signature import UnitKeys
+from services.platform.worker import HeldMessage, Runtime, make_app
 from services.sla import store
 
 log = get_logger(__name__)
@@ -38,10 +42,21 @@ CAMPAIGN_CHUNK = 31  # scheduled campaign evaluations per transaction when catch
 BACKFILL_BUDGET_SECONDS = 2.0  # longest a call of ensure_facts spends computing old tickets' facts
 
 
+def _unit_keys(settings: Settings, rules: SlaRules) -> UnitKeys | None:
+    """The units that sign their updates (``HOTLINE_UNIT_KEYS_FILE``), or None when no unit does."""
+    if not settings.unit_keys_file:
+        return None
+    try:
+        return UnitKeys.load(Path(settings.unit_keys_file), rules.units)
+    except ValueError as exc:
+        raise ConfigurationError([str(exc)]) from None
+
+
 def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -> faust.App:
     app = make_app("sla", settings, settings.sla_port)
     rt = Runtime("sla", app, settings, metrics or Metrics())
     t = rt.topics
+    unit_keys = _unit_keys(settings, rules)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(t[name], value_type=bytes, value_serializer="raw", key_serializer="raw")
@@ -82,15 +97,21 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             store.stage(batch, result, rules)
         return []
 
+    def unit_signed(raw: bytes, m: faust.types.Message, unit: str) -> Rejection | None:
+        """A unit's update signed wrongly (``unit_signature.arriving``); judged as it comes, like the desk's."""
+        if isinstance(m, HeldMessage):
+            return None
+        return unit_signature.arriving(unit_keys, raw, getattr(m, "headers", None), unit)
+
     async def on_update(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
             batch.count(rt.metrics.updates.labels("unknown", "rejected").inc)
             return await rt.reject(batch, update, raw, m)
-        # a desk's step without its signature; then one dated after it was sent (judged as it comes: a held input
-        # has no timestamp)
+        # a desk's step without its signature, a unit's with a wrong one; then one dated after it was sent (judged
+        # as it comes: a held input passed when it was held, and has no timestamp)
         desk_work = lifecycle.DESK_WORK.get(update.action)
-        refused = ((rt.desk_signed(raw, m, desk_work) if desk_work else None)
+        refused = ((rt.desk_signed(raw, m, desk_work) if desk_work else unit_signed(raw, m, update.unit))
                    or rt.dated_after_sending(update.occurred_at, m))
         if refused is not None:
             batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
@@ -99,6 +120,12 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
         if waiting is not None:
             return waiting
+        if before is not None and not desk_work:  # a unit's update: from the ticket's district, signed if it must be
+            refused = unit_signature.for_ticket(unit_keys, getattr(m, "headers", None), before.jurisdiction,
+                                                update.unit)
+            if refused is not None:
+                batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
+                return await rt.reject(batch, refused, raw, m)
         result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
             if sla.may_be_early(before, update, result):
@@ -265,6 +292,12 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
     rt.hold_waits_for = (t["workorders"], t["triage"])  # the topics that open the SLA worker's tickets
 
     rt.warn_if_desk_unsigned()
+    unlisted = unit_keys.unlisted() if unit_keys is not None else sorted(rules.units)
+    if unlisted:
+        log.warning("unit_updates_unauthenticated", units=len(unlisted), of=len(rules.units),
+                    by_jurisdiction=dict(Counter(rules.units[code][0] for code in unlisted)),
+                    detail="these units' updates are accepted from whoever writes their name (HOTLINE_UNIT_KEYS_FILE "
+                           "lists the units that sign; `hotline unit-keys` makes one)")
     sweep_lock = asyncio.Lock()
 
     async def sweep_now() -> None:

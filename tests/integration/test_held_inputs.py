@@ -626,3 +626,59 @@ def test_a_ruling_needs_the_desks_signature(database: str, router) -> None:  # t
         return [(r["reason"], r["field"]) for r in rows]
 
     assert asyncio.run(go()) == [("desk_signature", "hotline_desk_signature"), ("unknown_ticket", "ticket_id")]
+
+
+# --- a unit's signature (unit_signature) --------------------------------------------------------------------------
+
+def test_a_units_update_needs_its_signature_once_listed_and_a_held_one_is_judged_as_it_came(
+        database: str, rules: SlaRules, router, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With HOTLINE_UNIT_KEYS_FILE listing the lead unit, its updates that overtook their work order are held: the
+    signed ones apply after the workers restarted with the unit's key replaced; an unsigned one in its name is
+    refused once the ticket is known (the held retry), one signed by another unit of the district in its name as
+    it comes."""
+    from services.platform.unit_signature import signed_headers
+
+    order, ack, resolve = _ack_then_resolve(router, rules)
+    lead = next(code for code, unit in rules.units.items() if unit == (order.jurisdiction.value, order.lead_unit))
+    neighbour = next(code for code, (j, _) in sorted(rules.units.items())
+                     if j == order.jurisdiction.value and code != lead)
+    old, new, other = "a" * 64, "b" * 64, "c" * 64
+    keys = tmp_path / "unit-keys.yaml"
+    keys.write_text(f"{lead}: [{old}]\n{neighbour}: [{other}]\n", encoding="utf-8")
+    unsigned = _update(order, "RES-UNSIGNED", "resolve", 30)
+    impostor = _update(order, "RES-NEIGHBOUR", "resolve", 40)
+
+    async def go() -> None:
+        app = _sla(database, rules, unit_keys_file=str(keys))
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack, signed_headers(lead, old, ack))],
+                                          [_event("hotline.updates", 1, unsigned)],
+                                          [_event("hotline.updates", 2, impostor,
+                                                  signed_headers(neighbour, other, impostor))],
+                                          [_event("hotline.updates", 3, resolve, signed_headers(lead, old, resolve))]])
+        assert await _sla_state(app, order.ticket_id) == (None, ["unit_signature"], 3)
+        await (await app.hotline_runtime.pool()).close()
+        keys.write_text(f"{lead}: [{new}]\n{neighbour}: [{other}]\n", encoding="utf-8")  # the old key removed
+        app = _sla(database, rules, unit_keys_file=str(keys))
+        rt = app.hotline_runtime
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("resolved", ["unit_signature", "unit_signature"], 0)
+        pool = await rt.pool()
+        errors = [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
+        assert errors[0].startswith(f"{order.lead_unit} ({lead}) signs its updates and this one carries no valid")
+        assert errors[1].startswith(f"signed by {neighbour} (") and errors[1].endswith(f"name of {order.lead_unit}")
+        state = await pool.fetchval("SELECT state FROM tickets WHERE ticket_id = $1", order.ticket_id)
+        assert [t["update_id"] for t in state["transitions"][1:]] == ["ACK-1", "RES-1"]
+        await pool.close()
+
+    asyncio.run(go())
+
+
+def test_a_bad_unit_keys_file_stops_the_sla_worker_naming_it(database: str, rules: SlaRules,
+                                                              tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.platform.settings import ConfigurationError
+
+    keys = tmp_path / "unit-keys.yaml"
+    keys.write_text("qingpu.nope: [" + "k" * 32 + "]\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="qingpu.nope: no unit or territory of the rulebooks has this code"):
+        _sla(database, rules, unit_keys_file=str(keys))

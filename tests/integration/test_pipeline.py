@@ -8,6 +8,7 @@ import json
 import re
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -21,6 +22,7 @@ from services.demo.stack import start
 from services.domain.scorecards import compute
 from services.domain.tickets import OPEN_FOR_UNIT
 from services.platform.kafka_security import client_options
+from services.platform.unit_signature import UnitKeys, signed_headers as unit_headers
 from services.replay.runner import run as replay
 from services.sla.report import from_database
 from tests.conftest import cst
@@ -125,9 +127,9 @@ def test_redelivered_and_forged_inputs_change_nothing_and_are_counted(world, rul
             await feeder.publish("updates", sample.updates, "ticket_id")
             await feeder.publish("rulings", sample.rulings, "ticket_id")
             await feeder.publish("raw", [conflicting], "jurisdiction")
-            for topic, raw in forged:  # unsigned: not the desk's, whatever name they write
+            for topic, raw, headers in forged:  # not signed by the desk, or not by the unit they name
                 await feeder.producer.send_and_wait(running.settings.topic_prefix + "." + topic, raw,
-                                                    key=json.loads(raw)["ticket_id"].encode())
+                                                    key=json.loads(raw)["ticket_id"].encode(), headers=headers)
             returned = await returns_again()
             await feeder.wait_quiescent()
             return returned
@@ -151,11 +153,26 @@ def test_redelivered_and_forged_inputs_change_nothing_and_are_counted(world, rul
     forged = [("updates", json.dumps({
         "event_id": "FORGED-REOPEN", "ticket_id": closed["ticket_id"], "action": "reopen", "reason": "群众不满意",
         "unit": rules.desks[closed["state"]["jurisdiction"]],
-        "occurred_at": closed["state"]["transitions"][-1]["at"]}, ensure_ascii=False).encode()),
+        "occurred_at": closed["state"]["transitions"][-1]["at"]}, ensure_ascii=False).encode(), None),
         ("rulings", json.dumps({
             "ruling_id": "FORGED-R", "ticket_id": waiting["ticket_id"], "action": "close", "reason": "已答复",
             "desk": rules.desks[waiting["state"]["jurisdiction"]],
-            "occurred_at": waiting["state"]["transitions"][-1]["at"]}, ensure_ascii=False).encode())]
+            "occurred_at": waiting["state"]["transitions"][-1]["at"]}, ensure_ascii=False).encode(), None)]
+    # and a unit's 办结 of a ticket its district's unit of that name holds: unsigned, signed by another unit of the
+    # district in that name, and signed by the unit of the same name in another district (HOTLINE_UNIT_KEYS_FILE)
+    keys = UnitKeys.load(Path(running.settings.unit_keys_file), rules.units)
+    held, holder, elsewhere = next(
+        (r, keys.codes[(r["state"]["jurisdiction"], r["state"]["unit"])], code)
+        for r in _db(running, "SELECT ticket_id, state FROM tickets WHERE status = 'acknowledged' ORDER BY 1")
+        for code, (j, name) in sorted(keys.units.items())
+        if name == r["state"]["unit"] and j != r["state"]["jurisdiction"])
+    neighbour = next(code for code, (j, _) in sorted(keys.units.items())
+                     if j == held["state"]["jurisdiction"] and code != holder)
+    resolve = {"ticket_id": held["ticket_id"], "action": "resolve", "unit": held["state"]["unit"], "note": "已办结",
+               "occurred_at": held["state"]["transitions"][-1]["at"]}
+    for n, signer in enumerate((None, neighbour, elsewhere)):
+        raw = json.dumps({**resolve, "event_id": f"FORGED-RESOLVE-{n}"}, ensure_ascii=False).encode()
+        forged.append(("updates", raw, unit_headers(signer, keys.keys[signer][0], raw) if signer else None))
     counted = router_duplicates()
     returned = asyncio.run(again())
     _db(running, "UPDATE intake_events SET payload = jsonb_set(payload, '{schema_version}', '1') "
@@ -172,6 +189,12 @@ def test_redelivered_and_forged_inputs_change_nothing_and_are_counted(world, rul
     assert not _db(running, "SELECT reason FROM dead_letters WHERE reason = 'internal_error'")
     signatures = _db(running, "SELECT stage, original FROM dead_letters WHERE reason = 'desk_signature' ORDER BY 1")
     assert [(r["stage"], "FORGED-" in r["original"]) for r in signatures] == [("router", True), ("sla", True)]
+    units_refused = _db(running, "SELECT stage, error, original FROM dead_letters WHERE reason = 'unit_signature' "
+                                 "ORDER BY original")
+    assert [(r["stage"], f"FORGED-RESOLVE-{n}" in r["original"]) for n, r in enumerate(units_refused)] == [
+        ("sla", True)] * 3
+    assert [r["error"].split(" ")[:3] for r in units_refused] == [
+        [held["state"]["unit"], f"({holder})", "signs"], ["signed", "by", neighbour], ["signed", "by", elsewhere]]
     # The router recognises each return (sent again as after a crash) and ruling it applied, and counts it
     assert returned >= sum(len(t["handled_returns"]) for t in router_tickets) > 0
     rulings_applied = sum(len(t["rulings"]) for t in router_tickets)

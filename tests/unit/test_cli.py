@@ -63,3 +63,19 @@ def test_a_wrong_setting_is_named_without_a_traceback(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert "configuration error" in result.stderr and "Traceback" not in result.stderr
         assert expected in " ".join(result.stderr.split()), result.stderr
+
+
+def test_unit_keys_writes_a_secret_file_the_sla_worker_loads_and_never_overwrites_one(tmp_path: Path) -> None:
+    from services.domain.sla import SlaRules
+    from services.platform.unit_signature import UnitKeys
+
+    path = tmp_path / "unit-keys.yaml"
+    result = CliRunner().invoke(app, ["unit-keys", str(path)])
+    assert result.exit_code == 0, result.output
+    assert path.stat().st_mode & 0o777 == 0o600
+    units = SlaRules.load().units
+    assert f"a key for each of {len(units)} units" in result.stdout
+    assert UnitKeys.load(path, units).unlisted() == []
+    before = path.read_bytes()
+    again = CliRunner().invoke(app, ["unit-keys", str(path)])
+    assert again.exit_code == 1 and "File exists" in again.output and path.read_bytes() == before

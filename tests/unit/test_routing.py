@@ -523,6 +523,23 @@ def test_version_tracks_content(tmp_path: Path, router: Router) -> None:
     assert Router.load(copy).version != router.version
 
 
+@pytest.mark.parametrize(("book", "old", "new", "says"), [
+    # a unit code names its work-order topic and its signing keys: one unit in all the rulebooks
+    ("changning.yaml", "code: changning.cgzf,", "code: qingpu.cgzf,", "unit codes used by two rulebooks: ['qingpu.cgzf']"),
+    # an update names its unit: the name must say which one of the district
+    ("qingpu.yaml", "name: 夏阳街道,", "name: 区城管执法局,", "qingpu: two units or territories with the same name"),
+])
+def test_unit_codes_and_names_must_say_which_unit(tmp_path: Path, book: str, old: str, new: str, says: str) -> None:
+    copy = tmp_path / "books"
+    shutil.copytree(default_dir(), copy)
+    path = copy / book
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Router.load(copy)
+
+
 def test_load_from_another_cwd(tmp_path: Path) -> None:
     code = "from services.domain.routing import Router; r = Router.load(); print(r.version, len(r.all_units()))"
     out = subprocess.run(

@@ -206,7 +206,15 @@ def load_library(directory: Path | str | None = None) -> Library:
             raise ValueError(f"two rulebooks for {book.jurisdiction}")
         _check_book(book, categories)
         books[book.jurisdiction] = book
+    codes = [u.code for book in books.values() for u in [*book.units, *book.territories]]
+    if len(set(codes)) != len(codes):  # a unit's code names its work-order topic and its signing keys
+        raise ValueError(f"unit codes used by two rulebooks: {sorted({c for c in codes if codes.count(c) > 1})}")
     return Library(common=common, categories=categories, books=books, version=content_version(directory))
+
+
+def unit_directory(library: Library) -> dict[str, tuple[str, str]]:
+    """Every unit and territory of the library by its code: (jurisdiction, name)."""
+    return {u.code: (j, u.name) for j, book in library.books.items() for u in [*book.units, *book.territories]}
 
 
 def _check_book(book: Rulebook, categories: dict[str, Category]) -> None:
@@ -216,6 +224,8 @@ def _check_book(book: Rulebook, categories: dict[str, Category]) -> None:
     codes = [u.code for u in book.units] + [t.code for t in book.territories]
     if len(set(codes)) != len(codes):
         raise ValueError(f"{book.jurisdiction}: duplicate unit codes")
+    if len(names | territory_names) != len(codes):  # an update names its unit: the name must say which one
+        raise ValueError(f"{book.jurisdiction}: two units or territories with the same name")
     if book.triage_unit not in names:
         raise ValueError(f"{book.jurisdiction}: triage unit {book.triage_unit} not in units")
     seen: set[str] = set()
