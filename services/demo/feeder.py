@@ -41,6 +41,21 @@ def _fields(raw: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _encodes(text: str) -> bool:
+    """Whether UTF-8 can encode ``text`` (JSON lets a hostile line carry a lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _key(data: dict[str, Any], field: str) -> bytes | None:
+    """The Kafka key: the line's ``field`` (None when it has none, or one UTF-8 cannot encode: a lone surrogate)."""
+    key = str(data.get(field, ""))
+    return key.encode() if key and _encodes(key) else None
+
+
 class Feeder:
     def __init__(self, settings: Settings, dsn: str) -> None:
         self.settings = settings
@@ -73,7 +88,7 @@ class Feeder:
         districts = await self._districts([data.get("ticket_id") for data in parsed]) if topic == "updates" else {}
         futures = []
         for raw, data in zip(lines, parsed):
-            key = str(data.get(key_field, "")).encode() or None
+            key = _key(data, key_field)
             futures.append(await self.producer.send(self.topics[topic], raw, key=key,
                                                     headers=self._signed(topic, raw, data, districts)))
             if progress:
@@ -94,8 +109,8 @@ class Feeder:
             return desk_headers(keys[0], raw) if keys else None
         if topic != "updates" or self.unit_keys is None:
             return None
-        district = districts.get(str(data.get("ticket_id")))
-        code = self.unit_keys.codes.get((district, data.get("unit")))  # type: ignore[arg-type]
+        district, unit = districts.get(str(data.get("ticket_id"))), data.get("unit")
+        code = self.unit_keys.codes.get((district, unit)) if district and isinstance(unit, str) else None
         if code is None or code not in self.unit_keys.keys:
             return None
         return unit_headers(code, self.unit_keys.keys[code][0], raw)
@@ -105,7 +120,7 @@ class Feeder:
         if self.unit_keys is None:
             return {}
         rows = await self._fetch("SELECT ticket_id, jurisdiction FROM tickets WHERE ticket_id = ANY($1::text[])",
-                                 sorted({str(t) for t in ticket_ids if isinstance(t, str)}))
+                                 sorted({t for t in ticket_ids if isinstance(t, str) and _encodes(t)}))
         return {r["ticket_id"]: r["jurisdiction"] for r in rows}
 
     async def tick(self, now: datetime) -> None:

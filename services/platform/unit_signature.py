@@ -10,7 +10,8 @@ The SLA worker checks twice, because an update can arrive before its ticket is k
 
 * ``arriving``, as the update comes in: a signature must match the message under the keys of the code it names, and
   that code must be the unit the update names. Not repeated when a held input is tried again, so a key replaced
-  in the meantime does not refuse it.
+  in the meantime does not refuse it: a held update keeps its unit headers only when ``arriving`` verified them
+  (``held_headers``), so what a retry finds there was checked.
 * ``for_ticket``, once the ticket is known: a signed update must come from the ticket's jurisdiction (unit names
   repeat across districts), and an update in the name of a listed unit must be signed.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -45,7 +46,7 @@ Headers = Iterable[tuple[str, bytes | str | None]] | None
 class UnitKeys:
     """The units that sign their updates, with their keys, and every unit of the rulebooks."""
 
-    keys: Mapping[str, tuple[str, ...]]  # unit code -> its keys (several while one is replaced)
+    keys: Mapping[str, tuple[str, ...]] = field(repr=False)  # unit code -> its keys (several while one is replaced)
     units: Mapping[str, tuple[str, str]]  # code -> (jurisdiction, name), every unit and territory of the rulebooks
     codes: Mapping[tuple[str, str], str]  # (jurisdiction, name) -> code
 
@@ -55,10 +56,12 @@ class UnitKeys:
         never a key."""
         where = f"HOTLINE_UNIT_KEYS_FILE={path}"
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
         except OSError as exc:
             raise ValueError(f"{where}: cannot be read ({exc.strerror})") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        except _Duplicate as exc:
+            raise ValueError(f"{where}: {exc} (list its keys on one line: [old, new])") from None
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             raise ValueError(f"{where}: not a YAML document" + (f" (line {line + 1})" if line is not None else "")
                              ) from None
@@ -69,15 +72,16 @@ class UnitKeys:
         problems: list[str] = []
         keys: dict[str, tuple[str, ...]] = {}
         owner: dict[str, str] = {}
-        for raw_code, value in data.items():
+        for n, (raw_code, value) in enumerate(data.items(), 1):
             code = str(raw_code)
             listed = [value] if isinstance(value, str) else value if isinstance(value, list) else None
             if listed is None or not all(isinstance(k, str) for k in listed):
-                problems.append(f"{code}: a key or a list of keys is expected")
+                problems.append(f"{code if code in units else f'entry {n}'}: a key or a list of keys is expected")
                 continue
             own = tuple(k.strip() for k in listed if k.strip())
-            if code not in units:
-                problems.append(f"{code}: no unit or territory of the rulebooks has this code")
+            if code not in units:  # not echoed: a file written the wrong way round would show a key here
+                problems.append(f"entry {n}: its code is not a unit or territory of the rulebooks")
+                continue
             if not own:
                 problems.append(f"{code}: no key")
             short = sum(len(k) < MIN_DESK_KEY_LENGTH for k in own)
@@ -95,6 +99,26 @@ class UnitKeys:
     def unlisted(self) -> list[str]:
         """Codes of the units whose updates are still taken on trust."""
         return sorted(code for code in self.units if code not in self.keys)
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a code written twice (PyYAML keeps the last silently, which would drop the
+    old key of a unit whose key is being replaced)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, str):
+                continue
+            if key in seen:
+                raise _Duplicate(f"line {key_node.start_mark.line + 1}: {key} is listed twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def signed_headers(code: str, key: str, raw: bytes) -> list[tuple[str, bytes]]:
@@ -129,12 +153,12 @@ def arriving(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str
     if unit_keys is None:
         return None
     codes, signatures = values(headers, CODE_HEADER), values(headers, HEADER)
-    if not codes and not signatures:
+    if not codes:  # unsigned, or a signature that names no unit: judged as unsigned once the ticket is known
         return None
     code = _code(headers)
     if code is None:
         return Rejection(REASON, CODE_HEADER, f"a signed update names its unit's code in one {CODE_HEADER} header "
-                                              f"(found {len(codes)}, or not text); {_HOW}")
+                                              f"(found {len(codes)}, or a value that is not text); {_HOW}")
     keys = unit_keys.keys.get(code)
     if keys is None:  # a unit that signs before it is listed: taken as unsigned (for_ticket)
         return None
@@ -150,13 +174,26 @@ def arriving(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str
     return None
 
 
+def held_headers(unit_keys: UnitKeys | None, headers: Headers) -> tuple[tuple[str, bytes | str | None], ...]:
+    """What a held update keeps of its headers, once ``arriving`` passed it: its unit headers only if they were
+    verified (their code is listed), so that ``for_ticket`` on a retry can trust them without the key, which may have
+    been replaced since. Unverified ones (a unit not listed yet, no keys file) are dropped: the retry judges the
+    update as unsigned, even if the unit is listed by then."""
+    code = _code(headers)
+    if unit_keys is not None and code is not None and code in unit_keys.keys:
+        return tuple(headers or ())
+    return tuple((k, v) for k, v in (headers or ()) if k not in (CODE_HEADER, HEADER))
+
+
 def for_ticket(unit_keys: UnitKeys | None, headers: Headers, jurisdiction: str, unit: str) -> Rejection | None:
-    """Once the ticket is known: a signed update (checked by ``arriving``) must come from the ticket's jurisdiction;
-    an update in the name of a unit listed in the keys file must be signed."""
+    """Once the ticket is known: a signed update (checked by ``arriving``, or kept by ``held_headers``) must come from
+    the unit it names, of the ticket's jurisdiction; an update in the name of a listed unit must be signed."""
     if unit_keys is None:
         return None
     code = _code(headers)
     signer = unit_keys.units.get(code) if code is not None and code in unit_keys.keys else None
+    if signer is not None and signer[1] != unit:
+        return Rejection(REASON, "unit", f"signed by {code} ({signer[1]}) but written in the name of {unit}")
     if signer is not None:
         if signer[0] != jurisdiction:
             return Rejection(REASON, CODE_HEADER, f"signed by {code} of {signer[0]}, but the ticket is "

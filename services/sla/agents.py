@@ -98,7 +98,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         return []
 
     def unit_signed(raw: bytes, m: faust.types.Message, unit: str) -> Rejection | None:
-        """A unit's update signed wrongly (``unit_signature.arriving``); judged as it comes, like the desk's."""
+        """A unit's update signed wrongly (``unit_signature.arriving``); judged as it comes, like the desk's (a held
+        update keeps only the unit headers this verified: ``unit_signature.held_headers``)."""
         if isinstance(m, HeldMessage):
             return None
         return unit_signature.arriving(unit_keys, raw, getattr(m, "headers", None), unit)
@@ -117,19 +118,22 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
             return await rt.reject(batch, refused, raw, m)
         before = await store.load(batch, update.ticket_id)
-        waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
+        headers = getattr(m, "headers", None)
+        kept = None if desk_work else unit_signature.held_headers(unit_keys, headers)  # if held: what was verified
+        waiting = await rt.held_before(batch, update.ticket_id, raw, m, kept)  # in order behind its held inputs
         if waiting is not None:
             return waiting
-        if before is not None and not desk_work:  # a unit's update: from the ticket's district, signed if it must be
-            refused = unit_signature.for_ticket(unit_keys, getattr(m, "headers", None), before.jurisdiction,
-                                                update.unit)
+        result = sla.on_update(before, update, rules)
+        if before is not None and not desk_work and not isinstance(result, Duplicate):
+            # a unit's update: from the unit it names, of the ticket's district, signed if that unit must sign (a
+            # copy of an update already applied changes nothing, whatever its headers)
+            refused = unit_signature.for_ticket(unit_keys, headers, before.jurisdiction, update.unit)
             if refused is not None:
                 batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
                 return await rt.reject(batch, refused, raw, m)
-        result = sla.on_update(before, update, rules)
         if isinstance(result, Rejection):
             if sla.may_be_early(before, update, result):
-                out = await rt.hold(batch, update.ticket_id, result, raw, m)  # [] while held, the dead letter after
+                out = await rt.hold(batch, update.ticket_id, result, raw, m, kept)  # [] while held, the dead letter after
             else:
                 out = await rt.reject(batch, result, raw, m)
             if out:  # a held input counts once it is dead-lettered or applied (hotline_held_inputs meanwhile)

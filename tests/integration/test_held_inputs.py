@@ -680,5 +680,32 @@ def test_a_bad_unit_keys_file_stops_the_sla_worker_naming_it(database: str, rule
 
     keys = tmp_path / "unit-keys.yaml"
     keys.write_text("qingpu.nope: [" + "k" * 32 + "]\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError, match="qingpu.nope: no unit or territory of the rulebooks has this code"):
+    with pytest.raises(ConfigurationError, match="entry 1: its code is not a unit or territory of the rulebooks"):
         _sla(database, rules, unit_keys_file=str(keys))
+
+
+def test_a_held_update_whose_unit_is_listed_meanwhile_is_judged_as_unsigned(
+        database: str, rules: SlaRules, router, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A signature that could not be checked as the update came (its unit was not listed yet) is not trusted on the
+    retry after the unit is listed: the held update keeps no unit headers and is judged as unsigned."""
+    order, ack, _ = _ack_then_resolve(router, rules)
+    lead = next(code for code, unit in rules.units.items() if unit == (order.jurisdiction.value, order.lead_unit))
+    keys = tmp_path / "unit-keys.yaml"
+    keys.write_text("", encoding="utf-8")  # nobody listed yet
+    forged = [("hotline_unit", lead.encode()), ("hotline_unit_signature", b"sha256=" + b"0" * 64)]
+
+    async def go() -> tuple[str | None, list[str], int]:
+        app = _sla(database, rules, unit_keys_file=str(keys))
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack, forged)]])
+        stored = await (await app.hotline_runtime.pool()).fetchval("SELECT headers FROM held_inputs")
+        assert headers_from_json(stored) == ()
+        await (await app.hotline_runtime.pool()).close()
+        keys.write_text(f"{lead}: [{'a' * 64}]\n", encoding="utf-8")
+        app = _sla(database, rules, unit_keys_file=str(keys))
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        assert await app.hotline_runtime.retry_held() == 0
+        state = await _sla_state(app, order.ticket_id)
+        await (await app.hotline_runtime.pool()).close()
+        return state
+
+    assert asyncio.run(go()) == ("dispatched", ["unit_signature"], 0)

@@ -9,8 +9,8 @@ import yaml
 
 from services.domain.sla import SlaRules
 from services.platform.desk_signature import signature
-from services.platform.unit_signature import (CODE_HEADER, HEADER, UnitKeys, arriving, for_ticket, new_keys_file,
-                                              signed_headers)
+from services.platform.unit_signature import (CODE_HEADER, HEADER, UnitKeys, arriving, for_ticket, held_headers,
+                                              new_keys_file, signed_headers)
 
 UNITS = {"qingpu.cgzf": ("qingpu", "区城管执法局"), "qingpu.fgj": ("qingpu", "区房管局"),
          "changning.cgzf": ("changning", "区城管执法局"), "qingpu.xiayang": ("qingpu", "夏阳街道")}
@@ -54,8 +54,9 @@ def test_units_not_listed_are_taken_on_trust(keys: UnitKeys) -> None:
     ([(CODE_HEADER, b"qingpu.cgzf")], HEADER, "carries 0 signature headers"),
     ([(CODE_HEADER, b"qingpu.cgzf"), (HEADER, None)], HEADER, "carries 1 signature headers with a value"),
     ([*signed_headers("qingpu.cgzf", KEY, RAW), (HEADER, signature(KEY, RAW))], HEADER, "carries 2"),
-    ([(HEADER, signature(KEY, RAW))], CODE_HEADER, "names its unit's code in one hotline_unit header (found 0"),
+    ([(HEADER, signature(KEY, RAW))], CODE_HEADER, None),  # names no unit: as unsigned, judged with the ticket
     ([(CODE_HEADER, b"\xff"), (HEADER, signature(KEY, RAW))], CODE_HEADER, "not text"),
+    ([(CODE_HEADER, None), (HEADER, signature(KEY, RAW))], CODE_HEADER, "found 1, or a value that is not text"),
     ([(CODE_HEADER, b"qingpu.cgzf"), *signed_headers("qingpu.cgzf", KEY, RAW)], CODE_HEADER, "found 2"),
     (signed_headers("qingpu.fgj", KEY, RAW), CODE_HEADER, None),  # not listed: as unsigned, judged with the ticket
     (signed_headers("changning.cgzf", OTHER, RAW), "unit", None),  # valid, but of 长宁: judged once the ticket is known
@@ -72,9 +73,26 @@ def test_a_wrongly_signed_update_is_refused_as_it_arrives(keys: UnitKeys, header
 
 
 def test_a_unit_cannot_sign_in_another_units_name(keys: UnitKeys) -> None:
-    rejection = arriving(keys, RAW, signed_headers("qingpu.cgzf", KEY, RAW), "区房管局")
-    assert rejection is not None and (rejection.reason, rejection.field) == ("unit_signature", "unit")
-    assert rejection.error == "signed by qingpu.cgzf (区城管执法局) but written in the name of 区房管局"
+    headers = signed_headers("qingpu.cgzf", KEY, RAW)
+    for rejection in (arriving(keys, RAW, headers, "区房管局"), for_ticket(keys, headers, "qingpu", "区房管局")):
+        assert rejection is not None and (rejection.reason, rejection.field) == ("unit_signature", "unit")
+        assert rejection.error == "signed by qingpu.cgzf (区城管执法局) but written in the name of 区房管局"
+
+
+def test_a_held_update_keeps_only_unit_headers_that_were_verified(keys: UnitKeys) -> None:
+    """What a retry of a held update finds in its unit headers was checked as it arrived: a signature of a unit not
+    listed then (not checked) is dropped, so the retry judges the update as unsigned even if the unit is listed by
+    then; a verified one is kept, so the retry needs no key (it may have been replaced)."""
+    verified = [("ce_id", b"x"), *signed_headers("qingpu.cgzf", KEY, RAW)]
+    assert held_headers(keys, verified) == tuple(verified)
+    unlisted = [("ce_id", b"x"), *signed_headers("qingpu.fgj", "f" * 32, RAW)]
+    assert held_headers(keys, unlisted) == (("ce_id", b"x"),) == held_headers(None, verified)
+    assert held_headers(keys, None) == ()
+    later = UnitKeys({**keys.keys, "qingpu.fgj": ("g" * 32,)}, keys.units, keys.codes)  # 区房管局 listed meanwhile
+    assert for_ticket(later, unlisted, "qingpu", "区房管局") is None  # what the unchecked headers would have passed
+    rejection = for_ticket(later, held_headers(keys, unlisted), "qingpu", "区房管局")
+    assert rejection is not None and rejection.field == HEADER
+    assert KEY not in repr(keys) and OLD not in repr(keys)
 
 
 def test_once_the_ticket_is_known_a_signature_of_another_district_or_none_is_refused(keys: UnitKeys) -> None:
@@ -92,7 +110,10 @@ def test_once_the_ticket_is_known_a_signature_of_another_district_or_none_is_ref
 
 @pytest.mark.parametrize(("text", "says"), [
     ("qingpu.cgzf: short\n", "qingpu.cgzf: 1 of its keys are shorter than 32 characters"),
-    (f"qingpu.nope: {KEY}\n", "qingpu.nope: no unit or territory of the rulebooks has this code"),
+    (f"qingpu.nope: {KEY}\n", "entry 1: its code is not a unit or territory of the rulebooks"),
+    (f"qingpu.cgzf: [{OLD}]\n{KEY}: qingpu.fgj\n", "entry 2: its code is not a unit"),  # the wrong way round
+    (f"qingpu.cgzf: [{OLD}]\nqingpu.cgzf: [{KEY}]\n", "line 2: qingpu.cgzf is listed twice (list its keys on one"),
+    ("[" * 5000, "not a YAML document"),
     ("qingpu.cgzf: []\n", "qingpu.cgzf: no key"),
     ("qingpu.cgzf: {a: b}\n", "qingpu.cgzf: a key or a list of keys is expected"),
     (f"qingpu.cgzf: [{KEY}]\nqingpu.fgj: [{KEY}]\n", "qingpu.fgj: has the same key as qingpu.cgzf"),
@@ -105,7 +126,7 @@ def test_a_bad_keys_file_names_the_problem_and_never_a_key(tmp_path: Path, text:
     with pytest.raises(ValueError) as err:
         UnitKeys.load(path, UNITS)
     assert f"HOTLINE_UNIT_KEYS_FILE={path}" in str(err.value) and says in str(err.value)
-    assert KEY not in str(err.value) and "short" not in str(err.value).replace("shorter", "")
+    assert all(k not in str(err.value) for k in (KEY, OLD)) and "short" not in str(err.value).replace("shorter", "")
     with pytest.raises(ValueError, match="cannot be read"):
         UnitKeys.load(tmp_path / "missing.yaml", UNITS)
 
@@ -133,3 +154,40 @@ def test_the_asyncapi_document_declares_the_units_headers_on_updates_only() -> N
         assert re.fullmatch(declared[name]["pattern"], value.decode())
     for other in ("ruling", "work_order"):
         assert not {CODE_HEADER, HEADER} & set(messages[other]["headers"]["properties"])
+
+
+def test_the_demo_feeder_signs_as_each_sender_would_and_survives_odd_lines(tmp_path: Path) -> None:
+    import asyncio
+
+    from services.demo.feeder import Feeder
+    from services.platform.settings import Settings
+
+    units = SlaRules.load().units
+    path = tmp_path / "unit-keys.yaml"
+    path.write_text(new_keys_file(units), encoding="utf-8")
+    desk_key = "d" * 32
+
+    async def signed() -> list[object]:
+        feeder = Feeder(Settings(unit_keys_file=str(path), desk_signing_keys=desk_key), "postgresql://unused")
+        keys = feeder.unit_keys
+        assert keys is not None
+        districts = {"QP-1": "qingpu"}
+        lines = [{"ticket_id": "QP-1", "action": "resolve", "unit": CGZF},  # the unit's key
+                 {"ticket_id": "QP-1", "action": "callback", "unit": "区城运中心"},  # the desk's
+                 {"ticket_id": "QP-404", "action": "resolve", "unit": CGZF},  # a ticket nobody knows: unsigned
+                 {"ticket_id": "QP-1", "action": "resolve", "unit": ["区城管执法局"]},  # not text: unsigned
+                 {"ticket_id": "QP-1", "action": ["resolve"], "unit": {"a": 1}}]
+        out = [feeder._signed("updates", RAW, line, districts) for line in lines]
+        await feeder.producer.stop()  # never started: nothing was sent
+        await feeder.consumer.stop()
+        assert arriving(keys, RAW, out[0], CGZF) is None and for_ticket(keys, out[0], "qingpu", CGZF) is None
+        return out
+
+    from services.demo.feeder import _encodes, _key
+
+    assert _key({"ticket_id": "QP-\ud800"}, "ticket_id") is None and _key({}, "ticket_id") is None  # a lone surrogate
+    assert _key({"ticket_id": 7}, "ticket_id") == b"7" and not _encodes("\udc00") and _encodes("区")
+    unit, desk, *unsigned = asyncio.run(signed())
+    assert dict(unit)[CODE_HEADER] == b"qingpu.cgzf"  # type: ignore[arg-type]
+    assert desk == [("hotline_desk_signature", signature("d" * 32, RAW))]
+    assert unsigned == [None, None, None]
