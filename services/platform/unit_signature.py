@@ -6,12 +6,12 @@ signature one unit's system can acknowledge, return or close a ticket in another
 ``hotline_unit``, its code as in the rulebooks (``qingpu.cgzf``), and ``hotline_unit_signature``, ``sha256=`` and the
 hex HMAC-SHA256 of the record's value bytes under one of that unit's keys (the desk's scheme: ``desk_signature``).
 
-The SLA worker checks twice, because an update can arrive before its ticket is known (it is then held):
+The SLA worker checks in two steps, because an update can arrive before its ticket is known (it is then held):
 
-* ``arriving``, as the update comes in: a signature must match the message under the keys of the code it names, and
-  that code must be the unit the update names. Not repeated when a held input is tried again, so a key replaced
-  in the meantime does not refuse it: a held update keeps its unit headers only when ``arriving`` verified them
-  (``held_headers``), so what a retry finds there was checked.
+* ``verify``, as the update comes in and again each time a held update is tried, with the keys of the moment: a
+  signature must match the message under the keys of the listed unit whose code it names, and that unit must be the
+  one the update names. So a unit listed while its signed updates are held loses none of them, and an update held
+  with a key that has since been removed (a replaced or compromised key) is refused.
 * ``for_ticket``, once the ticket is known: a signed update must come from the ticket's jurisdiction (unit names
   repeat across districts), and an update in the name of a listed unit must be signed.
 
@@ -146,10 +146,10 @@ def _code(headers: Headers) -> str | None:
         return None
 
 
-def arriving(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str) -> Rejection | None:
-    """As an update comes in: when it is signed by a unit listed in the keys file, the signature must match under
-    that unit's keys and the unit must be the one the update names. Anything else is judged as unsigned by
-    ``for_ticket`` (a unit's system signs before its unit is listed, so that listing it loses nothing)."""
+def verify(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str) -> Rejection | None:
+    """When an update is signed by a unit listed in the keys file, the signature must match under that unit's keys
+    and the unit must be the one the update names. Anything else is judged as unsigned by ``for_ticket`` (a unit's
+    system signs before its unit is listed: ignored until then, checked from then on, held updates included)."""
     if unit_keys is None:
         return None
     codes, signatures = values(headers, CODE_HEADER), values(headers, HEADER)
@@ -174,20 +174,9 @@ def arriving(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str
     return None
 
 
-def held_headers(unit_keys: UnitKeys | None, headers: Headers) -> tuple[tuple[str, bytes | str | None], ...]:
-    """What a held update keeps of its headers, once ``arriving`` passed it: its unit headers only if they were
-    verified (their code is listed), so that ``for_ticket`` on a retry can trust them without the key, which may have
-    been replaced since. Unverified ones (a unit not listed yet, no keys file) are dropped: the retry judges the
-    update as unsigned, even if the unit is listed by then."""
-    code = _code(headers)
-    if unit_keys is not None and code is not None and code in unit_keys.keys:
-        return tuple(headers or ())
-    return tuple((k, v) for k, v in (headers or ()) if k not in (CODE_HEADER, HEADER))
-
-
 def for_ticket(unit_keys: UnitKeys | None, headers: Headers, jurisdiction: str, unit: str) -> Rejection | None:
-    """Once the ticket is known: a signed update (checked by ``arriving``, or kept by ``held_headers``) must come from
-    the unit it names, of the ticket's jurisdiction; an update in the name of a listed unit must be signed."""
+    """Once the ticket is known, after ``verify`` passed the update: a signed update must come from the unit it
+    names, of the ticket's jurisdiction; an update in the name of a listed unit must be signed."""
     if unit_keys is None:
         return None
     code = _code(headers)

@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -306,15 +306,14 @@ class Runtime:
         return handler
 
     async def hold(self, batch: Batch, ticket_id: str, rejection: Rejection, raw: bytes,
-                   message: Any, headers: Iterable[tuple[str, bytes | str | None]] | None = None) -> list[Outgoing]:
+                   message: Any) -> list[Outgoing]:
         """Keep an input that names what this worker has not seen yet (a ticket, a re-dispatch) instead of
         dead-lettering it at once: Kafka orders one partition of one topic, not two topics, and a relayed message
         arrives late. ``retry_held`` runs it through its handler again until it applies; once expired
         (``HOTLINE_HOLD_SECONDS`` passed and the service has read the ticket-opening topics past where they ended
         when it was held: ``_EXPIRED``) its handler's ``hold`` dead-letters it with ``rejection``. The input counts as
         processed: its key is committed with the held row. With ``HOTLINE_HOLD_MAX`` inputs held already, it is
-        dead-lettered at once (a flood of ids that will never come must not grow the table without end).
-        ``headers``: what to keep of the message's headers, when the handler keeps less (default: all of them)."""
+        dead-lettered at once (a flood of ids that will never come must not grow the table without end)."""
         retry = batch.scratch.get(_RETRY)
         if retry is not None:  # the handler ran again from retry_held
             if retry.final:
@@ -330,14 +329,13 @@ class Runtime:
             """INSERT INTO held_inputs (service, input_key, ticket_id, topic, partition, "offset", headers, raw, reason,
                field, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
             (self.service, self.input_key(self.service, message), ticket_id, message.topic, message.partition,
-             message.offset, headers_json(message.headers or () if headers is None else headers), raw, rejection.reason,
+             message.offset, headers_json(message.headers or ()), raw, rejection.reason,
              rejection.field, well_formed(rejection.error)))
         log.info("input_held", service=self.service, reason=rejection.reason, topic=message.topic,
                  partition=message.partition, offset=message.offset)
         return []
 
-    async def held_before(self, batch: Batch, ticket_id: str, raw: bytes, message: Any,
-                          headers: Iterable[tuple[str, bytes | str | None]] | None = None) -> list[Outgoing] | None:
+    async def held_before(self, batch: Batch, ticket_id: str, raw: bytes, message: Any) -> list[Outgoing] | None:
         """An input of a ticket that has inputs held waits behind them (held too, ``[]``), so that the ticket's
         inputs apply in the order they came, as in the replay: an acknowledgement held for its work order must
         not be overtaken by the resolution that follows it. None: nothing of the ticket is held, go on.
@@ -354,7 +352,7 @@ class Runtime:
         if not known[ticket_id]:
             return None
         behind = Rejection(HELD_BEHIND, "ticket_id", f"waits behind an earlier held input of ticket {ticket_id!r}")
-        return await self.hold(batch, ticket_id, behind, raw, message, headers)
+        return await self.hold(batch, ticket_id, behind, raw, message)
 
     async def retry_held(self) -> int:
         """Try again the held inputs that can move — their ticket exists now, or they have waited too long —

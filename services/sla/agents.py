@@ -33,7 +33,7 @@ from services.platform.metrics import Metrics
 from services.platform import unit_signature
 from services.platform.settings import ConfigurationError, Settings
 from services.platform.unit_signature import UnitKeys
-from services.platform.worker import HeldMessage, Runtime, make_app
+from services.platform.worker import Runtime, make_app
 from services.sla import store
 
 log = get_logger(__name__)
@@ -97,43 +97,37 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
             store.stage(batch, result, rules)
         return []
 
-    def unit_signed(raw: bytes, m: faust.types.Message, unit: str) -> Rejection | None:
-        """A unit's update signed wrongly (``unit_signature.arriving``); judged as it comes, like the desk's (a held
-        update keeps only the unit headers this verified: ``unit_signature.held_headers``)."""
-        if isinstance(m, HeldMessage):
-            return None
-        return unit_signature.arriving(unit_keys, raw, getattr(m, "headers", None), unit)
-
     async def on_update(batch: Batch, raw: bytes, m: faust.types.Message) -> list[Outgoing]:
         update = decode(UnitUpdate, raw)
         if isinstance(update, Rejection):
             batch.count(rt.metrics.updates.labels("unknown", "rejected").inc)
             return await rt.reject(batch, update, raw, m)
-        # a desk's step without its signature, a unit's with a wrong one; then one dated after it was sent (judged
-        # as it comes: a held input passed when it was held, and has no timestamp)
+        # a desk's step without its signature (judged as it comes), a unit's with a wrong one (judged again when a
+        # held update is retried, with the keys of the moment); then one dated after it was sent (a held input has
+        # no timestamp)
         desk_work = lifecycle.DESK_WORK.get(update.action)
-        refused = ((rt.desk_signed(raw, m, desk_work) if desk_work else unit_signed(raw, m, update.unit))
+        refused = ((rt.desk_signed(raw, m, desk_work) if desk_work
+                    else unit_signature.verify(unit_keys, raw, getattr(m, "headers", None), update.unit))
                    or rt.dated_after_sending(update.occurred_at, m))
         if refused is not None:
             batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
             return await rt.reject(batch, refused, raw, m)
         before = await store.load(batch, update.ticket_id)
-        headers = getattr(m, "headers", None)
-        kept = None if desk_work else unit_signature.held_headers(unit_keys, headers)  # if held: what was verified
-        waiting = await rt.held_before(batch, update.ticket_id, raw, m, kept)  # in order behind its held inputs
+        waiting = await rt.held_before(batch, update.ticket_id, raw, m)  # in order behind the ticket's held inputs
         if waiting is not None:
             return waiting
         result = sla.on_update(before, update, rules)
         if before is not None and not desk_work and not isinstance(result, Duplicate):
             # a unit's update: from the unit it names, of the ticket's district, signed if that unit must sign (a
             # copy of an update already applied changes nothing, whatever its headers)
-            refused = unit_signature.for_ticket(unit_keys, headers, before.jurisdiction, update.unit)
+            refused = unit_signature.for_ticket(unit_keys, getattr(m, "headers", None), before.jurisdiction,
+                                                update.unit)
             if refused is not None:
                 batch.count(rt.metrics.updates.labels(update.action.value, "rejected").inc)
                 return await rt.reject(batch, refused, raw, m)
         if isinstance(result, Rejection):
             if sla.may_be_early(before, update, result):
-                out = await rt.hold(batch, update.ticket_id, result, raw, m, kept)  # [] while held, the dead letter after
+                out = await rt.hold(batch, update.ticket_id, result, raw, m)  # [] while held, the dead letter after
             else:
                 out = await rt.reject(batch, result, raw, m)
             if out:  # a held input counts once it is dead-lettered or applied (hotline_held_inputs meanwhile)

@@ -630,23 +630,25 @@ def test_a_ruling_needs_the_desks_signature(database: str, router) -> None:  # t
 
 # --- a unit's signature (unit_signature) --------------------------------------------------------------------------
 
-def test_a_units_update_needs_its_signature_once_listed_and_a_held_one_is_judged_as_it_came(
+def test_a_units_update_needs_its_signature_once_listed_also_when_held(
         database: str, rules: SlaRules, router, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """With HOTLINE_UNIT_KEYS_FILE listing the lead unit, its updates that overtook their work order are held: the
-    signed ones apply after the workers restarted with the unit's key replaced; an unsigned one in its name is
-    refused once the ticket is known (the held retry), one signed by another unit of the district in its name as
-    it comes."""
+    """With HOTLINE_UNIT_KEYS_FILE listing the lead unit, its updates that overtook their work order are held and
+    judged when retried, with the keys of that moment: the workers restarted meanwhile with the unit's keys being
+    replaced (old and new listed, a compromised one removed). The updates signed with a listed key apply; one signed
+    with the removed key, and an unsigned one in the unit's name, are refused once the ticket is known; one signed by
+    another unit of the district in its name, at once."""
     from services.platform.unit_signature import signed_headers
 
     order, ack, resolve = _ack_then_resolve(router, rules)
     lead = next(code for code, unit in rules.units.items() if unit == (order.jurisdiction.value, order.lead_unit))
     neighbour = next(code for code, (j, _) in sorted(rules.units.items())
                      if j == order.jurisdiction.value and code != lead)
-    old, new, other = "a" * 64, "b" * 64, "c" * 64
+    old, revoked, new, other = "a" * 64, "r" * 64, "b" * 64, "c" * 64
     keys = tmp_path / "unit-keys.yaml"
-    keys.write_text(f"{lead}: [{old}]\n{neighbour}: [{other}]\n", encoding="utf-8")
+    keys.write_text(f"{lead}: [{old}, {revoked}]\n{neighbour}: [{other}]\n", encoding="utf-8")
     unsigned = _update(order, "RES-UNSIGNED", "resolve", 30)
     impostor = _update(order, "RES-NEIGHBOUR", "resolve", 40)
+    stolen = _update(order, "RES-REVOKED", "resolve", 50)
 
     async def go() -> None:
         app = _sla(database, rules, unit_keys_file=str(keys))
@@ -654,19 +656,21 @@ def test_a_units_update_needs_its_signature_once_listed_and_a_held_one_is_judged
                                           [_event("hotline.updates", 1, unsigned)],
                                           [_event("hotline.updates", 2, impostor,
                                                   signed_headers(neighbour, other, impostor))],
-                                          [_event("hotline.updates", 3, resolve, signed_headers(lead, old, resolve))]])
-        assert await _sla_state(app, order.ticket_id) == (None, ["unit_signature"], 3)
+                                          [_event("hotline.updates", 3, stolen, signed_headers(lead, revoked, stolen))],
+                                          [_event("hotline.updates", 4, resolve, signed_headers(lead, old, resolve))]])
+        assert await _sla_state(app, order.ticket_id) == (None, ["unit_signature"], 4)
         await (await app.hotline_runtime.pool()).close()
-        keys.write_text(f"{lead}: [{new}]\n{neighbour}: [{other}]\n", encoding="utf-8")  # the old key removed
+        keys.write_text(f"{lead}: [{new}, {old}]\n{neighbour}: [{other}]\n", encoding="utf-8")
         app = _sla(database, rules, unit_keys_file=str(keys))
         rt = app.hotline_runtime
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
         assert await rt.retry_held() == 0
-        assert await _sla_state(app, order.ticket_id) == ("resolved", ["unit_signature", "unit_signature"], 0)
+        assert await _sla_state(app, order.ticket_id) == ("resolved", ["unit_signature"] * 3, 0)
         pool = await rt.pool()
         errors = [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
         assert errors[0].startswith(f"{order.lead_unit} ({lead}) signs its updates and this one carries no valid")
         assert errors[1].startswith(f"signed by {neighbour} (") and errors[1].endswith(f"name of {order.lead_unit}")
+        assert errors[2].startswith(f"the signature does not match the message under the keys of {lead}")
         state = await pool.fetchval("SELECT state FROM tickets WHERE ticket_id = $1", order.ticket_id)
         assert [t["update_id"] for t in state["transitions"][1:]] == ["ACK-1", "RES-1"]
         await pool.close()
@@ -684,23 +688,26 @@ def test_a_bad_unit_keys_file_stops_the_sla_worker_naming_it(database: str, rule
         _sla(database, rules, unit_keys_file=str(keys))
 
 
-def test_a_held_update_whose_unit_is_listed_meanwhile_is_judged_as_unsigned(
+def test_a_unit_listed_while_its_updates_are_held_loses_none_and_a_forgery_is_found(
         database: str, rules: SlaRules, router, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A signature that could not be checked as the update came (its unit was not listed yet) is not trusted on the
-    retry after the unit is listed: the held update keeps no unit headers and is judged as unsigned."""
-    order, ack, _ = _ack_then_resolve(router, rules)
+    """A unit's system signs before the unit is listed (its signature is ignored until then). Its acknowledgement and
+    a forged resolution in its name, both held for their work order, are tried after the unit was listed: the
+    signature is checked then, so the acknowledgement applies and the forgery is refused."""
+    from services.platform.unit_signature import signed_headers
+
+    order, ack, resolve = _ack_then_resolve(router, rules)
     lead = next(code for code, unit in rules.units.items() if unit == (order.jurisdiction.value, order.lead_unit))
+    key = "k" * 64
     keys = tmp_path / "unit-keys.yaml"
     keys.write_text("", encoding="utf-8")  # nobody listed yet
     forged = [("hotline_unit", lead.encode()), ("hotline_unit_signature", b"sha256=" + b"0" * 64)]
 
     async def go() -> tuple[str | None, list[str], int]:
         app = _sla(database, rules, unit_keys_file=str(keys))
-        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack, forged)]])
-        stored = await (await app.hotline_runtime.pool()).fetchval("SELECT headers FROM held_inputs")
-        assert headers_from_json(stored) == ()
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack, signed_headers(lead, key, ack)),
+                                           _event("hotline.updates", 1, resolve, forged)]])
         await (await app.hotline_runtime.pool()).close()
-        keys.write_text(f"{lead}: [{'a' * 64}]\n", encoding="utf-8")
+        keys.write_text(f"{lead}: [{key}]\n", encoding="utf-8")
         app = _sla(database, rules, unit_keys_file=str(keys))
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
         assert await app.hotline_runtime.retry_held() == 0
@@ -708,4 +715,4 @@ def test_a_held_update_whose_unit_is_listed_meanwhile_is_judged_as_unsigned(
         await (await app.hotline_runtime.pool()).close()
         return state
 
-    assert asyncio.run(go()) == ("dispatched", ["unit_signature"], 0)
+    assert asyncio.run(go()) == ("acknowledged", ["unit_signature"], 0)
