@@ -327,19 +327,15 @@ def unit_keys(
 ) -> None:
     """Write a new HOTLINE_UNIT_KEYS_FILE: a random key for every unit and territory of the rulebooks, readable by
     its owner only. Give each unit's system its own line; delete the lines of units that do not sign yet."""
-    import os
-
     from services.domain.routing.rulebook import load_library, unit_directory
-    from services.platform.unit_signature import new_keys_file
+    from services.platform.unit_signature import write_new_keys_file
 
     units = unit_directory(load_library())
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_keys_file(out, units)
     except OSError as exc:
         console.print(f"[red]cannot write[/red] {out}: {exc.strerror}", highlight=False)
         raise typer.Exit(1) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(new_keys_file(units))
     results.print(f"wrote {out}: a key for each of {len(units)} units; set HOTLINE_UNIT_KEYS_FILE={out} on the SLA "
                   "workers", highlight=False, soft_wrap=True)
 

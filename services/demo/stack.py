@@ -13,7 +13,7 @@ from services.platform.db import migrate
 from services.platform.embedded import EmbeddedStack, wait_for_port
 from services.platform.kafka_admin import all_specs, create_topics
 from services.platform.settings import Settings
-from services.platform.unit_signature import new_keys_file
+from services.platform.unit_signature import write_new_keys_file
 
 SERVICES = ("intake", "router", "sla")
 
@@ -74,8 +74,7 @@ def _unit_keys_file(root: Path, units: dict[str, tuple[str, str]]) -> Path:
     path = root / "unit-keys.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(new_keys_file(units), encoding="utf-8")
+    write_new_keys_file(path, units)
     return path
 
 

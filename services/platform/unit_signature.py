@@ -22,6 +22,7 @@ instead.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,13 @@ def new_keys_file(units: Mapping[str, tuple[str, str]]) -> str:
     for code, (jurisdiction, name) in sorted(units.items()):
         lines.append(f"{code}: [{secrets.token_hex(32)}]  # {jurisdiction} {name}")
     return "\n".join(lines) + "\n"
+
+
+def write_new_keys_file(path: Path, units: Mapping[str, tuple[str, str]]) -> None:
+    """Create ``path`` (never over an existing file: FileExistsError), readable by its owner only, with
+    ``new_keys_file``."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as file:
+        file.write(new_keys_file(units))
 
 
 def _code(headers: Headers) -> str | None:
