@@ -476,10 +476,9 @@ class Runtime:
 
     def desk_signed(self, raw: bytes, message: Any, what: str) -> Rejection | None:
         """A message of the dispatch desk without its valid signature (``desk_signature``), when
-        ``HOTLINE_DESK_SIGNING_KEYS`` is set; see ``desk_signature``. Judged as it comes: a held input tried again
-        (``HeldMessage``) passed when it was held, and a key replaced since must not refuse it now."""
-        if isinstance(message, HeldMessage):
-            return None
+        ``HOTLINE_DESK_SIGNING_KEYS`` is set; see ``desk_signature``. Judged each time the input is tried, a held
+        one (``HeldMessage``, which keeps every header) included, with the keys of that moment: what was held before
+        the keys were set is not let through unchecked, and a key removed since no longer signs."""
         return desk_signature.check(self.settings.desk_keys, raw, getattr(message, "headers", None), what)
 
     def warn_if_desk_unsigned(self) -> None:

@@ -102,9 +102,8 @@ def build(settings: Settings, rules: SlaRules, metrics: Metrics | None = None) -
         if isinstance(update, Rejection):
             batch.count(rt.metrics.updates.labels("unknown", "rejected").inc)
             return await rt.reject(batch, update, raw, m)
-        # a desk's step without its signature (judged as it comes), a unit's with a wrong one (judged again when a
-        # held update is retried, with the keys of the moment); then one dated after it was sent (a held input has
-        # no timestamp)
+        # a desk's step without its signature, a unit's with a wrong one (each judged again when a held update is
+        # retried, with the keys of the moment); then one dated after it was sent (a held input has no timestamp)
         desk_work = lifecycle.DESK_WORK.get(update.action)
         refused = ((rt.desk_signed(raw, m, desk_work) if desk_work
                     else unit_signature.verify(unit_keys, raw, getattr(m, "headers", None), update.unit))

@@ -544,13 +544,13 @@ def _callback(order: WorkOrder, rules: SlaRules, event_id: str, minutes: int, un
                       ensure_ascii=False).encode()
 
 
-def test_a_desk_step_needs_the_desks_signature_judged_as_it_comes(
+def test_a_desk_step_needs_the_desks_signature_also_when_held(
         database: str, rules: SlaRules, router) -> None:  # type: ignore[no-untyped-def]
     """With HOTLINE_DESK_SIGNING_KEYS set, a unit that writes the desk's name on a callback (unsigned, or signed
     with a key of its own) is dead-lettered; the desk's signed callback, held behind the unit's steps that overtook
-    their work order, is not judged again when retried: the workers have meanwhile replaced the key (the desk's
-    system moved to a new one, the old one was removed), and it still applies. It carries a header without a value
-    and two whose bytes jsonb cannot hold as text (not UTF-8; a NUL), which the held input keeps."""
+    their work order, is judged again when retried, with the keys of that moment: the workers have meanwhile been
+    restarted to replace the key (the new one listed before the old), and it applies. It carries a header without a
+    value and two whose bytes jsonb cannot hold as text (not UTF-8; a NUL), which the held input keeps."""
     from services.platform.desk_signature import signed_headers
 
     order, ack, resolve = _ack_then_resolve(router, rules)
@@ -574,7 +574,7 @@ def test_a_desk_step_needs_the_desks_signature_judged_as_it_comes(
         assert headers_from_json(stored)[1:] == (("x-empty", None), ("x-bytes", b"\xff\xfe"),
                                                         ("x-nul", b"a\x00b"))
         await (await rt.pool()).close()
-        app = _sla(database, rules, desk_signing_keys="n" * 64)  # restarted with the new key only
+        app = _sla(database, rules, desk_signing_keys=f"{'n' * 64},{DESK_KEY}")  # the key being replaced
         rt = app.hotline_runtime
         await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
         assert await rt.retry_held() == 0
@@ -584,6 +584,46 @@ def test_a_desk_step_needs_the_desks_signature_judged_as_it_comes(
         assert "carries no signature" in errors[0] and "does not match" in errors[1]
         assert rt.metrics.registry.get_sample_value("hotline_sla_updates_total",
                                                     {"action": "callback", "result": "applied"}) == 1
+        await pool.close()
+
+    asyncio.run(go())
+
+
+def test_desk_steps_held_before_the_key_was_set_or_with_a_key_removed_since_are_refused_when_tried(
+        database: str, rules: SlaRules, router) -> None:  # type: ignore[no-untyped-def]
+    """Held while the workers had no desk keys, an unsigned callback in the desk's name passed as it came; held
+    while the old key was listed, one signed with it did too. The workers restart with the new key only: when
+    tried, both are refused (a key must not be set only to let earlier forgeries through, and a removed key, say a
+    compromised one, signs nothing any more), and the unit's held steps still apply. The desk's next callback, signed
+    with the new key, closes the ticket."""
+    from services.platform.desk_signature import signed_headers
+
+    order, ack, resolve = _ack_then_resolve(router, rules)
+    unsigned = _callback(order, rules, "CB-UNSIGNED", 70)
+    old_key = "o" * 64
+    with_old = _callback(order, rules, "CB-OLD-KEY", 71)
+    with_new = _callback(order, rules, "CB-NEW-KEY", 72)
+
+    async def go() -> None:
+        app = _sla(database, rules)  # no keys yet: the desk's steps are taken on trust as they come
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 0, ack), _event("hotline.updates", 1, resolve)],
+                                          [_event("hotline.updates", 2, unsigned)],
+                                          [_event("hotline.updates", 3, with_old, signed_headers(old_key, with_old))]])
+        assert await _sla_state(app, order.ticket_id) == (None, [], 4)
+        await (await app.hotline_runtime.pool()).close()
+        app = _sla(database, rules, desk_signing_keys=DESK_KEY)
+        rt = app.hotline_runtime
+        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+        assert await rt.retry_held() == 0
+        assert await _sla_state(app, order.ticket_id) == ("resolved", ["desk_signature", "desk_signature"], 0)
+        pool = await rt.pool()
+        errors = [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
+        assert "carries no signature" in errors[0] and "does not match" in errors[1]
+        await _agent(app, "sla-updates", [[_event("hotline.updates", 5, with_new, signed_headers(DESK_KEY, with_new))]])
+        assert await _sla_state(app, order.ticket_id) == ("closed", ["desk_signature", "desk_signature"], 0)
+        sample = rt.metrics.registry.get_sample_value
+        assert sample("hotline_sla_updates_total", {"action": "callback", "result": "rejected"}) == 2
+        assert sample("hotline_sla_updates_total", {"action": "callback", "result": "applied"}) == 1
         await pool.close()
 
     asyncio.run(go())
