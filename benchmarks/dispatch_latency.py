@@ -14,7 +14,8 @@ by ticket_id. Events that become triage items, redirects or repeat reports have 
 counted. Before the timed phases a probe times one plain aiokafka hop on the same broker at several consumer
 ``fetch_max_wait_ms`` values (Faust's default is 1500 ms; the workers set ``HOTLINE_FETCH_WAIT_MS``, 50 ms by default). After publishing stops the benchmark waits (--drain seconds at most) for the stragglers. For each
 rate it prints publish→unit-topic latency p50/p95/p99/max, the latency trend (first vs last third of the
-window: a pipeline that cannot keep up shows a growing latency), and the router's
+window: a pipeline that cannot keep up shows a growing latency, or more than a second of work orders still on
+their way when publishing stops; then it is not sustained), and the router's
 ``hotline_dispatch_latency_seconds`` histogram (intake receipt → work order published) quantiles from /metrics,
 over the same window.
 """
@@ -194,8 +195,14 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
               f"p99 {pct(lat, 99):.0f} ms, max {lat[-1]:.0f} ms, mean {sum(lat) / len(lat):.0f} ms")
         print(f"  trend: first third p50 {pct(first, 50):.0f} ms / p99 {pct(first, 99):.0f} ms; last third p50 "
               f"{pct(last, 50):.0f} ms / p99 {pct(last, 99):.0f} ms")
-        sustained = pct(last, 50) <= 2 * pct(first, 50) + 250
-        print(f"  sustained: {'yes' if sustained else 'NO (work orders lag behind publishing, latency grows)'}; "
+        # kept up: the latency does not grow through the window, and when publishing stops at most about a second
+        # of work orders is still on its way (a run that starts behind can show a flat trend at a high latency)
+        growing = pct(last, 50) > 2 * pct(first, 50) + 250
+        behind = len(lat) - at_end
+        backlog = behind > max(1.0, len(lat) / window)
+        why = [w for w, bad in (("latency grows", growing),
+                                (f"{behind} work orders still on their way when publishing stopped", backlog)) if bad]
+        print(f"  sustained: {'NO (' + '; '.join(why) + ')' if why else 'yes'}; "
               f"work orders per second during publishing: {at_end / window:.1f}")
         verdict = "MET" if pct(lat, 99) <= TARGET_P99_MS else "NOT MET"
         print(f"  target p99 <= {TARGET_P99_MS:.0f} ms: {verdict} ({pct(lat, 99):.0f} ms)")
