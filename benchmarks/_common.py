@@ -239,3 +239,14 @@ def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
 def diff_hist(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> list[tuple[float, float]]:
     b = dict(before)
     return [(le, c - b.get(le, 0.0)) for le, c in after]
+
+
+def batch_sizes(before: dict[str, str], after: dict[str, str]) -> str:
+    """Each service's mean inputs per batch between two scrapes of its /metrics (``hotline_batch_inputs``)."""
+    parts = []
+    for service in before:
+        _, sb, cb = histogram(parse_metrics(before[service]), "hotline_batch_inputs", {"service": service})
+        _, sa, ca = histogram(parse_metrics(after[service]), "hotline_batch_inputs", {"service": service})
+        n = ca - cb
+        parts.append(f"{service} {(sa - sb) / n:.1f} ({int(n):,} batches)" if n > 0 else f"{service} no batches")
+    return "mean inputs per batch: " + ", ".join(parts)

@@ -31,8 +31,8 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (cpu_delta, cpu_snapshot, create_topic, diff_hist, footer, header,  # noqa: E402
-                     histogram, histogram_quantile, parse_metrics, pct, work_dir)
+from _common import (batch_sizes, cpu_delta, cpu_snapshot, create_topic, diff_hist, footer,  # noqa: E402
+                     header, histogram, histogram_quantile, parse_metrics, pct, work_dir)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -131,7 +131,8 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
         for tp in partitions:
             await consumer.position(tp)
         reader = asyncio.create_task(consume())
-        before = running.metrics("router")
+        scrapes = {service: running.metrics(service) for service in ("intake", "router", "sla")}
+        before = scrapes["router"]
         snap = cpu_snapshot(running.stack)
         n = int(rate * seconds)
         loop = asyncio.get_running_loop()
@@ -174,7 +175,8 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
         stop.set()
         await reader
         snap2 = cpu_snapshot(running.stack)
-        after = running.metrics("router")
+        scrapes_after = {service: running.metrics(service) for service in scrapes}
+        after = scrapes_after["router"]
     finally:
         stop.set()
         await consumer.stop()
@@ -225,6 +227,7 @@ async def phase(running, router: Router, events: list[dict], rate: float, second
               f"{', '.join(f'{le:g}' for le, _ in h if le != float('inf'))} s): p50 {q[0.5]:.0f} ms, "
               f"p95 {q[0.95]:.0f} ms, p99 {q[0.99]:.0f} ms (interpolated within buckets), mean "
               f"{(sa_ - sb_) / count * 1000:.0f} ms")
+    print(f"  {batch_sizes(scrapes, scrapes_after)}")
     print("  CPU over the window:")
     print("\n".join(cpu_delta(snap, snap2, window + drained)))
 

@@ -34,8 +34,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (Timer, cpu_delta, cpu_snapshot, diff_hist, footer, header, histogram,  # noqa: E402
-                     histogram_quantile, parse_metrics, work_dir)
+from _common import (Timer, batch_sizes, cpu_delta, cpu_snapshot, diff_hist, footer, header,  # noqa: E402
+                     histogram, histogram_quantile, parse_metrics, work_dir)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -310,6 +310,7 @@ def main() -> None:
                   f"{db1['tup_inserted'] - db0['tup_inserted']:,}, updated {db1['tup_updated'] - db0['tup_updated']:,}")
             print("  per-stage hotline_processing_seconds (one input = decode + DB transaction + publish):")
             print("\n".join(stage_report(metrics_before, metrics_after)))
+            print(f"  {batch_sizes(metrics_before, metrics_after)}")
             print("  CPU during (b):")
             print("\n".join(cpu_delta(snap, snap2, secs)))
             ratio = rate / rate_pt

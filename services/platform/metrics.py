@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)  # inputs per batch (HOTLINE_BATCH_MAX is 200 by default)
 if TYPE_CHECKING:
     from services.domain.scorecards import UnitScore
 
@@ -76,6 +77,10 @@ class Metrics:
                                        "only", ["year"], registry=r)
         self.processing = Histogram("hotline_processing_seconds", "Time to process one input, database included",
                                     ["service"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_inputs = Histogram("hotline_batch_inputs",
+                                      "Inputs a worker took in one batch (one database transaction; "
+                                      "HOTLINE_BATCH_MAX, HOTLINE_BATCH_WAIT_SECONDS)",
+                                      ["service"], buckets=BATCH_BUCKETS, registry=r)
         self.dispatch_latency = Histogram("hotline_dispatch_latency_seconds",
                                           "Wall time from intake receipt to the unit's work order being published",
                                           buckets=LATENCY_BUCKETS, registry=r)

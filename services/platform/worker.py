@@ -244,6 +244,7 @@ class Runtime:
                             after: Callable[[Any], Callable[[], None] | None] | None = None,
                             prefetch: Prefetch | None = None) -> None:
         started = time.perf_counter()
+        self.metrics.batch_inputs.labels(self.service).observe(len(batch))
         items = []
         raws = []
         for event in batch:

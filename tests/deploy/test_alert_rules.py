@@ -397,6 +397,7 @@ def test_the_registry_is_read_whole() -> None:
     series = exported_series()
     assert series["hotline_dead_letters_total"] == {"stage", "reason"}
     assert series["hotline_processing_seconds_bucket"] == {"service", "le"}
+    assert series["hotline_batch_inputs_bucket"] == {"service", "le"}
     assert series["hotline_unit_response_ratio"] == {"jurisdiction", "unit"}
     assert "hotline_sla_clock_timestamp_seconds" in series and "process_start_time_seconds" in series
 

@@ -508,6 +508,8 @@ def test_real_prometheus_scrapes_workers_and_fires_the_overdue_alert(tmp_path, r
             expr = f'hotline_processing_seconds_count{{job="{job}",service="{service}"}}'
             poll(deadline, expr, at_least(prometheus, expr, 1))
             assert prometheus.query(f'hotline_processing_seconds_bucket{{job="{job}",service="{service}",le="+Inf"}}')
+            expr = f'hotline_batch_inputs_count{{job="{job}",service="{service}"}}'  # the batches they came in
+            poll(deadline, expr, at_least(prometheus, expr, 1))
         # the outbox gauge of each service (set by its relay every 2 s in the stack): present, and drained
         for service, job in JOBS.items():
             expr = f'hotline_outbox_pending{{job="{job}",service="{service}"}}'

@@ -68,6 +68,12 @@ def test_poison_input_is_dead_lettered_and_the_batch_survives(tmp_path: Path) ->
             assert counted == [b"a", b"b"]
             assert rt.metrics.registry.get_sample_value(
                 "hotline_dead_letters_total", {"stage": "router", "reason": "internal_error"}) == 1
+            # two batches of three taken (the second a redelivery), whatever became of their inputs
+            sample = rt.metrics.registry.get_sample_value
+            assert sample("hotline_batch_inputs_count", {"service": "router"}) == 2
+            assert sample("hotline_batch_inputs_sum", {"service": "router"}) == 6
+            assert sample("hotline_batch_inputs_bucket", {"service": "router", "le": "2.0"}) == 0
+            assert sample("hotline_batch_inputs_bucket", {"service": "router", "le": "5.0"}) == 2
             await pool.close()
 
         asyncio.run(go())
