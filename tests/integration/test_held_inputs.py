@@ -544,6 +544,18 @@ def _callback(order: WorkOrder, rules: SlaRules, event_id: str, minutes: int, un
                       ensure_ascii=False).encode()
 
 
+async def _restarted_for_the_work_order(database: str, rules: SlaRules, order: WorkOrder, keys: str) -> Any:
+    """The SLA worker restarted with the desk's ``keys``: the work order arrives and the held inputs are tried."""
+    app = _sla(database, rules, desk_signing_keys=keys)
+    await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
+    assert await app.hotline_runtime.retry_held() == 0
+    return app
+
+
+async def _dead_letter_errors(pool: Any) -> list[str]:
+    return [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
+
+
 def test_a_desk_step_needs_the_desks_signature_also_when_held(
         database: str, rules: SlaRules, router) -> None:  # type: ignore[no-untyped-def]
     """With HOTLINE_DESK_SIGNING_KEYS set, a unit that writes the desk's name on a callback (unsigned, or signed
@@ -574,13 +586,11 @@ def test_a_desk_step_needs_the_desks_signature_also_when_held(
         assert headers_from_json(stored)[1:] == (("x-empty", None), ("x-bytes", b"\xff\xfe"),
                                                         ("x-nul", b"a\x00b"))
         await (await rt.pool()).close()
-        app = _sla(database, rules, desk_signing_keys=f"{'n' * 64},{DESK_KEY}")  # the key being replaced
+        app = await _restarted_for_the_work_order(database, rules, order, f"{'n' * 64},{DESK_KEY}")  # key replaced
         rt = app.hotline_runtime
-        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
-        assert await rt.retry_held() == 0
         assert await _sla_state(app, order.ticket_id) == ("closed", ["desk_signature", "desk_signature"], 0)
         pool = await rt.pool()
-        errors = [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
+        errors = await _dead_letter_errors(pool)
         assert "carries no signature" in errors[0] and "does not match" in errors[1]
         assert rt.metrics.registry.get_sample_value("hotline_sla_updates_total",
                                                     {"action": "callback", "result": "applied"}) == 1
@@ -611,13 +621,11 @@ def test_desk_steps_held_before_the_key_was_set_or_with_a_key_removed_since_are_
                                           [_event("hotline.updates", 3, with_old, signed_headers(old_key, with_old))]])
         assert await _sla_state(app, order.ticket_id) == (None, [], 4)
         await (await app.hotline_runtime.pool()).close()
-        app = _sla(database, rules, desk_signing_keys=DESK_KEY)
+        app = await _restarted_for_the_work_order(database, rules, order, DESK_KEY)
         rt = app.hotline_runtime
-        await _agent(app, "sla-workorders", [[_work_order(order, 0)]])
-        assert await rt.retry_held() == 0
         assert await _sla_state(app, order.ticket_id) == ("resolved", ["desk_signature", "desk_signature"], 0)
         pool = await rt.pool()
-        errors = [r["error"] for r in await pool.fetch("SELECT error FROM dead_letters ORDER BY \"offset\"")]
+        errors = await _dead_letter_errors(pool)
         assert "carries no signature" in errors[0] and "does not match" in errors[1]
         await _agent(app, "sla-updates", [[_event("hotline.updates", 5, with_new, signed_headers(DESK_KEY, with_new))]])
         assert await _sla_state(app, order.ticket_id) == ("closed", ["desk_signature", "desk_signature"], 0)
