@@ -143,15 +143,21 @@ def write_new_keys_file(path: Path, units: Mapping[str, tuple[str, str]]) -> Non
         file.write(new_keys_file(units))
 
 
-def _code(headers: Headers) -> str | None:
-    """The unit code the headers name, when there is exactly one and it is text."""
-    found = values(headers, CODE_HEADER)
+def _code(found: list[bytes | str | None]) -> str | None:
+    """The unit code of the ``hotline_unit`` header values ``found``, when there is exactly one and it is text."""
     if len(found) != 1 or found[0] is None:
         return None
     try:
         return found[0] if isinstance(found[0], str) else bytes(found[0]).decode()
     except UnicodeDecodeError:
         return None
+
+
+def _not_its_name(code: str, name: str, unit: str) -> Rejection | None:
+    """The unit ``code`` (named ``name``) signed an update written in the name of ``unit``."""
+    if name == unit:
+        return None
+    return Rejection(REASON, "unit", f"signed by {code} ({name}) but written in the name of {unit}")
 
 
 def verify(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str) -> Rejection | None:
@@ -163,7 +169,7 @@ def verify(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str) 
     codes, signatures = values(headers, CODE_HEADER), values(headers, HEADER)
     if not codes:  # unsigned, or a signature that names no unit: judged as unsigned once the ticket is known
         return None
-    code = _code(headers)
+    code = _code(codes)
     if code is None:
         return Rejection(REASON, CODE_HEADER, f"a signed update names its unit's code in one {CODE_HEADER} header "
                                               f"(found {len(codes)}, or a value that is not text); {_HOW}")
@@ -176,10 +182,7 @@ def verify(unit_keys: UnitKeys | None, raw: bytes, headers: Headers, unit: str) 
     if not matches(keys, raw, signatures[0]):
         return Rejection(REASON, HEADER, f"the signature does not match the message under the keys of {code} "
                                          f"(another key, or bytes changed after signing); {_HOW}")
-    name = unit_keys.units[code][1]
-    if name != unit:
-        return Rejection(REASON, "unit", f"signed by {code} ({name}) but written in the name of {unit}")
-    return None
+    return _not_its_name(code, unit_keys.units[code][1], unit)
 
 
 def for_ticket(unit_keys: UnitKeys | None, headers: Headers, jurisdiction: str, unit: str) -> Rejection | None:
@@ -187,15 +190,14 @@ def for_ticket(unit_keys: UnitKeys | None, headers: Headers, jurisdiction: str, 
     names, of the ticket's jurisdiction; an update in the name of a listed unit must be signed."""
     if unit_keys is None:
         return None
-    code = _code(headers)
-    signer = unit_keys.units.get(code) if code is not None and code in unit_keys.keys else None
-    if signer is not None and signer[1] != unit:
-        return Rejection(REASON, "unit", f"signed by {code} ({signer[1]}) but written in the name of {unit}")
-    if signer is not None:
-        if signer[0] != jurisdiction:
-            return Rejection(REASON, CODE_HEADER, f"signed by {code} of {signer[0]}, but the ticket is "
-                                                  f"{jurisdiction}'s")
-        return None
+    code = _code(values(headers, CODE_HEADER))
+    if code is not None and code in unit_keys.keys:
+        signer_jurisdiction, name = unit_keys.units[code]
+        refused = _not_its_name(code, name, unit)
+        if refused is None and signer_jurisdiction != jurisdiction:
+            refused = Rejection(REASON, CODE_HEADER, f"signed by {code} of {signer_jurisdiction}, but the ticket is "
+                                                     f"{jurisdiction}'s")
+        return refused
     expected = unit_keys.codes.get((jurisdiction, unit))
     if expected is not None and expected in unit_keys.keys:
         return Rejection(REASON, HEADER, f"{unit} ({expected}) signs its updates and this one carries no valid "
